@@ -1,0 +1,3 @@
+from codexd.cli import main
+
+main()

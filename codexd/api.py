@@ -1,0 +1,177 @@
+"""The Python API, and the one the CLI and the dashboard are clients of.
+
+Reads task files directly and imports nothing heavy, so quick commands stay quick.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from codexd import intake, locations, lock, store, tasktypes
+from codexd.clock import iso
+from codexd.errors import InvalidInput, UnknownTask, WaitTimeout
+from codexd.records import Progress, TaskStatus
+from codexd.store import TaskStore
+
+
+class Tasks:
+    """The tasks of one tasks folder (and the spool that feeds it)."""
+
+    def __init__(self, tasks_dir: str | Path | None = None, config: str | Path | None = None):
+        where = locations.resolve(config)
+        self.root = locations.expand(tasks_dir) if tasks_dir else where.tasks_dir
+        self.spool_dir = where.spool_dir
+        self.type_names = set(tasktypes.BUILTIN) | set(where.type_names)
+        self.store = TaskStore(self.root)
+
+    def daemon_pid(self) -> int | None:
+        return lock.running_pid(self.root)
+
+    def status(self, task_id: str) -> TaskStatus:
+        return TaskStatus.from_dict(self.status_dict(task_id))
+
+    def status_dict(self, task_id: str) -> dict[str, Any]:
+        try:
+            return self.store.read_status_dict(task_id)
+        except UnknownTask:
+            pending = self.spool_dir / f"{task_id}.md"
+            if not pending.is_file():
+                raise
+            return self._spooled(task_id, pending)
+
+    def _spooled(self, task_id: str, path: Path) -> dict[str, Any]:
+        """A task written by `codexd start` that no daemon has taken in yet."""
+        at = iso(datetime.fromtimestamp(path.stat().st_mtime, UTC))
+        note = "waiting in the spool: no daemon has taken it in yet"
+        return {
+            "task_id": task_id,
+            "type": "generic",
+            "status": "queued",
+            "created_at": at,
+            "updated_at": at,
+            "log_file": str(self.store.file(task_id, store.PROGRESS)),
+            "last_log": {"at": at, "text": note},
+        }
+
+    def list(self) -> list[dict[str, Any]]:
+        found = self.store.all_statuses()
+        found.sort(
+            key=lambda d: (d.get("created_at", ""), (d.get("daemon") or {}).get("accepted_ns", 0)),
+            reverse=True,
+        )
+        return found
+
+    def results(self, task_id: str) -> dict[str, Any] | None:
+        self.status_dict(task_id)
+        return self.store.read_results(task_id)
+
+    def submit(self, raw: bytes, source_name: str, **overrides: Any) -> str:
+        return intake.submit(
+            raw,
+            source_name,
+            tasks=self.store,
+            spool_dir=self.spool_dir,
+            known_types=self.type_names,
+            overrides=overrides,
+        )
+
+    def request_stop(self, task_id: str) -> TaskStatus:
+        status = self.status(task_id)
+        if not status.is_terminal:
+            folder = self.root / store.REQUESTS
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            store.write_atomic(folder / f"{task_id}.stop", iso(datetime.now(UTC)).encode())
+        return status
+
+    def wait(self, task_id: str, timeout: float | None = None, poll: float = 0.1) -> TaskStatus:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.status(task_id)
+            if status.is_terminal:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(f"task {task_id} is still {status.status.value} after {timeout:g} s")
+            time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
+
+
+class CodexTaskMonitor:
+    """Watch one task from Python: `CodexTaskMonitor("my-task").wait_for_completion()`."""
+
+    def __init__(self, task_id: str, tasks_dir: str | Path | None = None, config: str | Path | None = None):
+        self.task_id = task_id
+        self.tasks = Tasks(tasks_dir, config)
+        self.tasks.status_dict(task_id)  # a clear UnknownTask now rather than later
+
+    def get_status(self) -> TaskStatus:
+        return self.tasks.status(self.task_id)
+
+    def get_progress(self) -> Progress:
+        return self.get_status().progress
+
+    def get_results(self) -> dict[str, Any] | None:
+        return self.tasks.results(self.task_id)
+
+    def tail_logs(self, n: int = 20) -> list[str]:
+        return store.tail_lines(self.tasks.store.file(self.task_id, store.PROGRESS), n)
+
+    def wait_for_completion(self, timeout: float | None = None) -> dict[str, Any]:
+        """The task's results once it ends; TimeoutError if it is still going after `timeout`."""
+        self.tasks.wait(self.task_id, timeout)
+        return self.get_results() or {}
+
+    def stop(self) -> TaskStatus:
+        return self.tasks.request_stop(self.task_id)
+
+
+def report_progress(task_dir: Path, report: dict[str, Any]) -> None:
+    """Record one progress report for the daemon to apply (from inside the task)."""
+    if not (task_dir / store.STATUS).is_file():
+        raise InvalidInput(f"{task_dir} is not a codexd task folder: check CODEXD_TASK_DIR or --task")
+    report = {"at": iso(datetime.now(UTC)), **report}
+    store.append_line(task_dir / store.REPORTS, json.dumps(report, ensure_ascii=False))
+
+
+def task_dir_from_env() -> Path | None:
+    value = os.environ.get("CODEXD_TASK_DIR")
+    return Path(value) if value else None
+
+
+def follow(path: Path, offset: int, ended: Callable[[], bool], poll: float = 0.1) -> Iterator[str]:
+    """Lines appended to `path` after `offset`, until `ended()` and nothing more is left."""
+    pending = b""
+    while True:
+        data = store.read_from(path, offset)
+        offset += len(data)
+        pending += data
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8", "replace")
+        if not data:
+            if ended() and not store.read_from(path, offset, 1):
+                return
+            time.sleep(poll)
+
+
+def log_lines(tasks: Tasks, task_id: str, raw: bool, n: int | None, keep_following: bool) -> Iterator[str]:
+    """`codexd logs`: the whole log or its last `n` lines, then new lines while the task runs."""
+    tasks.status_dict(task_id)
+    path = tasks.store.file(task_id, store.EVENTS if raw else store.PROGRESS)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        size = 0
+    if n is None and not keep_following:
+        with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+            for line in f:
+                yield line.decode("utf-8", "replace").rstrip("\n")
+        return
+    yield from store.tail_lines(path, 20 if n is None else n, end=size)
+    if keep_following:
+        yield from follow(path, size, lambda: tasks.status(task_id).is_terminal)

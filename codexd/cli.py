@@ -1,0 +1,294 @@
+"""The command line: parse arguments, call the API, format the result. One error boundary.
+
+Heavy modules (settings, the daemon, the dashboard) are imported inside the commands that
+need them, so `status`, `list`, `logs`, `results`, `wait` and `progress` start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from codexd import api, views
+from codexd.errors import EXIT_FAILURE, EXIT_USAGE, CodexdError, InvalidInput
+
+
+def _tasks(ctx: click.Context) -> api.Tasks:
+    """The tasks folder, found on first use so that `config check` can report a broken file."""
+    root = ctx.find_root()
+    if "tasks" not in root.meta:
+        root.meta["tasks"] = api.Tasks(config=root.meta["config"])
+    tasks: api.Tasks = root.meta["tasks"]
+    return tasks
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config", "config", metavar="PATH", help="Settings file (else $CODEXD_CONFIG, else the default)."
+)
+@click.version_option(package_name="codexd")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None) -> None:
+    """Run Codex CLI tasks unattended: watched, restarted when they hang, reported when done."""
+    ctx.meta["config"] = config
+
+
+@cli.command()
+@click.option(
+    "--stop-tasks", is_flag=True, help="Stop running tasks when the daemon stops (default: they go on)."
+)
+@click.pass_context
+def daemon(ctx: click.Context, stop_tasks: bool) -> None:
+    """Run the supervisor in the foreground (what a service manager starts)."""
+    from codexd import daemon as daemon_module
+    from codexd import settings
+
+    loaded, _ = settings.load(ctx.meta["config"])
+    daemon_module.run(loaded, stop_tasks=stop_tasks)
+
+
+def _read_instructions(source: str) -> tuple[bytes, str]:
+    if source == "-":
+        return sys.stdin.buffer.read(), "task"
+    path = Path(source).expanduser()
+    try:
+        return path.read_bytes(), path.name
+    except FileNotFoundError:
+        raise InvalidInput(f"instruction file {source} does not exist: check the path") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"{source} is a folder: pass the instruction file itself") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {source}: {exc.strerror}") from None
+
+
+@cli.command()
+@click.option(
+    "--instructions", "source", required=True, metavar="FILE|-", help="Instruction file, or - for stdin."
+)
+@click.option("--task-id", help="The task's id (default: from the file name, made unique).")
+@click.option("--type", "kind", help="Task type: generic, pr_review, or one from the config.")
+@click.option("--cwd", help="Folder Codex works in (default: the current folder).")
+@click.pass_context
+def start(ctx: click.Context, source: str, task_id: str | None, kind: str | None, cwd: str | None) -> None:
+    """Submit a task; prints its id alone on stdout."""
+    raw, name = _read_instructions(source)
+    tasks = _tasks(ctx)
+    new_id = tasks.submit(raw, name, task_id=task_id, type=kind, cwd=cwd)
+    click.echo(new_id)
+    if tasks.daemon_pid() is None:
+        click.echo(
+            f"codexd: no daemon is running for {tasks.root}: the task waits in the spool until "
+            "`codexd daemon` starts",
+            err=True,
+        )
+
+
+@cli.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="Print the status.json of every task.")
+@click.pass_context
+def list_tasks(ctx: click.Context, as_json: bool) -> None:
+    """All tasks, newest first."""
+    found = _tasks(ctx).list()
+    if as_json:
+        _print_json(found)
+    elif found:
+        click.echo(views.task_table(found))
+    else:
+        click.echo(f"no tasks in {_tasks(ctx).root}", err=True)
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("--json", "as_json", is_flag=True, help="Print status.json.")
+@click.pass_context
+def status(ctx: click.Context, task_id: str, as_json: bool) -> None:
+    """One task's status."""
+    data = _tasks(ctx).status_dict(task_id)
+    _print_json(data) if as_json else click.echo(views.task_details(data))
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("-n", "lines", type=click.IntRange(min=0), help="Only the last N lines.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the task ends.")
+@click.option("--raw", is_flag=True, help="Codex's raw events (events.jsonl) instead of progress.log.")
+@click.pass_context
+def logs(ctx: click.Context, task_id: str, lines: int | None, follow: bool, raw: bool) -> None:
+    """A task's progress log."""
+    for line in api.log_lines(_tasks(ctx), task_id, raw, lines, follow):
+        click.echo(line)
+
+
+@cli.command()
+@click.argument("task_id")
+@click.pass_context
+def results(ctx: click.Context, task_id: str) -> int:
+    """A task's results.json."""
+    found = _tasks(ctx).results(task_id)
+    if found is None:
+        state = _tasks(ctx).status(task_id).status.value
+        click.echo(
+            f"codexd: task {task_id} has no results yet ({state}); `codexd wait {task_id}` waits for it",
+            err=True,
+        )
+        return EXIT_FAILURE
+    _print_json(found)
+    return 0
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option(
+    "--timeout", type=click.FloatRange(min=0), metavar="SECONDS", help="Give up after this long (exit 124)."
+)
+@click.pass_context
+def wait(ctx: click.Context, task_id: str, timeout: float | None) -> int:
+    """Block until the task ends; exit 0 if it completed, 1 if it failed or was cancelled."""
+    final = _tasks(ctx).wait(task_id, timeout)
+    click.echo(f"{task_id} {final.status.value}" + (f": {final.error}" if final.error else ""))
+    return 0 if final.status.value == "completed" else EXIT_FAILURE
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for the daemon to confirm.",
+)
+@click.pass_context
+def stop(ctx: click.Context, task_id: str, timeout: float) -> int:
+    """Cancel a task: its whole process tree ends and its status becomes cancelled."""
+    tasks = _tasks(ctx)
+    before = tasks.request_stop(task_id)
+    if before.is_terminal:
+        click.echo(f"{task_id} already {before.status.value}: nothing to stop")
+        return 0
+    if tasks.daemon_pid() is None:
+        click.echo(
+            f"codexd: no daemon is running for {tasks.root}: the task will be stopped and recorded as "
+            "cancelled when `codexd daemon` starts",
+            err=True,
+        )
+        return EXIT_FAILURE
+    final = tasks.wait(task_id, timeout)
+    click.echo(f"{task_id} {final.status.value}")
+    return 0
+
+
+@cli.command()
+@click.option("--total", type=click.IntRange(min=0), help="How many items the task has.")
+@click.option("--current", metavar="TEXT", help="The item being worked on now.")
+@click.option("--done", metavar="TEXT", help="An item that is finished.")
+@click.option(
+    "--outcome",
+    metavar="OUTCOME",
+    help="With --done: approved, changes_requested, commented, done, failed...",
+)
+@click.option("--task", "task_id", metavar="ID", help="The task, when not run inside one.")
+@click.pass_context
+def progress(
+    ctx: click.Context,
+    total: int | None,
+    current: str | None,
+    done: str | None,
+    outcome: str | None,
+    task_id: str | None,
+) -> None:
+    """Report progress from inside a task (uses $CODEXD_TASK_DIR)."""
+    if outcome is not None and done is None:
+        raise InvalidInput("--outcome goes with --done: codexd progress --done TEXT --outcome OUTCOME")
+    if total is None and current is None and done is None:
+        raise InvalidInput("nothing to report: give --total N, --current TEXT or --done TEXT")
+    task_dir = _tasks(ctx).store.dir(task_id) if task_id else api.task_dir_from_env()
+    if task_dir is None:
+        raise InvalidInput(
+            "codexd progress runs inside a task (CODEXD_TASK_DIR is not set); from outside, pass --task ID"
+        )
+    if task_id:
+        _tasks(ctx).status(task_id)
+    for report in ({"total": total}, {"done": done, "outcome": outcome}, {"current": current}):
+        first = next(iter(report.values()))
+        if first is not None:
+            api.report_progress(task_dir, {k: v for k, v in report.items() if v is not None})
+
+
+@cli.group()
+def config() -> None:
+    """The effective settings, and their validation."""
+
+
+@config.command()
+@click.pass_context
+def show(ctx: click.Context) -> None:
+    """Print the effective settings as JSON (secrets masked)."""
+    from codexd import settings
+
+    loaded, path = settings.load(ctx.meta["config"])
+    _print_json({"config_file": str(path), **settings.shown(loaded)})
+
+
+@config.command()
+@click.pass_context
+def check(ctx: click.Context) -> int:
+    """Validate the settings: one line per problem, exit 2 if there are any."""
+    from codexd import settings
+    from codexd.errors import ConfigError
+
+    try:
+        _, path = settings.load(ctx.meta["config"])
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"codexd: {problem}", err=True)
+        return EXIT_USAGE
+    click.echo(f"settings OK ({path})")
+    return 0
+
+
+@cli.command()
+@click.pass_context
+def doctor(ctx: click.Context) -> int:
+    """Check codex, settings and folders, and say what to fix."""
+    from codexd import doctor as doctor_module
+
+    failures = 0
+    for check_result in doctor_module.run(ctx.meta["config"]):
+        click.echo(check_result.line())
+        failures += not check_result.ok
+    return EXIT_FAILURE if failures else 0
+
+
+def _usage_line(exc: click.UsageError) -> str:
+    where = exc.ctx.command_path if exc.ctx else "codexd"
+    return f"{where}: {exc.format_message()} (see '{where} --help')"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every error becomes one line on stderr and a documented exit code."""
+    try:
+        code = cli.main(args=argv, prog_name="codexd", standalone_mode=False)
+    except CodexdError as exc:
+        click.echo(f"codexd: {exc}", err=True)
+        code = exc.exit_code
+    except click.UsageError as exc:
+        click.echo(_usage_line(exc), err=True)
+        code = EXIT_USAGE
+    except click.ClickException as exc:
+        click.echo(f"codexd: {exc.format_message()}", err=True)
+        code = exc.exit_code
+    except (click.Abort, KeyboardInterrupt):
+        code = 130
+    except BrokenPipeError:
+        sys.stderr.close()  # `codexd logs ID | head`: the reader is gone, and that is fine
+        code = 0
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,45 @@
+"""The one family of errors the CLI turns into a single line and an exit code."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 124
+
+
+class CodexdError(Exception):
+    """A problem to tell the user in one line; `exit_code` follows SPEC.md."""
+
+    exit_code = EXIT_FAILURE
+
+
+class InvalidInput(CodexdError):
+    """Bad usage or input: exit 2."""
+
+    exit_code = EXIT_USAGE
+
+
+class UnknownTask(InvalidInput):
+    def __init__(self, task_id: str, tasks_dir: object) -> None:
+        super().__init__(
+            f"no task {task_id!r} in {tasks_dir}; `codexd list` shows the tasks there "
+            "(or pass --config/--tasks-dir for another folder)"
+        )
+        self.task_id = task_id
+
+
+class ConfigError(InvalidInput):
+    """The settings cannot be used; `problems` holds one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+class WaitTimeout(CodexdError):
+    exit_code = EXIT_TIMEOUT
+
+
+class StorageError(CodexdError):
+    """A task file could not be written (disk full, permissions)."""

@@ -1,0 +1,106 @@
+"""Instruction files: Markdown with optional TOML front matter between `+++` lines."""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+from codexd import taskid
+from codexd.errors import InvalidInput
+
+FENCE = "+++"
+MAX_BYTES = 1 << 20
+KEYS: dict[str, str] = {
+    "task_id": "a task id",
+    "type": "a task type name",
+    "cwd": "the folder Codex works in",
+    "stall_timeout": "seconds without progress before the task counts as stalled",
+}
+
+
+@dataclass(frozen=True)
+class Instructions:
+    fields: dict[str, Any]
+    body: str
+    body_offset: int  # byte offset of the body in the file, for Codex's stdin
+
+    @property
+    def task_id(self) -> str | None:
+        value = self.fields.get("task_id")
+        return str(value) if value is not None else None
+
+
+def _split(text: str) -> tuple[str | None, str, int]:
+    """(front matter or None, body, character offset of the body)."""
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].rstrip("\r\n") != FENCE:
+        return None, text, 0
+    offset = len(lines[0])
+    for i, line in enumerate(lines[1:], start=1):
+        if line.rstrip("\r\n") == FENCE:
+            front = "".join(lines[1:i])
+            start = offset + len(front) + len(line)
+            return front, text[start:], start
+    raise InvalidInput("front matter opened with '+++' on the first line is never closed: add a '+++' line")
+
+
+def _check_fields(fields: dict[str, Any]) -> None:
+    unknown = sorted(set(fields) - set(KEYS))
+    if unknown:
+        raise InvalidInput(f"unknown front matter key(s) {', '.join(unknown)}: allowed are {', '.join(KEYS)}")
+    for key in ("task_id", "type", "cwd"):
+        if key in fields and not isinstance(fields[key], str):
+            raise InvalidInput(f"front matter {key} must be a string ({KEYS[key]})")
+    if "task_id" in fields:
+        taskid.check(fields["task_id"])
+    timeout = fields.get("stall_timeout")
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+    ):
+        raise InvalidInput("front matter stall_timeout must be a number of seconds greater than 0")
+
+
+def parse(raw: bytes) -> Instructions:
+    """The instruction file's fields and body; InvalidInput says what is wrong."""
+    if len(raw) > MAX_BYTES:
+        raise InvalidInput(f"instruction file is {len(raw)} bytes, over the 1 MiB limit: shorten it")
+    bom = raw.startswith(b"\xef\xbb\xbf")
+    try:
+        text = raw[3 if bom else 0 :].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(
+            f"instruction file is not UTF-8 text (bad byte at {exc.start}): save it as UTF-8"
+        ) from None
+    front, body, start = _split(text)
+    fields: dict[str, Any] = {}
+    if front is not None:
+        try:
+            fields = tomllib.loads(front)
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInput(f"front matter is not valid TOML: {exc}") from None
+        except RecursionError:
+            raise InvalidInput("front matter is nested too deeply: use plain keys") from None
+        _check_fields(fields)
+    if not body.strip():
+        raise InvalidInput(
+            "instruction file has no instructions after the front matter: write what Codex should do"
+        )
+    offset = (3 if bom else 0) + len(text[:start].encode("utf-8"))
+    return Instructions(fields=fields, body=body, body_offset=offset)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "inf"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def render(fields: dict[str, Any], body: str) -> bytes:
+    """An instruction file with `fields` as front matter (strings, numbers: JSON is valid TOML)."""
+    if not fields:
+        return body.encode("utf-8")
+    lines = [f"{key} = {_toml_value(value)}" for key, value in fields.items()]
+    return (f"{FENCE}\n" + "\n".join(lines) + f"\n{FENCE}\n" + body).encode("utf-8")

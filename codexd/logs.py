@@ -1,0 +1,44 @@
+"""Structured logs for the daemon: one pipeline for structlog and stdlib records."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+from structlog.tracebacks import ExceptionDictTransformer
+
+
+def configure(level: str = "info", json_lines: bool | None = None) -> None:
+    """JSON lines on stderr when it is not a terminal (journald keeps them), else readable text."""
+    if json_lines is None:
+        json_lines = not sys.stderr.isatty()
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: structlog.types.Processor
+    if json_lines:
+        # Frame locals can hold webhook URLs: never render them.
+        shared.append(structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)))
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("watchfiles").setLevel(logging.WARNING)  # "1 change detected" is noise
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )

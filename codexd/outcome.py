@@ -1,0 +1,68 @@
+"""How a Codex run ended: the exit code and the turn events decide, the error says why."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from codexd.progress import is_chatter, one_line
+from codexd.states import TaskState
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    turn_completed: bool = False
+    turn_failed: str | None = None
+    last_error: str | None = None
+
+
+def summarize(lines: Iterable[bytes]) -> RunSummary:
+    """What one run's events say about its end (the last turn decides)."""
+    completed, failed, last_error = False, None, None
+    for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        kind = event.get("type") if isinstance(event, dict) else None
+        if kind == "turn.started":
+            completed, failed = False, None
+        elif kind == "turn.completed":
+            completed = True
+        elif kind == "turn.failed":
+            failed = str((event.get("error") or {}).get("message") or "turn failed")
+        elif kind == "error" and not is_chatter(str(event.get("message", ""))):
+            last_error = str(event.get("message"))
+    return RunSummary(completed, failed, last_error)
+
+
+def _signal_name(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def stderr_reason(tail: list[str]) -> str | None:
+    meaningful = [line.strip() for line in tail if line.strip()]
+    return one_line(" | ".join(meaningful[-3:]), 500) if meaningful else None
+
+
+def decide(exit_code: int | None, run: RunSummary, stderr_tail: list[str]) -> tuple[TaskState, str | None]:
+    """completed or failed, with the real reason for a failure."""
+    if run.turn_failed is not None:
+        return TaskState.FAILED, f"Codex turn failed: {one_line(run.turn_failed, 500)}"
+    if run.turn_completed and exit_code in (0, None):
+        return TaskState.COMPLETED, None
+    detail = run.last_error or stderr_reason(stderr_tail)
+    if exit_code is None:
+        why = "Codex ended while no daemon was watching, without finishing its turn"
+    elif exit_code < 0:
+        why = f"Codex was killed by {_signal_name(exit_code)}"
+    elif exit_code == 0:
+        why = "Codex exited without finishing its turn"
+    else:
+        why = f"Codex exited with code {exit_code}"
+    return TaskState.FAILED, f"{why}: {detail}" if detail else why

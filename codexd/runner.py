@@ -1,0 +1,168 @@
+"""Codex processes: how one is started, recognised again, and stopped with its whole tree."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from codexd import store
+from codexd.errors import CodexdError
+
+ENV_TASK_ID = "CODEXD_TASK_ID"
+ENV_TASK_DIR = "CODEXD_TASK_DIR"
+CREATE_TIME_TOLERANCE = 1.0  # psutil follows wall-clock changes; allow a little slack
+
+
+class LaunchError(CodexdError):
+    """Codex could not be started at all."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    task_id: str
+    task_dir: Path
+    argv: list[str]
+    cwd: Path
+    stdin_offset: int  # the instructions' body starts here in instructions.md
+
+
+def codexd_bin_dir() -> Path | None:
+    """The folder holding the `codexd` script, so the agent inside a task can run it."""
+    beside = shutil.which("codexd", path=str(Path(sys.executable).parent))
+    found = beside or shutil.which("codexd")
+    return Path(found).parent if found else None
+
+
+def child_env(task_id: str, task_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET" and not k.startswith("WATCHDOG_")}
+    env[ENV_TASK_ID] = task_id
+    env[ENV_TASK_DIR] = str(task_dir)
+    bin_dir = codexd_bin_dir()
+    if bin_dir is not None:
+        env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", os.defpath)])
+    return env
+
+
+def exec_argv(
+    command: list[str],
+    args: list[str],
+    *,
+    task_dir: Path,
+    cwd: Path,
+    login_shell: bool,
+    output_schema: Path | None,
+) -> list[str]:
+    argv = [*command, "exec", "--json", "--skip-git-repo-check", "-C", str(cwd)]
+    argv += ["-o", str(task_dir / store.LAST_MESSAGE)]
+    if not login_shell:
+        argv += ["-c", "allow_login_shell=false"]
+    if output_schema is not None:
+        argv += ["--output-schema", str(output_schema)]
+    return [*argv, *args, "-"]
+
+
+def spawn(launch: Launch) -> subprocess.Popen[bytes]:
+    """Start Codex in its own session; its output goes to the task's files, not through us."""
+    task_dir = launch.task_dir
+    with contextlib.suppress(FileNotFoundError):
+        (task_dir / store.LAST_MESSAGE).unlink()  # so a stale answer is never taken for this run's
+    with (
+        (task_dir / store.INSTRUCTIONS).open("rb") as stdin,
+        (task_dir / store.EVENTS).open("ab") as stdout,
+        (task_dir / store.STDERR).open("ab") as stderr,
+    ):
+        stdin.seek(launch.stdin_offset)
+        try:
+            return subprocess.Popen(
+                launch.argv,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                cwd=launch.cwd,
+                env=child_env(launch.task_id, task_dir),
+                start_new_session=True,
+                close_fds=True,
+            )
+        except FileNotFoundError:
+            raise LaunchError(
+                f"{launch.argv[0]} not found: install Codex (npm install -g @openai/codex) "
+                "or set codex.command to its path"
+            ) from None
+        except PermissionError:
+            raise LaunchError(f"{launch.argv[0]} is not executable: fix codex.command") from None
+
+
+def create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+
+
+def find(pid: int | None, started: float | None, task_id: str) -> psutil.Process | None:
+    """The task's live Codex process, or None: never a recycled pid or a zombie."""
+    if pid is None or started is None:
+        return None
+    try:
+        proc = psutil.Process(pid)
+        if abs(proc.create_time() - started) > CREATE_TIME_TOLERANCE:
+            return None
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        with contextlib.suppress(psutil.AccessDenied):
+            if proc.environ().get(ENV_TASK_ID) != task_id:
+                return None
+        return proc
+    except psutil.Error:
+        return None
+
+
+def processes_by_task() -> dict[str, list[psutil.Process]]:
+    """Every live process that carries a task id in its environment, by task."""
+    found: dict[str, list[psutil.Process]] = {}
+    me = os.getpid()
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            task = proc.environ().get(ENV_TASK_ID)
+        except psutil.Error:
+            continue
+        if task:
+            found.setdefault(task, []).append(proc)
+    return found
+
+
+def _tree(root: psutil.Process | None, task_id: str) -> set[psutil.Process]:
+    procs: set[psutil.Process] = set()
+    if root is not None:
+        with contextlib.suppress(psutil.Error):
+            procs |= {root, *root.children(recursive=True)}
+    # Descendants that left the tree (re-parented to init) still carry the task's id.
+    procs |= set(processes_by_task().get(task_id, []))
+    return procs
+
+
+def _signal(procs: Iterable[psutil.Process], kill: bool) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill() if kill else proc.terminate()
+
+
+def kill_tree(root: psutil.Process | None, task_id: str, grace: float) -> list[psutil.Process]:
+    """SIGTERM the task's whole tree, SIGKILL what is left after `grace`; returns survivors."""
+    procs = _tree(root, task_id)
+    _signal(procs, kill=False)
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    leftovers = set(alive) | _tree(None, task_id)
+    _signal(leftovers, kill=True)
+    _, survivors = psutil.wait_procs(leftovers, timeout=2)
+    return list(survivors)

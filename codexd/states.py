@@ -1,0 +1,38 @@
+"""Task states and the transitions allowed between them. Imports nothing of ours."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TaskState(StrEnum):
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    STALLED = "stalled"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
+ACTIVE = frozenset({TaskState.IN_PROGRESS, TaskState.STALLED})
+
+#   queued ──► in_progress ──► completed | failed | cancelled
+#     │            ▲   │
+#     │            │   ▼
+#     │          stalled ──► failed | cancelled
+#     └──► cancelled
+ALLOWED: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.QUEUED: frozenset({TaskState.IN_PROGRESS, TaskState.CANCELLED, TaskState.FAILED}),
+    TaskState.IN_PROGRESS: frozenset(
+        {TaskState.STALLED, TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED}
+    ),
+    TaskState.STALLED: frozenset({TaskState.IN_PROGRESS, TaskState.FAILED, TaskState.CANCELLED}),
+    TaskState.COMPLETED: frozenset(),
+    TaskState.FAILED: frozenset(),
+    TaskState.CANCELLED: frozenset(),
+}
+
+
+def can_change(old: TaskState, new: TaskState) -> bool:
+    return new in ALLOWED[old]

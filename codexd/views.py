@@ -1,0 +1,86 @@
+"""Human-readable text for the CLI: task lines, one task's details, durations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from codexd.clock import parse_iso
+
+ICONS = {"approved": "✅", "changes_requested": "⚠️", "commented": "💬", "done": "✔", "failed": "✖"}
+
+
+def duration(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def elapsed(task: dict[str, Any], now: datetime | None = None) -> str:
+    start = task.get("started_at")
+    if not start:
+        return "-"
+    end = task.get("finished_at")
+    stop = parse_iso(end) if end else (now or datetime.now(UTC))
+    return duration((stop - parse_iso(start)).total_seconds())
+
+
+def progress_text(progress: dict[str, Any] | None) -> str:
+    progress = progress or {}
+    total, completed = progress.get("total"), progress.get("completed") or 0
+    if total:
+        return f"{completed}/{total} ({progress.get('percentage') or 0:.1f}%)"
+    return f"{completed} done" if completed else "-"
+
+
+def task_table(tasks: list[dict[str, Any]]) -> str:
+    header = ("ID", "TYPE", "STATUS", "PROGRESS", "ELAPSED", "RESTARTS")
+    rows = [
+        (
+            t["task_id"],
+            t.get("type", ""),
+            t.get("status", ""),
+            progress_text(t.get("progress")),
+            elapsed(t),
+            str(t.get("restarts") or 0),
+        )
+        for t in tasks
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    )
+
+
+def task_details(task: dict[str, Any]) -> str:
+    progress = task.get("progress") or {}
+    lines = [
+        f"{task['task_id']}  ({task.get('type')})  {task.get('status')}",
+        f"  created   {task.get('created_at')}",
+        f"  started   {task.get('started_at') or '-'}   elapsed {elapsed(task)}",
+    ]
+    if task.get("finished_at"):
+        lines.append(f"  finished  {task['finished_at']}   exit code {task.get('exit_code')}")
+    lines.append(f"  progress  {progress_text(progress)}")
+    if progress.get("current"):
+        lines.append(f"  current   {progress['current']}")
+    for item in progress.get("items") or []:
+        lines.append(f"    {ICONS.get(item.get('outcome'), '•')} {item.get('title')} ({item.get('outcome')})")
+    if task.get("results"):
+        lines.append("  results   " + ", ".join(f"{k} {v}" for k, v in task["results"].items()))
+    if task.get("last_log"):
+        lines.append(f"  last log  {task['last_log']['at']} {task['last_log']['text']}")
+    extra = [
+        f"pid {task['pid']}" if task.get("pid") else "",
+        f"restarts {task.get('restarts') or 0}",
+        f"thread {task['thread_id']}" if task.get("thread_id") else "",
+    ]
+    lines.append("  " + "   ".join(e for e in extra if e))
+    if task.get("error"):
+        lines.append(f"  error     {task['error']}")
+    lines.append(f"  log       {task.get('log_file')}")
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""Shared fixtures: private folders per test, the real Codex CLI, a fake model, a daemon."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.fake_model import FakeModel, Step, serve
+
+ROOT = Path(__file__).resolve().parent.parent
+CODEXD = [sys.executable, "-m", "codexd"]
+
+
+def real_codex() -> str:
+    """The pinned Codex CLI that `./dev test` installs; its absence is a failure, not a skip."""
+    path = os.environ.get("CODEXD_TEST_CODEX")
+    if not path or not os.access(path, os.X_OK):
+        pytest.fail("CODEXD_TEST_CODEX is not set to the Codex CLI: run the tests with ./dev test")
+    return path
+
+
+@dataclass
+class Env:
+    """One test's private world: folders, settings by environment, and helpers to run codexd."""
+
+    root: Path
+    vars: dict[str, str]
+
+    @property
+    def tasks(self) -> Path:
+        return self.root / "tasks"
+
+    @property
+    def spool(self) -> Path:
+        return self.root / "spool"
+
+    def set(self, **values: str) -> None:
+        self.vars.update(values)
+
+    def codexd(
+        self, *args: str, input: bytes | None = None, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CODEXD, *args],
+            env=self.vars,
+            input=input.decode() if input else None,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.root,
+        )
+
+    def status(self, task_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.tasks / task_id / "status.json").read_text())
+        return data
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.root / name
+        path.write_text(text)
+        return path
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    config = tmp_path / "config.toml"
+    config.write_text("")
+    values = {k: v for k, v in os.environ.items() if not k.startswith("CODEXD_") or k == "CODEXD_TEST_CODEX"}
+    values.update(
+        CODEXD_CONFIG=str(config),
+        CODEXD_TASKS_DIR=str(tmp_path / "tasks"),
+        CODEXD_SPOOL_DIR=str(tmp_path / "spool"),
+        CODEXD_DAEMON__STOP_GRACE="2",
+        CODEXD_DAEMON__RESCAN_INTERVAL="2",
+        CODEXD_DAEMON__LOG_LEVEL="debug",
+        PYTHONPATH=str(ROOT),
+    )
+    yield Env(tmp_path, values)
+    kill_task_processes(tmp_path)
+
+
+def kill_task_processes(root: Path) -> None:
+    """Nothing a test started may outlive it."""
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            if proc.environ().get("CODEXD_TASK_DIR", "").startswith(str(root)):
+                proc.kill()
+
+
+@pytest.fixture
+def model_world(env: Env) -> Callable[[dict[str, list[Step]]], FakeModel]:
+    """Starts a fake model with the given scenarios and points the real Codex CLI at it."""
+    stack = contextlib.ExitStack()
+
+    def start(scenarios: dict[str, list[Step]]) -> FakeModel:
+        model = stack.enter_context(serve(scenarios))
+        home = model.write_codex_home(env.root / "codex-home")
+        env.set(
+            CODEX_HOME=str(home),
+            MOCK_API_KEY="test",
+            CODEXD_CODEX__COMMAND=json.dumps([real_codex()]),
+            CODEXD_CODEX__ARGS=json.dumps(["-s", "danger-full-access"]),
+        )
+        return model
+
+    yield start  # type: ignore[misc]
+    stack.close()
+
+
+class Daemon:
+    def __init__(self, env: Env, *args: str):
+        self.env = env
+        self.log = (env.root / "daemon.log").open("ab")
+        self.proc = subprocess.Popen(
+            [*CODEXD, "daemon", *args], env=env.vars, stdout=self.log, stderr=self.log
+        )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 15) -> None:
+        from codexd.lock import running_pid
+
+        deadline = time.monotonic() + timeout
+        while running_pid(self.env.tasks) != self.proc.pid:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited {self.proc.returncode}: {self.output()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"daemon not ready: {self.output()}")
+            time.sleep(0.02)
+        while "daemon.started" not in self.output():
+            time.sleep(0.02)
+
+    def output(self) -> str:
+        return (self.env.root / "daemon.log").read_text(errors="replace")
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        self.log.close()
+        return code
+
+
+@pytest.fixture
+def daemon(env: Env) -> Iterator[Callable[..., Daemon]]:
+    started: list[Daemon] = []
+
+    def start(*args: str) -> Daemon:
+        d = Daemon(env, *args)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        if d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait(5)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)

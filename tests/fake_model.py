@@ -1,0 +1,171 @@
+"""A small fake of the model endpoint that the real Codex CLI talks to in tests.
+
+Codex posts ``/v1/responses`` and reads a server-sent event stream. The server is
+stateless: it finds a scenario name in the request (``SCENARIO: name`` in the prompt)
+and answers step ``i``, where ``i`` is how many tool results the request already carries.
+So concurrent tasks and resumed sessions each get the right answer.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+_SCENARIO = re.compile(r"SCENARIO: ([A-Za-z0-9_-]+)")
+
+
+@dataclass(frozen=True)
+class Call:
+    """The model asks Codex to run a shell command."""
+
+    cmd: str
+    yield_ms: int = 30_000
+
+
+@dataclass(frozen=True)
+class Say:
+    """The model answers with a final message."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Fail:
+    """The endpoint answers with an HTTP error."""
+
+    status: int = 500
+
+
+@dataclass(frozen=True)
+class Hang:
+    """The stream opens and then says nothing (a stalled model)."""
+
+
+Step = Call | Say | Fail | Hang
+
+
+@dataclass
+class FakeModel:
+    scenarios: dict[str, list[Step]] = field(default_factory=dict)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    port: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def step_for(self, body: dict[str, Any]) -> Step:
+        text = json.dumps(body.get("input", []))
+        found = _SCENARIO.findall(text)
+        if not found:
+            return Say("no scenario named in the prompt")
+        steps = self.scenarios[found[0]]
+        done = sum(1 for item in body.get("input", []) if item.get("type") == "function_call_output")
+        return steps[min(done, len(steps) - 1)]
+
+    def write_codex_home(self, home: Path) -> Path:
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "config.toml").write_text(
+            'model = "gpt-5.1-codex"\n'
+            'model_provider = "mock"\n'
+            "[model_providers.mock]\n"
+            'name = "mock"\n'
+            f'base_url = "http://127.0.0.1:{self.port}/v1"\n'
+            'wire_api = "responses"\n'
+            'env_key = "MOCK_API_KEY"\n'
+            "request_max_retries = 0\n"
+            "stream_max_retries = 0\n"
+            "supports_websockets = false\n"
+        )
+        return home
+
+
+def _sse(kind: str, data: dict[str, Any]) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+
+def _usage() -> dict[str, Any]:
+    return {
+        "input_tokens": 0,
+        "input_tokens_details": None,
+        "output_tokens": 0,
+        "output_tokens_details": None,
+        "total_tokens": 0,
+    }
+
+
+def _output_item(step: Call | Say, n: int) -> dict[str, Any]:
+    if isinstance(step, Call):
+        args = {"cmd": step.cmd, "yield_time_ms": step.yield_ms}
+        return {
+            "type": "function_call",
+            "name": "exec_command",
+            "arguments": json.dumps(args),
+            "call_id": f"c{n}",
+        }
+    return {
+        "type": "message",
+        "role": "assistant",
+        "id": f"m{n}",
+        "content": [{"type": "output_text", "text": step.text}],
+    }
+
+
+def _handler(model: FakeModel) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            model.requests.append(body)
+            step = model.step_for(body)
+            if isinstance(step, Fail):
+                payload = b'{"error":{"message":"fake model error","type":"server_error"}}'
+                self.send_response(step.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            n = len(model.requests)
+            self.wfile.write(_sse("response.created", {"response": {"id": f"r{n}"}}))
+            self.wfile.flush()
+            if isinstance(step, Hang):
+                while not model._stop.wait(0.1):
+                    pass
+                return
+            self.wfile.write(_sse("response.output_item.done", {"item": _output_item(step, n)}))
+            self.wfile.write(_sse("response.completed", {"response": {"id": f"r{n}", "usage": _usage()}}))
+            self.wfile.flush()
+            self.close_connection = True
+
+    return Handler
+
+
+@contextmanager
+def serve(scenarios: dict[str, list[Step]]) -> Iterator[FakeModel]:
+    model = FakeModel(scenarios=scenarios)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(model))
+    server.daemon_threads = True
+    model.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield model
+    finally:
+        model._stop.set()
+        server.shutdown()
+        server.server_close()
+        time.sleep(0)
