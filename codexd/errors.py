@@ -20,11 +20,11 @@ class InvalidInput(CodexdError):
     exit_code = EXIT_USAGE
 
 
-class UnknownTask(InvalidInput):
+class UnknownTask(InvalidInput, LookupError):
     def __init__(self, task_id: str, tasks_dir: object) -> None:
         super().__init__(
             f"no task {task_id!r} in {tasks_dir}; `codexd list` shows the tasks there "
-            "(or pass --config/--tasks-dir for another folder)"
+            "(tasks_dir or CODEXD_TASKS_DIR names another folder)"
         )
         self.task_id = task_id
 
@@ -37,7 +37,7 @@ class ConfigError(InvalidInput):
         self.problems = problems
 
 
-class WaitTimeout(CodexdError):
+class WaitTimeout(CodexdError, TimeoutError):
     exit_code = EXIT_TIMEOUT
 
 

@@ -95,7 +95,8 @@ def parse(raw: bytes) -> Instructions:
 def _toml_value(value: Any) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return "inf"
-    return json.dumps(value, ensure_ascii=False)
+    # JSON strings are TOML basic strings, except that TOML also wants DEL escaped.
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def render(fields: dict[str, Any], body: str) -> bytes:
@@ -103,4 +104,9 @@ def render(fields: dict[str, Any], body: str) -> bytes:
     if not fields:
         return body.encode("utf-8")
     lines = [f"{key} = {_toml_value(value)}" for key, value in fields.items()]
-    return (f"{FENCE}\n" + "\n".join(lines) + f"\n{FENCE}\n" + body).encode("utf-8")
+    try:
+        return (f"{FENCE}\n" + "\n".join(lines) + f"\n{FENCE}\n" + body).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            "a value is not valid UTF-8 text: check the --cwd, --task-id or --type given"
+        ) from None

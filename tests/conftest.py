@@ -60,6 +60,7 @@ class Env:
             text=True,
             timeout=timeout,
             cwd=self.root,
+            check=False,
         )
 
     def status(self, task_id: str) -> dict[str, Any]:

@@ -38,7 +38,8 @@ SCENARIOS = {
     "report": [
         Call("codexd progress --total 2 && codexd progress --current 'PR 1'"),
         Call(
-            "codexd progress --done 'PR 1' --outcome approved && codexd progress --done 'PR 2' --outcome commented"
+            "codexd progress --done 'PR 1' --outcome approved && "
+            "codexd progress --done 'PR 2' --outcome commented"
         ),
         Say("Reviewed both."),
     ],
