@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import shutil
 import subprocess
 import threading
 import time
@@ -110,6 +111,12 @@ class Supervisor:
         ensure_private_dir(self.settings.spool_dir)
         (self.settings.tasks_dir / store.REQUESTS).mkdir(mode=0o700, exist_ok=True)
         self._lock.acquire()
+        if shutil.which(self.settings.codex.command[0]) is None:
+            log.warning(
+                "codex.not_found",
+                command=self.settings.codex.command[0],
+                fix="install Codex (npm install -g @openai/codex) or set codex.command",
+            )
         now = self.clock()
         self.spool.recover()
         self._recover(now)
@@ -232,9 +239,7 @@ class Supervisor:
         waiting = next((s for s in self.queued if s.task_id == task_id), None)
         if waiting is not None:
             self.queued.remove(waiting)
-            self._change(
-                waiting, TaskState.CANCELLED, now, "Cancelled before it started", finished_at=iso(now)
-            )
+            self._end(waiting, TaskState.CANCELLED, now, "Cancelled before it started", {"summary": None})
             return
         running = self.running.get(task_id)
         if running is None or running.stopping:
@@ -251,14 +256,10 @@ class Supervisor:
         try:
             launch = self._prepare(status)
             popen = runner.spawn(launch)
-        except CodexdError as exc:
-            self._change(
-                status,
-                TaskState.FAILED,
-                now,
-                f"Could not start Codex: {exc}",
-                error=str(exc),
-                finished_at=iso(now),
+        except (CodexdError, OSError) as exc:
+            results = {"summary": None, "error": str(exc)}
+            self._end(
+                status.with_(error=str(exc)), TaskState.FAILED, now, f"Could not start Codex: {exc}", results
             )
             return
         events_size = launch.task_dir.joinpath(store.EVENTS).stat().st_size
@@ -372,13 +373,17 @@ class Supervisor:
         )
         if error:
             results["error"] = error
-        self.tasks.write_results(status.task_id, results)
-        done = status.with_(
-            results=counts, progress=progress, exit_code=code, error=error, pid=None, finished_at=iso(now)
-        )
         del self.running[status.task_id]
-        self._change(done, state, now, line)
+        done = status.with_(results=counts, progress=progress, exit_code=code, error=error)
+        self._end(done, state, now, line, results)
         self._in_thread(runner.kill_tree, None, status.task_id, self.settings.daemon.stop_grace)
+
+    def _end(
+        self, status: TaskStatus, state: TaskState, now: datetime, line: str, results: dict[str, Any]
+    ) -> None:
+        """Every ended task gets results.json, then its final state."""
+        self.tasks.write_results(status.task_id, results)
+        self._change(status.with_(pid=None, finished_at=iso(now)), state, now, line)
 
     # -- the one place a task's state changes -----------------------------------------------
 

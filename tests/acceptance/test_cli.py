@@ -184,3 +184,34 @@ def test_doctor_finds_the_real_codex(env, model_world):
     done = env.codexd("doctor")
     assert done.returncode == 0, done.stdout
     assert "codex-cli 0.169.0" in done.stdout
+
+
+def test_a_missing_codex_fails_the_task_with_the_fix(env, daemon):
+    env.set(CODEXD_CODEX__COMMAND='["/nonexistent/codex"]')
+    daemon()
+    task_id = env.codexd("start", "--instructions", "-", input=b"Do it.\n").stdout.strip()
+    final = wait_for(
+        lambda: (env.tasks / task_id / "results.json").exists() and env.status(task_id), 10, "the failure"
+    )
+    assert final["status"] == "failed"
+    assert "/nonexistent/codex not found" in final["error"] and "codex.command" in final["error"]
+    assert json.loads(env.codexd("results", task_id).stdout)["error"] == final["error"]
+
+
+def test_stop_cancels_running_and_queued_tasks(env, daemon):
+    env.set(CODEXD_CODEX__COMMAND='["/bin/sh", "-c", "sleep 120"]', CODEXD_MAX_PARALLEL="1")
+    daemon()
+    first = env.codexd("start", "--instructions", "-", "--task-id", "first", input=b"Do it.\n").stdout.strip()
+    second = env.codexd(
+        "start", "--instructions", "-", "--task-id", "second", input=b"Do it.\n"
+    ).stdout.strip()
+    wait_for(lambda: env.status(first)["status"] == "in_progress", 10, "the first task to run")
+    assert env.status(second)["status"] == "queued"
+    stopped = env.codexd("stop", second)
+    assert stopped.returncode == 0 and stopped.stdout == "second cancelled\n", stopped.stderr
+    stopped = env.codexd("stop", first)
+    assert stopped.returncode == 0 and stopped.stdout == "first cancelled\n", stopped.stderr
+    assert env.codexd("wait", first).returncode == 1
+    again = env.codexd("stop", first)
+    assert again.returncode == 0 and "already cancelled" in again.stdout
+    assert json.loads((env.tasks / second / "results.json").read_text()) == {"summary": None}
