@@ -14,7 +14,7 @@ import shutil
 import stat
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -171,8 +171,10 @@ class Spool:
     def finish(self, staging: Path, task_id: str, checked: Checked) -> TaskStatus | None:
         now = self.now()
         status = new_status(task_id, checked.kind, checked.cwd or self.tasks.dir(task_id), self.tasks, now)
+        (staging / store.PROGRESS).unlink(missing_ok=True)  # our own line, from an interrupted try
+        size = store.append_line(staging / store.PROGRESS, f"{now} Queued ({checked.kind})")
+        status = status.with_(daemon=replace(status.daemon, log=size))
         store.write_atomic(staging / store.STATUS, store.dump_json(status.to_dict()))
-        store.append_line(staging / store.PROGRESS, f"{now} Queued ({checked.kind})")
         if self.tasks.publish(staging, task_id):
             return status
         self.reject(

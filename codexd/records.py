@@ -78,6 +78,9 @@ class Cursor:
     run_start: int = 0  # offset in events.jsonl where the current Codex run began
     pid_create_time: float | None = None  # with pid: tells our process from a recycled pid
     accepted_ns: int = 0  # submission order, for a fair queue
+    # progress.log's size when this record was written: lines past it came from a daemon
+    # that died before recording them, and are written again from the events.
+    log: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +89,7 @@ class Cursor:
             "run_start": self.run_start,
             "pid_create_time": self.pid_create_time,
             "accepted_ns": self.accepted_ns,
+            "log": self.log,
         }
 
     @classmethod
@@ -97,6 +101,7 @@ class Cursor:
             run_start=int(data.get("run_start") or 0),
             pid_create_time=data.get("pid_create_time"),
             accepted_ns=int(data.get("accepted_ns") or 0),
+            log=int(data.get("log") or 0),
         )
 
 

@@ -50,16 +50,29 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
-def append_line(path: Path, line: str) -> None:
+def append_line(path: Path, line: str) -> int:
+    """Append one line (or several joined by newlines); returns the file's size after it."""
     data = (line.rstrip("\n") + "\n").encode()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             os.write(fd, data)
+            return os.fstat(fd).st_size
         finally:
             os.close(fd)
     except OSError as exc:
         raise StorageError(f"cannot append to {path}: {exc.strerror or exc}") from exc
+
+
+def truncate_to(path: Path, size: int) -> bool:
+    """Cut `path` back to `size` bytes if it is longer; True when something was cut."""
+    try:
+        if path.stat().st_size <= size:
+            return False
+        os.truncate(path, size)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def dump_json(data: Any) -> bytes:

@@ -167,6 +167,10 @@ class Supervisor:
         self.queued.sort(key=lambda s: (s.created_at, s.daemon.accepted_ns))
 
     def _readopt(self, status: TaskStatus, live: dict[str, list[psutil.Process]], now: datetime) -> None:
+        if status.daemon.log and store.truncate_to(
+            self.tasks.file(status.task_id, store.PROGRESS), status.daemon.log
+        ):
+            log.info("task.log_rewound", task_id=status.task_id)  # lines the last daemon did not record
         proc = runner.find(status.pid, status.daemon.pid_create_time, status.task_id)
         running = self._track(status, proc)
         if proc is not None:
@@ -338,11 +342,12 @@ class Supervisor:
         if not lines:
             return
         at = iso(now)
-        store.append_line(
-            self.tasks.file(running.status.task_id, store.PROGRESS),
-            "\n".join(f"{at} {line}" for line in lines),
+        status = running.status
+        size = store.append_line(
+            self.tasks.file(status.task_id, store.PROGRESS), "\n".join(f"{at} {line}" for line in lines)
         )
-        running.status = running.status.with_(last_log=LastLog(at, lines[-1]), updated_at=at)
+        daemon = replace(status.daemon, log=size)
+        running.status = status.with_(last_log=LastLog(at, lines[-1]), updated_at=at, daemon=daemon)
         running.dirty = True
 
     def _flush(self) -> None:
@@ -394,8 +399,9 @@ class Supervisor:
         if not can_change(old, new):
             raise CodexdError(f"task {status.task_id}: {old} -> {new} is not allowed")
         at = iso(now)
+        size = store.append_line(self.tasks.file(status.task_id, store.PROGRESS), f"{at} {line}")
         changed = status.with_(status=new, updated_at=at, last_log=LastLog(at, line), **fields)
-        store.append_line(self.tasks.file(status.task_id, store.PROGRESS), f"{at} {line}")
+        changed = changed.with_(daemon=replace(changed.daemon, log=size))
         self.tasks.write_status(changed)
         if status.task_id in self.running:
             self.running[status.task_id].status = changed
