@@ -120,9 +120,6 @@ class TaskStore:
     def file(self, task_id: str, name: str) -> Path:
         return self.root / task_id / name
 
-    def exists(self, task_id: str) -> bool:
-        return taskid.is_valid(task_id) and (self.root / task_id / STATUS).is_file()
-
     def is_taken(self, task_id: str) -> bool:
         """A task, or one being created, already has this id."""
         if (self.root / task_id).exists():

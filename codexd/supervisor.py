@@ -175,7 +175,7 @@ class Supervisor:
         running = self._track(status, proc)
         if proc is not None:
             log.info("task.readopted", task_id=status.task_id, pid=status.pid)
-            self._watch_process(running, proc)
+            self._in_thread(self._wait_adopted, status.task_id, running.run, proc)
             return
         self._kill_strays(status.task_id, live)
         log.info("task.ended_unseen", task_id=status.task_id)
@@ -296,9 +296,6 @@ class Supervisor:
         running = Running(status, proc, self.schedule.runs)
         self.running[status.task_id] = running
         return running
-
-    def _watch_process(self, running: Running, proc: psutil.Process) -> None:
-        self._in_thread(self._wait_adopted, running.status.task_id, running.run, proc)
 
     def _wait_child(self, task_id: str, run: int, popen: subprocess.Popen[bytes]) -> None:
         code = popen.wait()
