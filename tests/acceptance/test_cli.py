@@ -190,8 +190,15 @@ def test_a_missing_codex_fails_the_task_with_the_fix(env, daemon):
     env.set(CODEXD_CODEX__COMMAND='["/nonexistent/codex"]')
     daemon()
     task_id = env.codexd("start", "--instructions", "-", input=b"Do it.\n").stdout.strip()
+    # results.json is written before the final status, so the status is what to wait on
     final = wait_for(
-        lambda: (env.tasks / task_id / "results.json").exists() and env.status(task_id), 10, "the failure"
+        lambda: (
+            (env.tasks / task_id / "status.json").exists()
+            and (s := env.status(task_id))["status"] != "queued"
+            and s
+        ),
+        10,
+        "the failure",
     )
     assert final["status"] == "failed"
     assert "/nonexistent/codex not found" in final["error"] and "codex.command" in final["error"]
