@@ -16,7 +16,7 @@ from typing import Any
 
 from codexd import intake, locations, lock, store, tasktypes
 from codexd.clock import iso
-from codexd.errors import InvalidInput, UnknownTask, WaitTimeout
+from codexd.errors import CodexdError, InvalidInput, UnknownTask, WaitTimeout
 from codexd.records import Progress, TaskStatus
 from codexd.store import TaskStore
 
@@ -85,20 +85,64 @@ class Tasks:
     def request_stop(self, task_id: str) -> TaskStatus:
         status = self.status(task_id)
         if not status.is_terminal:
-            folder = self.root / store.REQUESTS
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            store.write_atomic(folder / f"{task_id}.stop", iso(datetime.now(UTC)).encode())
+            self._request(task_id, "stop")
         return status
 
+    def request_restart(self, task_id: str) -> TaskStatus:
+        """Ask the daemon to kill the task's tree and resume its session now."""
+        status = self.status(task_id)
+        if status.is_terminal:
+            raise InvalidInput(
+                f"task {task_id} already {status.status.value}: only a running or stalled task can be "
+                "restarted; submit it again with `codexd start`"
+            )
+        if not status.is_active:
+            raise InvalidInput(
+                f"task {task_id} is {status.status.value} and has not started: nothing to restart"
+            )
+        if self.daemon_pid() is None:
+            raise CodexdError(
+                f"no daemon is running for {self.root}: start `codexd daemon`; it resumes the task on its own"
+            )
+        self._request(task_id, "restart")
+        return status
+
+    def _request(self, task_id: str, kind: str) -> None:
+        folder = self.root / store.REQUESTS
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        store.write_atomic(folder / f"{task_id}.{kind}", iso(datetime.now(UTC)).encode())
+
     def wait(self, task_id: str, timeout: float | None = None, poll: float = 0.1) -> TaskStatus:
+        """The task's status once it ends; WaitTimeout if it is still going after `timeout`."""
+        return self.wait_until(task_id, lambda s: s.is_terminal, "to end", timeout, poll)
+
+    def wait_until(
+        self,
+        task_id: str,
+        done: Callable[[TaskStatus], bool],
+        what: str,
+        timeout: float | None = None,
+        poll: float = 0.1,
+    ) -> TaskStatus:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             status = self.status(task_id)
-            if status.is_terminal:
+            if done(status):
                 return status
             if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(f"task {task_id} is still {status.status.value} after {timeout:g} s")
+                state = status.status.value
+                raise WaitTimeout(
+                    f"task {task_id} is still {state} after {timeout:g} s of waiting for it {what}"
+                )
             time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
+
+    def last_health_check(self) -> dict[str, Any] | None:
+        """What the daemon's last periodic health check found."""
+        try:
+            found: dict[str, Any] = json.loads((self.root / store.HEALTH).read_bytes())
+        except (FileNotFoundError, ValueError):
+            return None
+        return found
 
 
 class CodexTaskMonitor:

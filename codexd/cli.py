@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def daemon(ctx: click.Context, stop_tasks: bool) -> None:
     from codexd import settings
 
     loaded, _ = settings.load(ctx.meta["config"])
-    daemon_module.run(loaded, stop_tasks=stop_tasks)
+    daemon_module.run(loaded, ctx.meta["config"], stop_tasks=stop_tasks)
 
 
 def _read_instructions(source: str) -> tuple[bytes, str]:
@@ -184,6 +185,52 @@ def stop(ctx: click.Context, task_id: str, timeout: float) -> int:
     final = tasks.wait(task_id, timeout)
     click.echo(f"{task_id} {final.status.value}")
     return 0
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait for the daemon to confirm.",
+)
+@click.pass_context
+def restart(ctx: click.Context, task_id: str, timeout: float) -> None:
+    """Kill a running or stalled task's whole tree and resume its Codex session now."""
+    tasks = _tasks(ctx)
+    before = tasks.request_restart(task_id)
+    after = tasks.wait_until(
+        task_id,
+        lambda s: s.is_terminal or (s.restarts > before.restarts and s.pid is not None),
+        "to restart",
+        timeout,
+    )
+    if after.is_terminal:
+        click.echo(f"{task_id} {after.status.value} before it could be restarted")
+        return
+    how = f"resumed session {after.thread_id}" if after.thread_id else "started afresh"
+    click.echo(f"{task_id} restarted: {how} (pid {after.pid}, restart {after.restarts})")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.pass_context
+def health(ctx: click.Context, as_json: bool) -> int:
+    """Run one health check now and print what it found (exit 1 if anything is wrong)."""
+    from codexd import checkup, settings
+
+    loaded, _ = settings.load(ctx.meta["config"])
+    tasks = api.Tasks(loaded.tasks_dir)
+    found = checkup.run(loaded.tasks_dir, loaded.health, datetime.now(UTC)).to_dict()
+    last = tasks.last_health_check()
+    found["daemon"] = {"pid": tasks.daemon_pid(), "last_check": last["at"] if last else None}
+    if as_json:
+        _print_json(found)
+    else:
+        click.echo(views.health_report(found))
+    return 0 if found["ok"] and found["daemon"]["pid"] else EXIT_FAILURE
 
 
 @cli.command()

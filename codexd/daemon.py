@@ -1,35 +1,96 @@
 """`codexd daemon`: the supervisor in the foreground, with signals handled the safe way.
 
 Signal handlers only record; the loop acts. The first SIGTERM or SIGINT stops intake and
-exits cleanly, leaving running tasks to the next daemon; a second one exits at once.
+exits cleanly, leaving running tasks to the next daemon (they run in sessions of their
+own, and a new daemon re-adopts them). `--stop-tasks` stops them instead. A second
+signal, or a shutdown that takes longer than `daemon.stop_timeout`, exits at once.
+SIGHUP reloads the settings. Under systemd it speaks the notify protocol.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import threading
+from pathlib import Path
 from types import FrameType
 
 import structlog
 
-from codexd import logs
-from codexd.settings import Settings
+from codexd import logs, sdnotify, settings
+from codexd.errors import CodexdError, ConfigError
 from codexd.supervisor import Supervisor
 
 log = structlog.get_logger()
+EXIT_FORCED = 1
 
 
-def run(settings: Settings, stop_tasks: bool = False) -> None:
-    logs.configure(settings.daemon.log_level)
-    supervisor = Supervisor(settings, stop_tasks_on_exit=stop_tasks)
-    signals_seen: list[int] = []
+class Signals:
+    """What arrived, for the loop to act on."""
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        signals_seen.append(signum)
-        if len(signals_seen) > 1:
-            os._exit(128 + signum)  # asked twice: stop now, tasks keep running
-        supervisor.request_stop()
+    def __init__(self, supervisor: Supervisor):
+        self.supervisor = supervisor
+        self.stops = 0
+        self.reload = False
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
-    supervisor.run()
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stops += 1
+        if self.stops > 1:
+            os._exit(128 + signum)  # asked twice: stop now; tasks keep running
+        self.supervisor.request_stop()
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self.reload = True
+        self.supervisor.inbox.put("wake")
+
+
+def run(loaded: settings.Settings, config: str | Path | None, stop_tasks: bool = False) -> None:
+    logs.configure(loaded.daemon.log_level)
+    supervisor = Supervisor(loaded, stop_tasks_on_exit=stop_tasks)
+    signals = Signals(supervisor)
+    signals.install()
+    watchdog = sdnotify.Watchdog()
+    supervisor.start()
+    sdnotify.notify("READY=1\nSTATUS=supervising")
+    try:
+        while not supervisor.stopping:
+            supervisor.step()
+            watchdog.ping()  # only after a round of real work
+            if signals.reload:
+                signals.reload = False
+                _reload(supervisor, config)
+    finally:
+        sdnotify.notify("STOPPING=1")
+        _exit_after(supervisor.settings.daemon.stop_timeout)
+        supervisor.close()
+
+
+def _reload(supervisor: Supervisor, config: str | Path | None) -> None:
+    sdnotify.reloading()
+    try:
+        new, _ = settings.load(config)
+    except ConfigError as exc:
+        log.error("settings.reload_failed", problems=exc.problems, kept="the settings in use")
+    except CodexdError as exc:
+        log.error("settings.reload_failed", problems=[str(exc)], kept="the settings in use")
+    else:
+        supervisor.reload(new)
+        logs.configure(new.daemon.log_level)
+    sdnotify.notify("READY=1")
+
+
+def _exit_after(seconds: float) -> None:
+    """A shutdown that hangs (a stuck filesystem, a task that will not die) is cut short."""
+
+    def force() -> None:
+        log.error("daemon.stop_timeout", seconds=seconds)
+        os._exit(EXIT_FORCED)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True
+    timer.start()

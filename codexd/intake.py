@@ -73,15 +73,17 @@ def check(raw: bytes, known_types: Iterable[str], base: Path | None = None) -> C
     return Checked(parsed.fields, parsed.body, kind, cwd)
 
 
-def new_status(task_id: str, kind: str, cwd: Path, tasks: TaskStore, now: str) -> TaskStatus:
+def new_status(task_id: str, checked: Checked, tasks: TaskStore, now: str) -> TaskStatus:
+    timeout = checked.fields.get("stall_timeout")
     return TaskStatus(
         task_id=task_id,
-        type=kind,
+        type=checked.kind,
         status=TaskState.QUEUED,
         created_at=now,
         updated_at=now,
         log_file=str(tasks.file(task_id, store.PROGRESS)),
-        cwd=str(cwd),
+        cwd=str(checked.cwd or tasks.dir(task_id)),
+        stall_timeout=float(timeout) if timeout is not None else None,
         daemon=Cursor(accepted_ns=time.time_ns()),
     )
 
@@ -170,7 +172,7 @@ class Spool:
 
     def finish(self, staging: Path, task_id: str, checked: Checked) -> TaskStatus | None:
         now = self.now()
-        status = new_status(task_id, checked.kind, checked.cwd or self.tasks.dir(task_id), self.tasks, now)
+        status = new_status(task_id, checked, self.tasks, now)
         (staging / store.PROGRESS).unlink(missing_ok=True)  # our own line, from an interrupted try
         size = store.append_line(staging / store.PROGRESS, f"{now} Queued ({checked.kind})")
         status = status.with_(daemon=replace(status.daemon, log=size))

@@ -70,6 +70,24 @@ class LastLog:
 
 
 @dataclass(frozen=True)
+class Resume:
+    """A run the daemon owes the task: after a stall, a busy endpoint, or a `restart`."""
+
+    at: float  # wall-clock epoch seconds when it is due (kept so a new daemon honours it)
+    kind: str  # "restart" (counts in restarts) or "retry" (counts in retries)
+    reason: str  # told to the agent in the continuation prompt
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "kind": self.kind, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Resume | None:
+        if not data:
+            return None
+        return cls(at=float(data["at"]), kind=str(data["kind"]), reason=str(data.get("reason") or ""))
+
+
+@dataclass(frozen=True)
 class Cursor:
     """Where the daemon is in the task's files; lets a new daemon carry on exactly."""
 
@@ -81,6 +99,9 @@ class Cursor:
     # progress.log's size when this record was written: lines past it came from a daemon
     # that died before recording them, and are written again from the events.
     log: int = 0
+    active_at: float | None = None  # epoch seconds of the last real progress (stall clock)
+    streak: int = 0  # runs in a row that failed for a passing reason (busy endpoint)
+    resume: Resume | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +111,9 @@ class Cursor:
             "pid_create_time": self.pid_create_time,
             "accepted_ns": self.accepted_ns,
             "log": self.log,
+            "active_at": self.active_at,
+            "streak": self.streak,
+            "resume": self.resume.to_dict() if self.resume else None,
         }
 
     @classmethod
@@ -102,6 +126,9 @@ class Cursor:
             pid_create_time=data.get("pid_create_time"),
             accepted_ns=int(data.get("accepted_ns") or 0),
             log=int(data.get("log") or 0),
+            active_at=data.get("active_at"),
+            streak=int(data.get("streak") or 0),
+            resume=Resume.from_dict(data.get("resume")),
         )
 
 
@@ -121,6 +148,8 @@ class TaskStatus:
     thread_id: str | None = None
     restarts: int = 0
     stalls: int = 0
+    retries: int = 0
+    stall_timeout: float | None = None  # the task's own, from its front matter
     exit_code: int | None = None
     error: str | None = None
     last_log: LastLog | None = None
@@ -154,6 +183,8 @@ class TaskStatus:
             "thread_id": self.thread_id,
             "restarts": self.restarts,
             "stalls": self.stalls,
+            "retries": self.retries,
+            "stall_timeout": self.stall_timeout,
             "exit_code": self.exit_code,
             "error": self.error,
             "last_log": self.last_log.to_dict() if self.last_log else None,
@@ -179,6 +210,8 @@ class TaskStatus:
             thread_id=data.get("thread_id"),
             restarts=int(data.get("restarts") or 0),
             stalls=int(data.get("stalls") or 0),
+            retries=int(data.get("retries") or 0),
+            stall_timeout=data.get("stall_timeout"),
             exit_code=data.get("exit_code"),
             error=data.get("error"),
             last_log=LastLog(last["at"], last["text"]) if last else None,

@@ -31,7 +31,7 @@ class Launch:
     task_dir: Path
     argv: list[str]
     cwd: Path
-    stdin_offset: int  # the instructions' body starts here in instructions.md
+    stdin_offset: int | None  # the instructions' body starts here; None: a resume, no stdin
 
 
 def codexd_bin_dir() -> Path | None:
@@ -59,14 +59,18 @@ def exec_argv(
     cwd: Path,
     login_shell: bool,
     output_schema: Path | None,
+    resume: tuple[str, str] | None = None,
 ) -> list[str]:
+    """`codex exec --json ... -` (instructions on stdin), or with `resume`, the
+    `codex exec --json ... resume <thread_id> <prompt>` that continues a recorded session."""
     argv = [*command, "exec", "--json", "--skip-git-repo-check", "-C", str(cwd)]
     argv += ["-o", str(task_dir / store.LAST_MESSAGE)]
     if not login_shell:
         argv += ["-c", "allow_login_shell=false"]
     if output_schema is not None:
         argv += ["--output-schema", str(output_schema)]
-    return [*argv, *args, "-"]
+    tail = ["resume", *resume] if resume else ["-"]
+    return [*argv, *args, *tail]
 
 
 def spawn(launch: Launch) -> subprocess.Popen[bytes]:
@@ -74,12 +78,14 @@ def spawn(launch: Launch) -> subprocess.Popen[bytes]:
     task_dir = launch.task_dir
     with contextlib.suppress(FileNotFoundError):
         (task_dir / store.LAST_MESSAGE).unlink()  # so a stale answer is never taken for this run's
+    # A resume gets its prompt as an argument; stdin is then empty and closed.
+    instructions = task_dir / store.INSTRUCTIONS if launch.stdin_offset is not None else os.devnull
     with (
-        (task_dir / store.INSTRUCTIONS).open("rb") as stdin,
+        open(instructions, "rb") as stdin,
         (task_dir / store.EVENTS).open("ab") as stdout,
         (task_dir / store.STDERR).open("ab") as stderr,
     ):
-        stdin.seek(launch.stdin_offset)
+        stdin.seek(launch.stdin_offset or 0)
         try:
             return subprocess.Popen(
                 launch.argv,
@@ -125,29 +131,35 @@ def find(pid: int | None, started: float | None, task_id: str) -> psutil.Process
         return None
 
 
-def processes_by_task() -> dict[str, list[psutil.Process]]:
-    """Every live process that carries a task id in its environment, by task."""
+def processes_by_task(tasks_root: Path) -> dict[str, list[psutil.Process]]:
+    """Every live process of a task in `tasks_root` (found by its environment), by task id.
+
+    Zombies are left out: they are already dead. Tasks of another tasks folder are too.
+    """
     found: dict[str, list[psutil.Process]] = {}
     me = os.getpid()
     for proc in psutil.process_iter():
         if proc.pid == me:
             continue
         try:
-            task = proc.environ().get(ENV_TASK_ID)
+            env = proc.environ()
+            task_dir = env.get(ENV_TASK_DIR)
+            if not task_dir or Path(task_dir).parent != tasks_root:
+                continue
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                found.setdefault(env.get(ENV_TASK_ID) or Path(task_dir).name, []).append(proc)
         except psutil.Error:
             continue
-        if task:
-            found.setdefault(task, []).append(proc)
     return found
 
 
-def _tree(root: psutil.Process | None, task_id: str) -> set[psutil.Process]:
+def _tree(root: psutil.Process | None, task_dir: Path) -> set[psutil.Process]:
     procs: set[psutil.Process] = set()
     if root is not None:
         with contextlib.suppress(psutil.Error):
             procs |= {root, *root.children(recursive=True)}
-    # Descendants that left the tree (re-parented to init) still carry the task's id.
-    procs |= set(processes_by_task().get(task_id, []))
+    # Descendants that left the tree (re-parented to init) still carry the task's folder.
+    procs |= set(processes_by_task(task_dir.parent).get(task_dir.name, []))
     return procs
 
 
@@ -157,12 +169,12 @@ def _signal(procs: Iterable[psutil.Process], kill: bool) -> None:
             proc.kill() if kill else proc.terminate()
 
 
-def kill_tree(root: psutil.Process | None, task_id: str, grace: float) -> list[psutil.Process]:
+def kill_tree(root: psutil.Process | None, task_dir: Path, grace: float) -> list[psutil.Process]:
     """SIGTERM the task's whole tree, SIGKILL what is left after `grace`; returns survivors."""
-    procs = _tree(root, task_id)
+    procs = _tree(root, task_dir)
     _signal(procs, kill=False)
     _, alive = psutil.wait_procs(procs, timeout=grace)
-    leftovers = set(alive) | _tree(None, task_id)
+    leftovers = set(alive) | _tree(None, task_dir)
     _signal(leftovers, kill=True)
     _, survivors = psutil.wait_procs(leftovers, timeout=2)
     return list(survivors)

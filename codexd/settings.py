@@ -35,9 +35,13 @@ class CodexSettings(_Table):
 
 
 class HealthSettings(_Table):
-    interval: float = Field(300, gt=0)
+    interval: float = Field(300, gt=0)  # the APScheduler sweep; stalls are caught sooner
     stall_timeout: float = Field(900, gt=0)
-    max_restarts: int = Field(3, ge=0)
+    max_restarts: int = Field(3, ge=0)  # stall restarts before the task fails
+    max_retries: int = Field(5, ge=0)  # turns failed by a busy model endpoint, in a row
+    backoff: float = Field(10, gt=0)  # first wait before a restart or retry; doubles each time
+    backoff_max: float = Field(600, gt=0)
+    check_timeout: float = Field(30, gt=0)  # each step of a health check
 
 
 def _default_events() -> list[NoticeEvent]:
@@ -53,6 +57,7 @@ class DaemonSettings(_Table):
     poll_interval: float = Field(0.1, gt=0, le=10)  # how often running tasks' events are read
     rescan_interval: float = Field(60, gt=0)  # full spool rescan, behind the file watcher
     stop_grace: float = Field(10, gt=0)  # SIGTERM to SIGKILL when a task's tree is stopped
+    stop_timeout: float = Field(60, gt=0)  # a daemon shutdown that takes longer is cut short
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

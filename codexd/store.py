@@ -30,7 +30,8 @@ REPORTS = "reports.jsonl"  # `codexd progress` lines, applied by the daemon
 LAST_MESSAGE = "last-message.txt"  # Codex's -o output
 INCOMING = ".incoming"  # staging for tasks being created
 LOCK = ".daemon.lock"
-REQUESTS = ".requests"  # `codexd stop` leaves a request here for the daemon
+REQUESTS = ".requests"  # `codexd stop` and `restart` leave a request here for the daemon
+HEALTH = ".health.json"  # the daemon's last health check, for `codexd health`
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -87,6 +88,40 @@ def read_from(path: Path, offset: int, limit: int = 1 << 20) -> bytes:
             return f.read(limit)
     except FileNotFoundError:
         return b""
+
+
+def complete_lines(path: Path, offset: int) -> Iterator[tuple[bytes, int]]:
+    """Whole lines after `offset`, each with the offset just past it; a partial last line waits."""
+    while True:
+        data = read_from(path, offset)
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            return
+        for raw in data[: cut + 1].splitlines(keepends=True):
+            offset += len(raw)
+            yield raw, offset
+        if len(data) < (1 << 20):
+            return
+
+
+def lines_from(path: Path, offset: int) -> Iterator[bytes]:
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+        f.seek(offset)
+        yield from f
+
+
+def read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+
+
+def size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def tail_lines(path: Path, n: int, end: int | None = None, block: int = 64 * 1024) -> list[str]:

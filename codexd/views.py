@@ -5,18 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from codexd.clock import parse_iso
+from codexd.clock import duration, parse_iso
 
 ICONS = {"approved": "✅", "changes_requested": "⚠️", "commented": "💬", "done": "✔", "failed": "✖"}
-
-
-def duration(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 def elapsed(task: dict[str, Any], now: datetime | None = None) -> str:
@@ -83,4 +74,37 @@ def task_details(task: dict[str, Any]) -> str:
     if task.get("error"):
         lines.append(f"  error     {task['error']}")
     lines.append(f"  log       {task.get('log_file')}")
+    return "\n".join(lines)
+
+
+def _task_health(task: dict[str, Any]) -> str:
+    if task.get("resume_in") is not None:
+        state = f"runs again in {duration(task['resume_in'])}"
+    elif task.get("alive") is False:
+        state = f"pid {task['pid']} gone"
+    else:
+        state = f"pid {task['pid']} alive, idle {duration(task['idle'])} of {duration(task['stall_timeout'])}"
+    counts = f"restarts {task['restarts']}, retries {task['retries']}"
+    return f"  {task['task_id']}  {task['status']}  {state}  ({counts})"
+
+
+def health_report(found: dict[str, Any]) -> str:
+    """`codexd health`: the daemon, every active task, then what is wrong and what happens next."""
+    daemon = found["daemon"]
+    if daemon["pid"]:
+        last = daemon["last_check"] or "not yet"
+        lines = [f"daemon: running (pid {daemon['pid']}); its last health check: {last}"]
+    else:
+        lines = ["daemon: not running: tasks are not supervised; start it with `codexd daemon`"]
+    tasks = found["tasks"]
+    lines.append(f"active tasks: {len(tasks)}")
+    lines += [_task_health(task) for task in tasks]
+    findings = found["findings"]
+    if not findings:
+        lines.append("problems: none")
+    else:
+        lines.append(f"problems: {len(findings)}")
+        for finding in findings:
+            pids = f" (pids {', '.join(map(str, finding['pids']))})" if finding["pids"] else ""
+            lines.append(f"  {finding['task_id'] or 'check'}: {finding['text']}{pids}")
     return "\n".join(lines)

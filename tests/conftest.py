@@ -85,6 +85,8 @@ def env(tmp_path: Path) -> Iterator[Env]:
         CODEXD_DAEMON__STOP_GRACE="2",
         CODEXD_DAEMON__RESCAN_INTERVAL="2",
         CODEXD_DAEMON__LOG_LEVEL="debug",
+        CODEXD_HEALTH__BACKOFF="0.1",
+        CODEXD_HEALTH__BACKOFF_MAX="1",
         PYTHONPATH=str(ROOT),
     )
     yield Env(tmp_path, values)

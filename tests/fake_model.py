@@ -49,7 +49,21 @@ class Hang:
     """The stream opens and then says nothing (a stalled model)."""
 
 
-Step = Call | Say | Fail | Hang
+@dataclass(frozen=True)
+class Once:
+    """`first` the first `times` times this step is reached in a thread, `then` after.
+
+    A thread is Codex's session (its requests carry the thread id as prompt_cache_key), so
+    a resumed session sees `then` where the first run saw `first`.
+    """
+
+    first: Call | Say | Fail | Hang
+    then: Call | Say | Fail | Hang
+    times: int = 1
+
+
+Step = Call | Say | Fail | Hang | Once
+Answer = Call | Say | Fail | Hang
 
 
 @dataclass
@@ -57,16 +71,34 @@ class FakeModel:
     scenarios: dict[str, list[Step]] = field(default_factory=dict)
     requests: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
+    seen: dict[tuple[str, int], int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def step_for(self, body: dict[str, Any]) -> Step:
+    def step_for(self, body: dict[str, Any]) -> Answer:
         text = json.dumps(body.get("input", []))
         found = _SCENARIO.findall(text)
         if not found:
             return Say("no scenario named in the prompt")
         steps = self.scenarios[found[0]]
         done = sum(1 for item in body.get("input", []) if item.get("type") == "function_call_output")
-        return steps[min(done, len(steps) - 1)]
+        index = min(done, len(steps) - 1)
+        step = steps[index]
+        if not isinstance(step, Once):
+            return step
+        key = (str(body.get("prompt_cache_key")), index)
+        with self._lock:
+            self.seen[key] = self.seen.get(key, 0) + 1
+            return step.first if self.seen[key] <= step.times else step.then
+
+    def prompts(self) -> list[str]:
+        """The user messages of every request, in order (to see a continuation prompt)."""
+        found = []
+        for body in self.requests:
+            for item in body.get("input", []):
+                if item.get("role") == "user":
+                    found.append(json.dumps(item.get("content")))
+        return found
 
     def write_codex_home(self, home: Path) -> Path:
         home.mkdir(parents=True, exist_ok=True)

@@ -213,7 +213,7 @@ def test_stop_cancels_running_and_queued_tasks(env, daemon):
         "start", "--instructions", "-", "--task-id", "second", input=b"Do it.\n"
     ).stdout.strip()
     wait_for(lambda: env.status(first)["status"] == "in_progress", 10, "the first task to run")
-    wait_for(lambda: (env.tasks / second / "status.json").exists(), 10, "the daemon to take in the second task")
+    wait_for((env.tasks / second / "status.json").exists, 10, "the daemon to take in the second task")
     assert env.status(second)["status"] == "queued"
     stopped = env.codexd("stop", second)
     assert stopped.returncode == 0 and stopped.stdout == "second cancelled\n", stopped.stderr

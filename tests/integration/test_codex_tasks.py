@@ -102,14 +102,17 @@ def test_task_runs_commands_and_completes(env, model_world, daemon):
     assert env.codexd("wait", task_id).returncode == 0
 
 
-def test_failed_turn_records_the_reason(env, model_world, daemon):
-    model_world(SCENARIOS)
+def test_a_failing_endpoint_is_retried_then_the_task_fails_with_the_reason(env, model_world, daemon):
+    model = model_world(SCENARIOS)
+    env.set(CODEXD_HEALTH__MAX_RETRIES="1")
     daemon()
     task_id = submit(env, "broken")
     status = finished(env, task_id)
     assert status["status"] == "failed"
     assert status["exit_code"] == 1
-    assert "Codex turn failed" in status["error"]
+    assert "Codex turn failed" in status["error"] and "2 times in a row" in status["error"]
+    assert (status["retries"], status["restarts"], status["stalls"]) == (1, 0, 0)
+    assert len(model.requests) == 2
     waited = env.codexd("wait", task_id)
     assert waited.returncode == 1 and "failed" in waited.stdout
 

@@ -1,0 +1,129 @@
+"""The daemon's book of running tasks, and the one place a task's record changes.
+
+Every progress.log line, status.json write and state change goes through here, on the
+loop's thread. Listeners (notices) hear of every state change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import psutil
+import structlog
+
+from codexd import health, store
+from codexd.clock import iso
+from codexd.errors import CodexdError, StorageError
+from codexd.records import LastLog, TaskStatus
+from codexd.states import TaskState, can_change
+
+log = structlog.get_logger()
+Listener = Callable[[TaskStatus, TaskState], None]
+
+
+class AfterExit(Enum):
+    """What the end of a task's current process means."""
+
+    FINISH = "finish"  # record how the run ended: completed, failed, or a retry
+    CANCEL = "cancel"  # `codexd stop`
+    RESTART = "restart"  # it stalled: resume after a backoff
+    RESTART_NOW = "restart_now"  # `codexd restart`
+    GIVE_UP = "give_up"  # it stalled with its restarts used up
+
+
+@dataclass
+class Running:
+    """A task the daemon looks after: running, being stopped, or owed another run."""
+
+    status: TaskStatus
+    run: int  # which process of the task this is; a stale exit notice is ignored
+    proc: psutil.Process | None = None  # adopted: started by an earlier daemon
+    popen: subprocess.Popen[bytes] | None = None  # our own child
+    after_exit: AfterExit = AfterExit.FINISH
+    active: float = 0.0  # monotonic time of the last progress
+    resume_due: float | None = None  # monotonic time a resume is owed at
+    stall: health.Next | None = None  # what was decided when it stalled
+    dirty: bool = False  # status changed since it was last written
+
+    @property
+    def task_id(self) -> str:
+        return self.status.task_id
+
+    @property
+    def has_process(self) -> bool:
+        return self.proc is not None or self.popen is not None
+
+    @property
+    def root(self) -> psutil.Process | None:
+        """The top of its process tree, while it still runs."""
+        if self.proc is None and self.popen is not None and self.popen.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                return psutil.Process(self.popen.pid)
+        return self.proc
+
+
+class Ledger:
+    def __init__(self, tasks: store.TaskStore):
+        self.tasks = tasks
+        self.running: dict[str, Running] = {}
+        self.listeners: list[Listener] = []
+
+    def append(self, running: Running, now: datetime, lines: list[str]) -> None:
+        """Lines for progress.log; status.json follows at the next flush."""
+        if not lines:
+            return
+        at = iso(now)
+        status = running.status
+        size = store.append_line(
+            self.tasks.file(status.task_id, store.PROGRESS), "\n".join(f"{at} {line}" for line in lines)
+        )
+        daemon = replace(status.daemon, log=size)
+        running.status = status.with_(last_log=LastLog(at, lines[-1]), updated_at=at, daemon=daemon)
+        running.dirty = True
+
+    def flush(self) -> None:
+        for running in self.running.values():
+            if running.dirty:
+                try:
+                    self.tasks.write_status(running.status)
+                    running.dirty = False
+                except StorageError as exc:
+                    log.error("status.write_failed", task_id=running.task_id, error=str(exc))
+
+    def change(self, status: TaskStatus, new: TaskState, now: datetime, line: str) -> TaskStatus:
+        """The one place a task's state changes: logged, written at once, and announced."""
+        old = status.status
+        if not can_change(old, new):
+            raise CodexdError(f"task {status.task_id}: {old} -> {new} is not allowed")
+        at = iso(now)
+        size = store.append_line(self.tasks.file(status.task_id, store.PROGRESS), f"{at} {line}")
+        changed = status.with_(status=new, updated_at=at, last_log=LastLog(at, line))
+        changed = changed.with_(daemon=replace(changed.daemon, log=size))
+        self.tasks.write_status(changed)
+        running = self.running.get(status.task_id)
+        if running is not None:
+            running.status, running.dirty = changed, False
+        log.info("task.state", task_id=status.task_id, old=old.value, new=new.value)
+        self.emit(changed, old)
+        return changed
+
+    def end(
+        self, status: TaskStatus, state: TaskState, now: datetime, line: str, results: dict[str, Any]
+    ) -> None:
+        """Every ended task gets results.json, then its final state."""
+        self.running.pop(status.task_id, None)
+        self.tasks.write_results(status.task_id, results)
+        self.change(status.with_(pid=None, finished_at=iso(now)), state, now, line)
+
+    def emit(self, status: TaskStatus, old: TaskState) -> None:
+        for listener in self.listeners:
+            try:
+                listener(status, old)
+            except Exception as exc:  # a listener must never break supervision
+                log.error("listener.failed", task_id=status.task_id, error=str(exc))
