@@ -43,6 +43,10 @@ class FakeClock:
         self._now += timedelta(seconds=seconds)
         self._mono += seconds
 
+    def sleep_machine(self, seconds: float) -> None:
+        """A suspended laptop: wall time moves on, the monotonic clock does not."""
+        self._now += timedelta(seconds=seconds)
+
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

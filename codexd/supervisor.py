@@ -161,6 +161,7 @@ class Supervisor:
         )
 
     def close(self) -> None:
+        log.info("daemon.stopping", stop_tasks=self.stop_tasks_on_exit)
         if self._health:
             self._health.stop()
         if self._watcher:
@@ -547,19 +548,27 @@ class Supervisor:
         self._intake(now)  # the folder watcher can miss events: rescan behind it
         self._take_requests(now)
         for finding in found.findings:
-            running = self.running.get(finding.task_id or "")
-            if finding.kind == "orphans" and running is None and not self._is_queued(finding.task_id):
-                log.warning("task.orphans", task_id=finding.task_id, pids=list(finding.pids))
-                self._in_thread(runner.kill_tree, None, self.tasks.dir(str(finding.task_id)), 2.0)
-            elif finding.kind == "dead" and running is not None and running.proc is not None:
-                self._check_adopted(running)
-            elif finding.kind == "check_failed":
-                log.error("health.step_failed", detail=finding.text)
+            self._guard(self._act_on_finding, finding, now)
         try:
             store.write_atomic(self.tasks.root / store.HEALTH, store.dump_json(found.to_dict()))
         except StorageError as exc:
             log.error("health.write_failed", error=str(exc))
         log.info("health.checked", findings=len(found.findings), took=round(found.took, 3))
+
+    def _act_on_finding(self, finding: checkup.Finding, now: datetime) -> None:
+        """The check looked from outside; the loop's own state decides what is true now."""
+        running = self.running.get(finding.task_id or "")
+        if finding.kind == "check_failed":
+            log.error("health.step_failed", detail=finding.text)
+        elif running is None:
+            if finding.kind == "orphans" and not self._is_queued(finding.task_id):
+                log.warning("task.orphans", task_id=finding.task_id, pids=list(finding.pids))
+                task_dir = self.tasks.dir(str(finding.task_id))
+                self._in_thread(runner.kill_tree, None, task_dir, self.settings.daemon.stop_grace)
+        elif finding.kind == "stalled":
+            self._check_deadlines(running, now)  # the safety net behind the per-tick check
+        elif finding.kind == "dead" and running.proc is not None:
+            self._check_adopted(running)
 
     def _check_adopted(self, running: Running) -> None:
         """An adopted process the health check saw gone: its waiter should have said so."""

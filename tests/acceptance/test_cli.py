@@ -72,6 +72,8 @@ def test_start_reads_stdin_and_takes_flags(env):
         (["logs", "ghost"], ["no task 'ghost'"]),
         (["wait", "ghost"], ["no task 'ghost'"]),
         (["stop", "ghost"], ["no task 'ghost'"]),
+        (["restart", "ghost"], ["no task 'ghost'"]),
+        (["health", "--bogus"], ["No such option"]),
         (["progress", "--total", "3"], ["CODEXD_TASK_DIR is not set"]),
         (["progress", "--outcome", "approved"], ["--outcome goes with --done"]),
         (["status"], ["Missing argument"]),

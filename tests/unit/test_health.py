@@ -1,0 +1,319 @@
+"""Stall rules, backoff and failure classes: the pure rules, then the supervisor driven by a
+fake clock and fake processes, so minutes of task time pass in milliseconds."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codexd import health, intake, runner, tasktypes
+from codexd.clock import FakeClock
+from codexd.records import Item, Progress
+from codexd.settings import HealthSettings, Settings
+from codexd.supervisor import Supervisor
+
+pytestmark = pytest.mark.timeout(30)
+POLICY = HealthSettings(stall_timeout=900, max_restarts=2, max_retries=3, backoff=10, backoff_max=60)
+
+
+# -- the rules ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        ("Codex turn failed: exceeded retry limit, last status: 429 Too Many Requests", "transient"),
+        ("Codex turn failed: unexpected status 503 Service Unavailable: busy", "transient"),
+        ("Codex turn failed: We're currently experiencing high demand, which may cause errors", "transient"),
+        ("Codex turn failed: stream disconnected before completion", "transient"),
+        ("Codex turn failed: unexpected status 401 Unauthorized: bad key", "auth"),
+        ("Codex turn failed: Missing environment variable: `OPENAI_API_KEY`.", "auth"),
+        ("Codex exited with code 1: Error: Not logged in. Run codex login", "auth"),
+        (
+            "Codex exited with code 1: Error: thread/resume failed: no rollout found for thread id x",
+            "session_lost",
+        ),
+        ("Codex turn failed: the model refused", "other"),
+        ("Codex was killed by SIGKILL", "other"),
+    ],
+)
+def test_failures_are_classified(error, kind):
+    assert health.classify(error) == kind
+
+
+def test_backoff_doubles_up_to_the_cap():
+    assert [health.backoff(n, 10, 60) for n in range(1, 6)] == [10, 20, 40, 60, 60]
+
+
+def test_a_stall_restarts_until_the_restarts_are_used_up():
+    first = health.after_stall(1, 950, 900, POLICY)
+    assert (first.action, first.delay) == ("restart", 10)
+    assert health.after_stall(2, 950, 900, POLICY).delay == 20
+    last = health.after_stall(3, 905, 900, POLICY)
+    assert last.action == "fail"
+    assert last.error == (
+        "stalled: no progress for 15m05s (stall_timeout 15m00s), 2 restarts did not help "
+        "(health.max_restarts = 2)"
+    )
+
+
+def test_a_busy_endpoint_is_retried_then_the_same_failure_ends_the_task():
+    error = "Codex turn failed: exceeded retry limit, last status: 429 Too Many Requests"
+    steps = [health.after_failure(error, streak, POLICY) for streak in range(4)]
+    assert [s.action for s in steps] == ["retry", "retry", "retry", "fail"]
+    assert [s.delay for s in steps[:3]] == [10, 20, 40]
+    assert steps[3].error is not None and "4 times in a row" in steps[3].error
+
+
+def test_an_auth_failure_fails_at_once_with_the_fix():
+    step = health.after_failure("Codex turn failed: unexpected status 401 Unauthorized", 0, POLICY)
+    assert step.action == "fail" and step.error is not None and "codex login" in step.error
+
+
+def test_the_continuation_prompt_names_what_is_done():
+    progress = Progress(total=3, completed=1, current="#602", items=(Item("#626", "approved"),))
+    prompt = health.continuation_prompt("it made no progress", progress)
+    assert "interrupted: it made no progress" in prompt
+    assert "Already finished: #626." in prompt and "working on: #602" in prompt
+
+
+# -- the supervisor, with the clock and the processes faked ------------------------------------
+
+
+class FakeChild:
+    """A Codex process that ends when the test (or a kill) says so."""
+
+    pids = iter(range(900_000_001, 900_100_000))  # above any pid_max: never a real process
+
+    def __init__(self, argv: list[str]):
+        self.argv = argv
+        self.pid = next(self.pids)
+        self.code: int | None = None
+        self._ended = threading.Event()
+
+    def wait(self) -> int | None:
+        self._ended.wait()
+        return self.code
+
+    def poll(self) -> int | None:
+        return self.code
+
+    def end(self, code: int) -> None:
+        self.code = code
+        self._ended.set()
+
+
+class FakeProcesses:
+    def __init__(self) -> None:
+        self.started: list[FakeChild] = []
+        self.kills = 0
+
+    def spawn(self, launch: runner.Launch) -> FakeChild:
+        child = FakeChild(launch.argv)
+        self.started.append(child)
+        return child
+
+    def kill_tree(self, root: Any, task_dir: Path, grace: float) -> list[Any]:
+        self.kills += 1
+        for child in self.started:
+            if child.code is None:
+                child.end(-15)
+        return []
+
+    @property
+    def current(self) -> FakeChild:
+        return self.started[-1]
+
+
+class World:
+    def __init__(self, tmp_path: Path, procs: FakeProcesses, **health_settings: Any):
+        self.tmp = tmp_path
+        self.procs = procs
+        self.clock = FakeClock()
+        policy = {"interval": 3600, "stall_timeout": 900, "max_restarts": 2, "backoff": 10, **health_settings}
+        self.settings = Settings(
+            tasks_dir=tmp_path / "tasks",
+            spool_dir=tmp_path / "spool",
+            health=HealthSettings(**policy),
+        )
+        self.sup = self.new_supervisor()
+
+    def new_supervisor(self) -> Supervisor:
+        sup = Supervisor(self.settings, clock=self.clock)
+        sup.start()
+        return sup
+
+    def submit(self, text: str = "Do it.\n", task_id: str = "t1") -> str:
+        intake.submit(
+            text.encode(),
+            "t.md",
+            tasks=self.sup.tasks,
+            spool_dir=self.settings.spool_dir,
+            known_types=tasktypes.BUILTIN,
+            overrides={"task_id": task_id, "cwd": str(self.tmp)},
+        )
+        self.sup.schedule.rescan_at = 0.0
+        self.tick_until(lambda: self.status(task_id)["status"] == "in_progress")
+        return task_id
+
+    def events(self, task_id: str, *events: dict[str, Any]) -> None:
+        with (self.settings.tasks_dir / task_id / "events.jsonl").open("a") as f:
+            f.writelines(json.dumps(e) + "\n" for e in events)
+
+    def status(self, task_id: str = "t1") -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads((self.settings.tasks_dir / task_id / "status.json").read_text())
+        except FileNotFoundError:
+            return {"status": None}
+        return data
+
+    def log(self, task_id: str = "t1") -> str:
+        return (self.settings.tasks_dir / task_id / "progress.log").read_text()
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        self.sup.tick()
+
+    def tick_until(self, done: Callable[[], bool], timeout: float = 5) -> None:
+        """Tick (real threads carry exit notices) until `done()`, without moving the clock."""
+        deadline = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < deadline, "timed out"
+            self.sup.step()
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    procs = FakeProcesses()
+    monkeypatch.setattr(runner, "spawn", procs.spawn)
+    monkeypatch.setattr(runner, "kill_tree", procs.kill_tree)
+    monkeypatch.setattr(runner, "processes_by_task", lambda root: {})
+    made: list[World] = []
+
+    def make(**health_settings: Any) -> World:
+        made.append(World(tmp_path, procs, **health_settings))
+        return made[-1]
+
+    yield make
+    for w in made:
+        w.sup.close()
+
+
+THREAD = {"type": "thread.started", "thread_id": "th-1"}
+COMMAND = {
+    "type": "item.started",
+    "item": {"id": "i1", "type": "command_execution", "command": "make", "status": "in_progress"},
+}
+CHATTER = {"type": "error", "message": "Reconnecting... 2/5 (stream disconnected)"}
+
+
+def test_a_silent_task_is_stalled_at_its_deadline_and_resumed_after_the_backoff(world):
+    w = world()
+    w.submit()
+    w.events("t1", THREAD, COMMAND)  # a long command counts against the same timeout
+    w.advance(0)
+    w.advance(500)
+    w.events("t1", CHATTER)  # retry chatter is not progress
+    w.advance(399.9)
+    assert w.status()["status"] == "in_progress"
+    w.advance(0.1)
+    assert w.status()["status"] == "stalled" and w.status()["stalls"] == 1
+    assert "Stalled: no progress for 15m00s (stall_timeout 15m00s)" in w.log()
+    w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
+    assert len(w.procs.started) == 1 and w.procs.kills == 1
+    w.advance(9.9)
+    assert len(w.procs.started) == 1  # still backing off
+    w.advance(0.1)
+    argv = w.procs.current.argv
+    assert argv[-3:-1] == ["resume", "th-1"] and "interrupted" in argv[-1]
+    status = w.status()
+    assert (status["status"], status["restarts"], status["pid"]) == ("in_progress", 1, w.procs.current.pid)
+    w.events("t1", {"type": "turn.started"}, {"type": "turn.completed", "usage": {}})
+    w.procs.current.end(0)
+    w.tick_until(lambda: w.status()["status"] == "completed")
+
+
+def test_a_task_that_keeps_stalling_fails_when_its_restarts_are_used_up(world):
+    w = world(max_restarts=1)
+    w.submit()
+    w.advance(900)
+    w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
+    w.advance(10)
+    assert w.status()["restarts"] == 1
+    w.advance(900)
+    w.tick_until(lambda: w.status()["status"] == "failed")
+    status = w.status()
+    assert (
+        status["error"].startswith("stalled: no progress for 15m00s")
+        and "1 restart did not help" in status["error"]
+    )
+    assert len(w.procs.started) == 2  # a task without a thread id is started afresh
+    assert w.procs.started[1].argv[-1] == "-"
+
+
+def test_the_front_matter_stall_timeout_wins(world):
+    w = world()
+    w.submit("+++\nstall_timeout = 60\n+++\nDo it.\n")
+    w.advance(59)
+    assert w.status()["status"] == "in_progress"
+    w.advance(1)
+    assert w.status()["status"] == "stalled"
+
+
+def test_time_the_machine_spent_asleep_is_not_a_stall(world):
+    w = world()
+    w.submit()
+    w.clock.sleep_machine(3600)  # wall time jumps; the monotonic clock does not
+    w.advance(10)
+    assert w.status()["status"] == "in_progress"
+
+
+def test_a_busy_endpoint_is_retried_with_backoff_and_not_counted_as_a_stall(world):
+    w = world()
+    w.submit()
+    failed = {
+        "type": "turn.failed",
+        "error": {"message": "exceeded retry limit, last status: 429 Too Many Requests"},
+    }
+    w.events("t1", THREAD, {"type": "turn.started"}, failed)
+    w.procs.current.end(1)
+    w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
+    assert w.status()["status"] == "in_progress" and "retrying in 10s (retry 1 of 5)" in w.log()
+    w.advance(10)
+    assert (w.status()["retries"], w.status()["restarts"], w.status()["stalls"]) == (1, 0, 0)
+    assert w.procs.current.argv[-3:-1] == ["resume", "th-1"]
+    w.events("t1", THREAD, {"type": "turn.started"}, failed)
+    w.procs.current.end(1)
+    w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
+    assert "retrying in 20s (retry 2 of 5)" in w.log()
+
+
+def test_a_new_daemon_honours_a_backoff_that_was_under_way(world):
+    w = world()
+    w.submit()
+    w.advance(900)
+    w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
+    w.sup.close()
+    w.clock.advance(4)  # no daemon for 4 s of the 10 s backoff
+    w.sup = w.new_supervisor()
+    w.advance(5.9)
+    assert len(w.procs.started) == 1
+    w.advance(0.1)
+    assert len(w.procs.started) == 2 and w.status()["status"] == "in_progress"
+
+
+def test_stop_while_a_resume_is_owed_cancels_at_once(world):
+    w = world()
+    w.submit()
+    w.advance(900)
+    w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
+    (w.settings.tasks_dir / ".requests" / "t1.stop").write_text("now")
+    w.sup.schedule.rescan_at = 0.0
+    w.tick_until(lambda: w.status()["status"] == "cancelled")
+    assert w.status()["daemon"]["resume"] is None
