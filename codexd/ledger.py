@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -50,6 +51,11 @@ class Running:
     resume_due: float | None = None  # monotonic time a resume is owed at
     stall: health.Next | None = None  # what was decided when it stalled
     dirty: bool = False  # status changed since it was last written
+    killer: threading.Thread | None = None  # ending its process tree
+
+    @property
+    def being_killed(self) -> bool:
+        return self.killer is not None and self.killer.is_alive()
 
     @property
     def task_id(self) -> str:

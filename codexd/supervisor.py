@@ -10,37 +10,29 @@ from __future__ import annotations
 import contextlib
 import queue
 import shutil
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import psutil
 import structlog
 
-from codexd import checkup, follower, frontmatter, health, outcome, runner, store, tasktypes
-from codexd.clock import Clock, SystemClock, duration, iso
+from codexd import checkup, runner, store, tasktypes
+from codexd.clock import Clock, SystemClock, iso
 from codexd.errors import CodexdError, StorageError
 from codexd.intake import Spool, ensure_private_dir
-from codexd.ledger import AfterExit, Ledger, Running
+from codexd.ledger import AfterExit, Ledger
 from codexd.lock import DaemonLock
-from codexd.records import Resume, TaskStatus
+from codexd.records import TaskStatus
+from codexd.runs import Exited, Runs
 from codexd.scheduler import HealthSchedule
 from codexd.settings import Settings
 from codexd.states import TaskState
 from codexd.watcher import FolderWatcher
 
 log = structlog.get_logger()
-
-
-@dataclass(frozen=True)
-class Exited:
-    task_id: str
-    run: int
-    code: int | None
 
 
 @dataclass(frozen=True)
@@ -51,18 +43,10 @@ class Sweep:
 Message = Exited | Sweep | str
 
 
-@dataclass(frozen=True)
-class Ending:
-    state: TaskState
-    line: str  # the last line of progress.log
-    error: str | None = None
-
-
 @dataclass
 class Schedule:
     rescan_at: float = 0.0
     spool_retry_at: float | None = None
-    runs: int = 0
 
 
 class Supervisor:
@@ -76,6 +60,7 @@ class Supervisor:
         self.inbox: queue.Queue[Message] = queue.Queue()
         self.book = Ledger(self.tasks)
         self.running = self.book.running
+        self.runs = Runs(settings, self.types, self.book, self.clock, self.inbox.put)
         self.queued: list[TaskStatus] = []
         self.schedule = Schedule()
         self._lock = DaemonLock(settings.tasks_dir)
@@ -100,8 +85,8 @@ class Supervisor:
             self._intake(now)
             self._take_requests(now)
         for running in list(self.running.values()):
-            self._guard(self._follow, running, now)
-            self._guard(self._check_deadlines, running, now)
+            self._guard(self.runs.follow, running, now)
+            self._guard(self.runs.check_deadlines, running, now)
         self._start_queued(now)
         self.book.flush()
 
@@ -119,8 +104,8 @@ class Supervisor:
         if (new.tasks_dir, new.spool_dir) != (old.tasks_dir, old.spool_dir):
             log.warning("settings.folders_unchanged", fix="restart the daemon to use new tasks_dir/spool_dir")
             new = new.model_copy(update={"tasks_dir": old.tasks_dir, "spool_dir": old.spool_dir})
-        self.settings = new
-        self.types = tasktypes.from_settings(new.types)
+        self.settings = self.runs.settings = new
+        self.types = self.runs.types = tasktypes.from_settings(new.types)
         self.spool.known_types = frozenset(self.types)
         if self._health is not None:
             self._health.set_interval(new.health.interval)
@@ -177,7 +162,7 @@ class Supervisor:
             running.after_exit = AfterExit.CANCEL
             task_dir = self.tasks.dir(running.status.task_id)
             runner.kill_tree(running.root, task_dir, self.settings.daemon.stop_grace)
-            self._guard(self._exited, running, None, now)
+            self._guard(self.runs.exited, running, None, now)
 
     def _recover(self, now: datetime) -> None:
         """Re-adopt live tasks, finish those that ended unseen, queue the waiting ones."""
@@ -201,14 +186,11 @@ class Supervisor:
         ):
             log.info("task.log_rewound", task_id=status.task_id)  # lines the last daemon did not record
         proc = runner.find(status.pid, status.daemon.pid_create_time, status.task_id)
-        running = self._track(status)
-        running.active = self.clock.monotonic() - (now.timestamp() - checkup.last_progress(status))
+        running = self.runs.adopt(status, proc, now)
         if proc is not None:
             log.info("task.readopted", task_id=status.task_id, pid=status.pid)
-            running.proc = proc
-            self._in_thread(self._wait_adopted, status.task_id, running.run, proc)
             if status.status == TaskState.STALLED:  # a restart that a crash cut short
-                self._restart_stalled(running, now)
+                self.runs.restart_stalled(running, now)
             return
         self._kill_strays(status.task_id, live)
         owed = status.daemon.resume
@@ -216,21 +198,11 @@ class Supervisor:
             running.resume_due = self.clock.monotonic() + max(0.0, owed.at - now.timestamp())
             log.info("task.resume_owed", task_id=status.task_id, kind=owed.kind)
         elif status.status == TaskState.STALLED:
-            self._restart_stalled(running, now)
-            self._exited(running, None, now)
+            self.runs.restart_stalled(running, now)
+            self.runs.exited(running, None, now)
         else:
             log.info("task.ended_unseen", task_id=status.task_id)
-            self._exited(running, None, now)
-
-    def _restart_stalled(self, running: Running, now: datetime) -> None:
-        status = running.status
-        idle = now.timestamp() - checkup.last_progress(status)
-        running.stall = health.after_stall(
-            status.stalls, idle, self._stall_timeout(status), self.settings.health
-        )
-        running.after_exit = AfterExit.RESTART if running.stall.action == "restart" else AfterExit.GIVE_UP
-        if running.has_process:
-            self._kill(running)
+            self.runs.exited(running, None, now)
 
     def _kill_strays(self, task_id: str, live: dict[str, list[psutil.Process]]) -> None:
         if task_id in live:
@@ -252,7 +224,7 @@ class Supervisor:
         if isinstance(message, Exited):
             running = self.running.get(message.task_id)
             if running is not None and running.run == message.run and running.has_process:
-                self._guard(self._exited, running, message.code, now)
+                self._guard(self.runs.exited, running, message.code, now)
         elif isinstance(message, Sweep):
             self._guard(self._act_on, message.found, now)
         elif message == "changed":
@@ -295,243 +267,16 @@ class Supervisor:
         if waiting is not None:
             self.queued.remove(waiting)
             self.book.end(waiting, TaskState.CANCELLED, now, "Cancelled before it started", {"summary": None})
-            return
-        running = self.running.get(task_id)
-        if running is None or running.after_exit == AfterExit.CANCEL:
-            return
-        running.after_exit = AfterExit.CANCEL
-        if not running.has_process:  # between runs: nothing to wait for
-            self._exited(running, None, now)
-            return
-        self.book.append(running, now, ["Stopping: the task's whole process tree is being ended"])
-        self._kill(running)
+        elif task_id in self.running:
+            self.runs.cancel(self.running[task_id], now)
 
     def _restart_by_hand(self, task_id: str, now: datetime) -> None:
-        running = self.running.get(task_id)
-        if running is None or running.after_exit in (AfterExit.CANCEL, AfterExit.RESTART_NOW):
-            return
-        if not running.has_process:
-            running.resume_due = self.clock.monotonic()  # skip what is left of the backoff
-            return
-        self.book.append(running, now, ["Restart requested: stopping its process tree to resume the session"])
-        running.after_exit = AfterExit.RESTART_NOW
-        self._kill(running)
+        if task_id in self.running:
+            self.runs.restart_by_hand(self.running[task_id], now)
 
     def _start_queued(self, now: datetime) -> None:
         while self.queued and len(self.running) < self.settings.max_parallel:
-            self._guard(self._launch, self.queued.pop(0), now)
-
-    def _kill(self, running: Running) -> None:
-        task_dir = self.tasks.dir(running.status.task_id)
-        self._in_thread(runner.kill_tree, running.root, task_dir, self.settings.daemon.stop_grace)
-
-    def _in_thread(self, target: Callable[..., Any], *args: Any) -> None:
-        threading.Thread(target=target, args=args, daemon=True, name=f"codexd-{target.__name__}").start()
-
-    # -- starting Codex ----------------------------------------------------------------
-
-    def _launch(self, status: TaskStatus, now: datetime) -> None:
-        try:
-            popen, status = self._spawn(status, None, now)
-        except (CodexdError, OSError) as exc:
-            results = {"summary": None, "error": str(exc)}
-            failed = status.with_(error=str(exc))
-            self.book.end(failed, TaskState.FAILED, now, f"Could not start Codex: {exc}", results)
-            return
-        started = status.with_(started_at=status.started_at or iso(now))
-        status = self.book.change(started, TaskState.IN_PROGRESS, now, f"Started Codex (pid {popen.pid})")
-        self._watch(self._track(status), popen)
-
-    def _resume(self, running: Running, now: datetime) -> None:
-        """Run the task again: resume its Codex session, or start afresh if it has none."""
-        status = running.status
-        owed = status.daemon.resume or Resume(now.timestamp(), "restart", "it was restarted")
-        thread = status.thread_id
-        prompt = health.continuation_prompt(owed.reason, status.progress)
-        running.resume_due = None
-        try:
-            popen, status = self._spawn(status, (thread, prompt) if thread else None, now)
-        except (CodexdError, OSError) as exc:
-            failed = Ending(TaskState.FAILED, f"Could not start Codex: {exc}", str(exc))
-            self._end_run(running, None, now, failed)
-            return
-        counts = {"restarts": status.restarts + 1} if owed.kind == "restart" else {}
-        counts = {"retries": status.retries + 1} if owed.kind == "retry" else counts
-        status = status.with_(**counts)
-        what = f"Resumed Codex session {thread}" if thread else "Started the task afresh"
-        line = f"{what} (pid {popen.pid}; restarts {status.restarts}, retries {status.retries})"
-        if status.status == TaskState.STALLED:
-            status = self.book.change(status, TaskState.IN_PROGRESS, now, line)
-        else:
-            running.status = status
-            self.book.append(running, now, [line])
-        self._watch(running, popen)
-
-    def _spawn(
-        self, status: TaskStatus, resume: tuple[str, str] | None, now: datetime
-    ) -> tuple[subprocess.Popen[bytes], TaskStatus]:
-        task_dir = self.tasks.dir(status.task_id)
-        kind = self.types.get(status.type)
-        if kind is None:
-            raise CodexdError(f"unknown task type {status.type!r}: add [types.{status.type}] to the config")
-        codex = self.settings.codex
-        argv = runner.exec_argv(
-            codex.command,
-            codex.args,
-            task_dir=task_dir,
-            cwd=Path(status.cwd or task_dir),
-            login_shell=codex.login_shell,
-            output_schema=kind.output_schema,
-            resume=resume,
-        )
-        instructions = (task_dir / store.INSTRUCTIONS).read_bytes()
-        offset = None if resume else frontmatter.parse(instructions).body_offset
-        run_start = store.size_of(task_dir / store.EVENTS)
-        cwd = Path(status.cwd or task_dir)
-        popen = runner.spawn(runner.Launch(status.task_id, task_dir, argv, cwd, offset))
-        cursor = replace(
-            status.daemon,
-            run_start=run_start,
-            pid_create_time=runner.create_time(popen.pid),
-            resume=None,
-            active_at=now.timestamp(),
-        )
-        return popen, status.with_(pid=popen.pid, daemon=cursor)
-
-    def _track(self, status: TaskStatus) -> Running:
-        self.schedule.runs += 1
-        running = Running(status, self.schedule.runs, active=self.clock.monotonic())
-        self.running[status.task_id] = running
-        return running
-
-    def _watch(self, running: Running, popen: subprocess.Popen[bytes]) -> None:
-        self.schedule.runs += 1
-        running.run, running.popen, running.proc = self.schedule.runs, popen, None
-        running.after_exit, running.stall = AfterExit.FINISH, None
-        running.active = self.clock.monotonic()
-        self._in_thread(self._wait_child, running.status.task_id, running.run, popen)
-
-    def _wait_child(self, task_id: str, run: int, popen: subprocess.Popen[bytes]) -> None:
-        code = popen.wait()
-        self.inbox.put(Exited(task_id, run, code))
-
-    def _wait_adopted(self, task_id: str, run: int, proc: psutil.Process) -> None:
-        with contextlib.suppress(psutil.Error):
-            proc.wait()
-        self.inbox.put(Exited(task_id, run, None))
-
-    # -- following a task, and noticing when it stops moving -----------------------------
-
-    def _follow(self, running: Running, now: datetime) -> None:
-        moved = follower.advance(self.tasks.dir(running.status.task_id), running.status)
-        if moved is None:
-            return
-        status = moved.status
-        if moved.active:
-            status = status.with_(daemon=replace(status.daemon, active_at=now.timestamp()))
-            running.active = self.clock.monotonic()
-        running.status = status
-        running.dirty = True
-        self.book.append(running, now, moved.lines)
-
-    def _check_deadlines(self, running: Running, now: datetime) -> None:
-        if self.running.get(running.status.task_id) is not running:
-            return  # it ended this tick
-        mono = self.clock.monotonic()
-        if running.resume_due is not None:
-            if mono >= running.resume_due:
-                self._resume(running, now)
-            return
-        timeout = self._stall_timeout(running.status)
-        idle = mono - running.active
-        watched = running.after_exit == AfterExit.FINISH and running.has_process
-        if watched and health.is_stalled(idle, timeout):
-            self._stall(running, now, idle)
-
-    def _stall_timeout(self, status: TaskStatus) -> float:
-        return status.stall_timeout or self.settings.health.stall_timeout
-
-    def _stall(self, running: Running, now: datetime, idle: float) -> None:
-        status = running.status.with_(stalls=running.status.stalls + 1)
-        timeout = self._stall_timeout(status)
-        log.warning(
-            "task.stalled",
-            task_id=status.task_id,
-            idle=round(idle, 3),
-            late_by=round(idle - timeout, 3),  # how long after the deadline it was noticed
-            stalls=status.stalls,
-        )
-        line = f"Stalled: no progress for {duration(idle)} (stall_timeout {duration(timeout)})"
-        running.status = self.book.change(
-            status, TaskState.STALLED, now, line + "; stopping its process tree"
-        )
-        self._restart_stalled(running, now)
-
-    # -- the end of a run ---------------------------------------------------------------
-
-    def _exited(self, running: Running, code: int | None, now: datetime) -> None:
-        running.proc = running.popen = None
-        self._follow(running, now)
-        after, stall = running.after_exit, running.stall
-        if after == AfterExit.CANCEL:
-            line = "Cancelled: the task's processes were stopped"
-            self._end_run(running, code, now, Ending(TaskState.CANCELLED, line))
-        elif after == AfterExit.GIVE_UP and stall is not None:
-            self._end_run(running, code, now, Ending(TaskState.FAILED, stall.line, stall.error))
-        elif after == AfterExit.RESTART and stall is not None:
-            reason = "it made no progress for too long, so its processes were stopped"
-            self._owe(running, now, Resume(0, "restart", reason), stall.delay, stall.line)
-        elif after == AfterExit.RESTART_NOW:
-            self._owe(running, now, Resume(0, "restart", "the user restarted it"), 0.0, "Restarting now")
-        else:
-            self._judge(running, code, now)
-
-    def _judge(self, running: Running, code: int | None, now: datetime) -> None:
-        """A run ended on its own: done, worth another try, or failed."""
-        status = running.status
-        task_dir = self.tasks.dir(status.task_id)
-        run = outcome.summarize(store.lines_from(task_dir / store.EVENTS, status.daemon.run_start))
-        state, error = outcome.decide(code, run, store.tail_lines(task_dir / store.STDERR, 5))
-        if state == TaskState.COMPLETED or error is None:
-            self._end_run(running, code, now, Ending(TaskState.COMPLETED, "Completed"))
-            return
-        streak = status.daemon.streak
-        next_step = health.after_failure(error, streak, self.settings.health)
-        if next_step.action == "retry":
-            running.status = status.with_(daemon=replace(status.daemon, streak=streak + 1))
-            reason = f"the model endpoint failed ({error})"
-            self._owe(running, now, Resume(0, "retry", reason), next_step.delay, next_step.line)
-        elif next_step.action == "fresh":
-            running.status = status.with_(thread_id=None)
-            self._owe(running, now, Resume(0, "fresh", ""), 0.0, next_step.line)
-        else:
-            self._end_run(running, code, now, Ending(TaskState.FAILED, next_step.line, next_step.error))
-
-    def _owe(self, running: Running, now: datetime, resume: Resume, delay: float, line: str) -> None:
-        """The task runs again after `delay` seconds (kept in status.json across restarts)."""
-        running.after_exit, running.stall = AfterExit.FINISH, None
-        running.resume_due = self.clock.monotonic() + delay
-        due = replace(resume, at=now.timestamp() + delay)
-        running.status = running.status.with_(pid=None, daemon=replace(running.status.daemon, resume=due))
-        self.book.append(running, now, [line])
-        log.info("task.resume_owed", task_id=running.status.task_id, kind=resume.kind, delay=delay)
-
-    def _end_run(self, running: Running, code: int | None, now: datetime, ending: Ending) -> None:
-        status = running.status
-        task_dir = self.tasks.dir(status.task_id)
-        results, counts, progress = tasktypes.build_results(
-            self.types.get(status.type, tasktypes.BUILTIN["generic"]),
-            store.read_text(task_dir / store.LAST_MESSAGE),
-            status.progress,
-        )
-        if ending.error:
-            results["error"] = ending.error
-        cursor = replace(status.daemon, resume=None)
-        done = status.with_(
-            results=counts, progress=progress, exit_code=code, error=ending.error, daemon=cursor
-        )
-        self.book.end(done, ending.state, now, ending.line, results)
-        self._in_thread(runner.kill_tree, None, task_dir, self.settings.daemon.stop_grace)
+            self._guard(self.runs.launch, self.queued.pop(0), now)
 
     # -- the health job's findings ----------------------------------------------------------
 
@@ -564,17 +309,11 @@ class Supervisor:
             if finding.kind == "orphans" and not self._is_queued(finding.task_id):
                 log.warning("task.orphans", task_id=finding.task_id, pids=list(finding.pids))
                 task_dir = self.tasks.dir(str(finding.task_id))
-                self._in_thread(runner.kill_tree, None, task_dir, self.settings.daemon.stop_grace)
+                self.runs.in_thread(runner.kill_tree, None, task_dir, self.settings.daemon.stop_grace)
         elif finding.kind == "stalled":
-            self._check_deadlines(running, now)  # the safety net behind the per-tick check
+            self.runs.check_deadlines(running, now)  # the safety net behind the per-tick check
         elif finding.kind == "dead" and running.proc is not None:
-            self._check_adopted(running)
-
-    def _check_adopted(self, running: Running) -> None:
-        """An adopted process the health check saw gone: its waiter should have said so."""
-        status = running.status
-        if runner.find(status.pid, status.daemon.pid_create_time, status.task_id) is None:
-            self.inbox.put(Exited(status.task_id, running.run, None))
+            self.runs.check_adopted(running)
 
     def _is_queued(self, task_id: str | None) -> bool:
         return any(s.task_id == task_id for s in self.queued)

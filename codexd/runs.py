@@ -1,0 +1,325 @@
+"""A task's runs: starting Codex, following it, noticing a stall, and what an exit means.
+
+Called only from the supervisor's loop thread. Waiter and killer threads it starts post
+their news back through `post`; they never touch a task's record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import structlog
+
+from codexd import checkup, follower, frontmatter, health, outcome, runner, store, tasktypes
+from codexd.clock import Clock, duration, iso
+from codexd.errors import CodexdError
+from codexd.ledger import AfterExit, Ledger, Running
+from codexd.records import Resume, TaskStatus
+from codexd.settings import Settings
+from codexd.states import TaskState
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class Exited:
+    """A task's process ended (posted by the thread that waited for it)."""
+
+    task_id: str
+    run: int
+    code: int | None
+
+
+@dataclass(frozen=True)
+class Ending:
+    state: TaskState
+    line: str  # the last line of progress.log
+    error: str | None = None
+
+
+class Runs:
+    def __init__(
+        self,
+        settings: Settings,
+        types: dict[str, tasktypes.TaskType],
+        book: Ledger,
+        clock: Clock,
+        post: Callable[[Exited], None],
+    ):
+        self.settings = settings
+        self.types = types
+        self.book = book
+        self.running = book.running
+        self.tasks = book.tasks
+        self.clock = clock
+        self.post = post
+        self._runs = 0
+
+    def adopt(self, status: TaskStatus, proc: psutil.Process | None, now: datetime) -> Running:
+        """Take over a task an earlier daemon ran; its stall clock carries on from the record."""
+        running = self.track(status)
+        running.active = self.clock.monotonic() - (now.timestamp() - checkup.last_progress(status))
+        if proc is not None:
+            running.proc = proc
+            self.in_thread(self._wait_adopted, status.task_id, running.run, proc)
+        return running
+
+    # -- starting Codex ----------------------------------------------------------------
+
+    def launch(self, status: TaskStatus, now: datetime) -> None:
+        try:
+            popen, status = self._spawn(status, None, now)
+        except (CodexdError, OSError) as exc:
+            results = {"summary": None, "error": str(exc)}
+            failed = status.with_(error=str(exc))
+            self.book.end(failed, TaskState.FAILED, now, f"Could not start Codex: {exc}", results)
+            return
+        started = status.with_(started_at=status.started_at or iso(now))
+        status = self.book.change(started, TaskState.IN_PROGRESS, now, f"Started Codex (pid {popen.pid})")
+        self._watch(self.track(status), popen)
+
+    def _resume(self, running: Running, now: datetime) -> None:
+        """Run the task again: resume its Codex session, or start afresh if it has none."""
+        status = running.status
+        owed = status.daemon.resume or Resume(now.timestamp(), "restart", "it was restarted")
+        thread = status.thread_id
+        prompt = health.continuation_prompt(owed.reason, status.progress)
+        running.resume_due = None
+        try:
+            popen, status = self._spawn(status, (thread, prompt) if thread else None, now)
+        except (CodexdError, OSError) as exc:
+            failed = Ending(TaskState.FAILED, f"Could not start Codex: {exc}", str(exc))
+            self._end_run(running, None, now, failed)
+            return
+        counts = {"restarts": status.restarts + 1} if owed.kind == "restart" else {}
+        counts = {"retries": status.retries + 1} if owed.kind == "retry" else counts
+        status = status.with_(**counts)
+        what = f"Resumed Codex session {thread}" if thread else "Started the task afresh"
+        line = f"{what} (pid {popen.pid}; restarts {status.restarts}, retries {status.retries})"
+        if status.status == TaskState.STALLED:
+            status = self.book.change(status, TaskState.IN_PROGRESS, now, line)
+        else:
+            running.status = status
+            self.book.append(running, now, [line])
+        self._watch(running, popen)
+
+    def _spawn(
+        self, status: TaskStatus, resume: tuple[str, str] | None, now: datetime
+    ) -> tuple[subprocess.Popen[bytes], TaskStatus]:
+        task_dir = self.tasks.dir(status.task_id)
+        kind = self.types.get(status.type)
+        if kind is None:
+            raise CodexdError(f"unknown task type {status.type!r}: add [types.{status.type}] to the config")
+        codex = self.settings.codex
+        argv = runner.exec_argv(
+            codex.command,
+            codex.args,
+            task_dir=task_dir,
+            cwd=Path(status.cwd or task_dir),
+            login_shell=codex.login_shell,
+            output_schema=kind.output_schema,
+            resume=resume,
+        )
+        instructions = (task_dir / store.INSTRUCTIONS).read_bytes()
+        offset = None if resume else frontmatter.parse(instructions).body_offset
+        run_start = store.size_of(task_dir / store.EVENTS)
+        cwd = Path(status.cwd or task_dir)
+        popen = runner.spawn(runner.Launch(status.task_id, task_dir, argv, cwd, offset))
+        cursor = replace(
+            status.daemon,
+            run_start=run_start,
+            pid_create_time=runner.create_time(popen.pid),
+            resume=None,
+            active_at=now.timestamp(),
+        )
+        return popen, status.with_(pid=popen.pid, daemon=cursor)
+
+    def track(self, status: TaskStatus) -> Running:
+        self._runs += 1
+        running = Running(status, self._runs, active=self.clock.monotonic())
+        self.running[status.task_id] = running
+        return running
+
+    def _watch(self, running: Running, popen: subprocess.Popen[bytes]) -> None:
+        self._runs += 1
+        running.run, running.popen, running.proc = self._runs, popen, None
+        running.after_exit, running.stall = AfterExit.FINISH, None
+        running.active = self.clock.monotonic()
+        self.in_thread(self._wait_child, running.status.task_id, running.run, popen)
+
+    def _wait_child(self, task_id: str, run: int, popen: subprocess.Popen[bytes]) -> None:
+        code = popen.wait()
+        self.post(Exited(task_id, run, code))
+
+    def _wait_adopted(self, task_id: str, run: int, proc: psutil.Process) -> None:
+        with contextlib.suppress(psutil.Error):
+            proc.wait()
+        self.post(Exited(task_id, run, None))
+
+    # -- following a task, and noticing when it stops moving -----------------------------
+
+    def follow(self, running: Running, now: datetime) -> None:
+        moved = follower.advance(self.tasks.dir(running.status.task_id), running.status)
+        if moved is None:
+            return
+        status = moved.status
+        if moved.active:
+            status = status.with_(daemon=replace(status.daemon, active_at=now.timestamp()))
+            running.active = self.clock.monotonic()
+        running.status = status
+        running.dirty = True
+        self.book.append(running, now, moved.lines)
+
+    def check_deadlines(self, running: Running, now: datetime) -> None:
+        if self.running.get(running.status.task_id) is not running:
+            return  # it ended this tick
+        mono = self.clock.monotonic()
+        if running.resume_due is not None:
+            # The old tree must be all gone first: its killer would take the new run for a straggler.
+            if mono >= running.resume_due and not running.being_killed:
+                self._resume(running, now)
+            return
+        timeout = self._stall_timeout(running.status)
+        idle = mono - running.active
+        watched = running.after_exit == AfterExit.FINISH and running.has_process
+        if watched and health.is_stalled(idle, timeout):
+            self._stall(running, now, idle)
+
+    def _stall_timeout(self, status: TaskStatus) -> float:
+        return status.stall_timeout or self.settings.health.stall_timeout
+
+    def _stall(self, running: Running, now: datetime, idle: float) -> None:
+        status = running.status.with_(stalls=running.status.stalls + 1)
+        timeout = self._stall_timeout(status)
+        log.warning(
+            "task.stalled",
+            task_id=status.task_id,
+            idle=round(idle, 3),
+            late_by=round(idle - timeout, 3),  # how long after the deadline it was noticed
+            stalls=status.stalls,
+        )
+        line = f"Stalled: no progress for {duration(idle)} (stall_timeout {duration(timeout)})"
+        running.status = self.book.change(
+            status, TaskState.STALLED, now, line + "; stopping its process tree"
+        )
+        self.restart_stalled(running, now)
+
+    # -- the end of a run ---------------------------------------------------------------
+
+    def exited(self, running: Running, code: int | None, now: datetime) -> None:
+        running.proc = running.popen = None
+        self.follow(running, now)
+        after, stall = running.after_exit, running.stall
+        if after == AfterExit.CANCEL:
+            line = "Cancelled: the task's processes were stopped"
+            self._end_run(running, code, now, Ending(TaskState.CANCELLED, line))
+        elif after == AfterExit.GIVE_UP and stall is not None:
+            self._end_run(running, code, now, Ending(TaskState.FAILED, stall.line, stall.error))
+        elif after == AfterExit.RESTART and stall is not None:
+            reason = "it made no progress for too long, so its processes were stopped"
+            self._owe(running, now, Resume(0, "restart", reason), stall.delay, stall.line)
+        elif after == AfterExit.RESTART_NOW:
+            self._owe(running, now, Resume(0, "restart", "the user restarted it"), 0.0, "Restarting now")
+        else:
+            self._judge(running, code, now)
+
+    def _judge(self, running: Running, code: int | None, now: datetime) -> None:
+        """A run ended on its own: done, worth another try, or failed."""
+        status = running.status
+        task_dir = self.tasks.dir(status.task_id)
+        run = outcome.summarize(store.lines_from(task_dir / store.EVENTS, status.daemon.run_start))
+        state, error = outcome.decide(code, run, store.tail_lines(task_dir / store.STDERR, 5))
+        if state == TaskState.COMPLETED or error is None:
+            self._end_run(running, code, now, Ending(TaskState.COMPLETED, "Completed"))
+            return
+        streak = status.daemon.streak
+        next_step = health.after_failure(error, streak, self.settings.health)
+        if next_step.action == "retry":
+            running.status = status.with_(daemon=replace(status.daemon, streak=streak + 1))
+            reason = f"the model endpoint failed ({error})"
+            self._owe(running, now, Resume(0, "retry", reason), next_step.delay, next_step.line)
+        elif next_step.action == "fresh":
+            running.status = status.with_(thread_id=None)
+            self._owe(running, now, Resume(0, "fresh", ""), 0.0, next_step.line)
+        else:
+            self._end_run(running, code, now, Ending(TaskState.FAILED, next_step.line, next_step.error))
+
+    def _owe(self, running: Running, now: datetime, resume: Resume, delay: float, line: str) -> None:
+        """The task runs again after `delay` seconds (kept in status.json across restarts)."""
+        running.after_exit, running.stall = AfterExit.FINISH, None
+        running.resume_due = self.clock.monotonic() + delay
+        due = replace(resume, at=now.timestamp() + delay)
+        running.status = running.status.with_(pid=None, daemon=replace(running.status.daemon, resume=due))
+        self.book.append(running, now, [line])
+        log.info("task.resume_owed", task_id=running.status.task_id, kind=resume.kind, delay=delay)
+
+    def _end_run(self, running: Running, code: int | None, now: datetime, ending: Ending) -> None:
+        status = running.status
+        task_dir = self.tasks.dir(status.task_id)
+        results, counts, progress = tasktypes.build_results(
+            self.types.get(status.type, tasktypes.BUILTIN["generic"]),
+            store.read_text(task_dir / store.LAST_MESSAGE),
+            status.progress,
+        )
+        if ending.error:
+            results["error"] = ending.error
+        cursor = replace(status.daemon, resume=None)
+        done = status.with_(
+            results=counts, progress=progress, exit_code=code, error=ending.error, daemon=cursor
+        )
+        self.book.end(done, ending.state, now, ending.line, results)
+        self.in_thread(runner.kill_tree, None, task_dir, self.settings.daemon.stop_grace)
+
+    def restart_stalled(self, running: Running, now: datetime) -> None:
+        status = running.status
+        idle = now.timestamp() - checkup.last_progress(status)
+        running.stall = health.after_stall(
+            status.stalls, idle, self._stall_timeout(status), self.settings.health
+        )
+        running.after_exit = AfterExit.RESTART if running.stall.action == "restart" else AfterExit.GIVE_UP
+        if running.has_process:
+            self.kill(running)
+
+    def cancel(self, running: Running, now: datetime) -> None:
+        if running.after_exit == AfterExit.CANCEL:
+            return
+        running.after_exit = AfterExit.CANCEL
+        if not running.has_process:  # between runs: nothing to wait for
+            self.exited(running, None, now)
+            return
+        self.book.append(running, now, ["Stopping: the task's whole process tree is being ended"])
+        self.kill(running)
+
+    def restart_by_hand(self, running: Running, now: datetime) -> None:
+        if running.after_exit in (AfterExit.CANCEL, AfterExit.RESTART_NOW):
+            return
+        if not running.has_process:
+            running.resume_due = self.clock.monotonic()  # skip what is left of the backoff
+            return
+        self.book.append(running, now, ["Restart requested: stopping its process tree to resume the session"])
+        running.after_exit = AfterExit.RESTART_NOW
+        self.kill(running)
+
+    def check_adopted(self, running: Running) -> None:
+        """An adopted process the health check saw gone: its waiter should have said so."""
+        status = running.status
+        if runner.find(status.pid, status.daemon.pid_create_time, status.task_id) is None:
+            self.post(Exited(status.task_id, running.run, None))
+
+    def kill(self, running: Running) -> None:
+        task_dir = self.tasks.dir(running.status.task_id)
+        grace = self.settings.daemon.stop_grace
+        running.killer = self.in_thread(runner.kill_tree, running.root, task_dir, grace)
+
+    def in_thread(self, target: Callable[..., Any], *args: Any) -> threading.Thread:
+        thread = threading.Thread(target=target, args=args, daemon=True, name=f"codexd-{target.__name__}")
+        thread.start()
+        return thread
