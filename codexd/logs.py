@@ -36,6 +36,8 @@ def configure(level: str = "info", json_lines: bool | None = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("watchfiles").setLevel(logging.WARNING)  # "1 change detected" is noise
+    # Two lines per health check is noise; a missed run or an overrun is still a warning.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
