@@ -301,8 +301,10 @@ class Runs:
     def restart_by_hand(self, running: Running, now: datetime) -> None:
         if running.after_exit in (AfterExit.CANCEL, AfterExit.RESTART_NOW):
             return
-        if not running.has_process:
-            running.resume_due = self.clock.monotonic()  # skip what is left of the backoff
+        if not running.has_process:  # waiting out a backoff: skip the rest, and count a restart
+            owed = Resume(now.timestamp(), "restart", "the user restarted it")
+            running.status = running.status.with_(daemon=replace(running.status.daemon, resume=owed))
+            running.resume_due = self.clock.monotonic()
             return
         self.book.append(running, now, ["Restart requested: stopping its process tree to resume the session"])
         running.after_exit = AfterExit.RESTART_NOW
@@ -315,6 +317,8 @@ class Runs:
             self.post(Exited(status.task_id, running.run, None))
 
     def kill(self, running: Running) -> None:
+        if running.being_killed:
+            return  # one killer per tree: a second would take the next run for a straggler
         task_dir = self.tasks.dir(running.status.task_id)
         grace = self.settings.daemon.stop_grace
         running.killer = self.in_thread(runner.kill_tree, running.root, task_dir, grace)

@@ -317,3 +317,20 @@ def test_stop_while_a_resume_is_owed_cancels_at_once(world):
     w.sup.schedule.rescan_at = 0.0
     w.tick_until(lambda: w.status()["status"] == "cancelled")
     assert w.status()["daemon"]["resume"] is None
+
+
+def test_restart_by_hand_during_a_backoff_resumes_at_once_and_counts_a_restart(world):
+    w = world()
+    w.submit()
+    failed = {"type": "turn.failed", "error": {"message": "unexpected status 503 Service Unavailable"}}
+    w.events("t1", THREAD, {"type": "turn.started"}, failed)
+    w.procs.current.end(1)
+    w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
+    (w.settings.tasks_dir / ".requests" / "t1.restart").write_text("now")
+    w.sup.schedule.rescan_at = 0.0
+    w.tick_until(lambda: len(w.procs.started) == 2)  # no clock moved: the backoff was skipped
+    assert (w.status()["restarts"], w.status()["retries"]) == (1, 0)
+    assert (
+        w.procs.current.argv[-3:-1] == ["resume", "th-1"]
+        and "the user restarted it" in w.procs.current.argv[-1]
+    )
