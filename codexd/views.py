@@ -68,6 +68,8 @@ def task_details(task: dict[str, Any]) -> str:
     extra = [
         f"pid {task['pid']}" if task.get("pid") else "",
         f"restarts {task.get('restarts') or 0}",
+        f"stalls {task['stalls']}" if task.get("stalls") else "",
+        f"retries {task['retries']}" if task.get("retries") else "",
         f"thread {task['thread_id']}" if task.get("thread_id") else "",
     ]
     lines.append("  " + "   ".join(e for e in extra if e))
