@@ -20,7 +20,7 @@ import psutil
 
 from codexd import runner, store
 from codexd.clock import duration, iso, parse_iso
-from codexd.health import is_stalled
+from codexd.health import is_stalled, stall_timeout_of
 from codexd.records import TaskStatus
 
 if TYPE_CHECKING:
@@ -135,7 +135,7 @@ def _judge(
     policy: HealthSettings,
     findings: list[Finding],
 ) -> TaskHealth:
-    timeout = status.stall_timeout or policy.stall_timeout
+    timeout = stall_timeout_of(status, policy)
     idle = now.timestamp() - last_progress(status)
     resume = status.daemon.resume
     alive = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,17 @@ def _tasks(ctx: click.Context) -> api.Tasks:
         root.meta["tasks"] = api.Tasks(config=root.meta["config"])
     tasks: api.Tasks = root.meta["tasks"]
     return tasks
+
+
+def _confirm_timeout(default: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--timeout`: how long a command waits for the daemon to carry out its request."""
+    return click.option(
+        "--timeout",
+        type=click.FloatRange(min=0),
+        default=default,
+        show_default=True,
+        help="Seconds to wait for the daemon to confirm.",
+    )
 
 
 def _print_json(data: Any) -> None:
@@ -160,13 +172,7 @@ def wait(ctx: click.Context, task_id: str, timeout: float | None) -> int:
 
 @cli.command()
 @click.argument("task_id")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    help="Seconds to wait for the daemon to confirm.",
-)
+@_confirm_timeout(30.0)
 @click.pass_context
 def stop(ctx: click.Context, task_id: str, timeout: float) -> int:
     """Cancel a task: its whole process tree ends and its status becomes cancelled."""
@@ -189,13 +195,7 @@ def stop(ctx: click.Context, task_id: str, timeout: float) -> int:
 
 @cli.command()
 @click.argument("task_id")
-@click.option(
-    "--timeout",
-    type=click.FloatRange(min=0),
-    default=60.0,
-    show_default=True,
-    help="Seconds to wait for the daemon to confirm.",
-)
+@_confirm_timeout(60.0)
 @click.pass_context
 def restart(ctx: click.Context, task_id: str, timeout: float) -> None:
     """Kill a running or stalled task's whole tree and resume its Codex session now."""

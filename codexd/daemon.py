@@ -74,10 +74,9 @@ def _reload(supervisor: Supervisor, config: str | Path | None) -> None:
     sdnotify.reloading()
     try:
         new, _ = settings.load(config)
-    except ConfigError as exc:
-        log.error("settings.reload_failed", problems=exc.problems, kept="the settings in use")
     except CodexdError as exc:
-        log.error("settings.reload_failed", problems=[str(exc)], kept="the settings in use")
+        problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
+        log.error("settings.reload_failed", problems=problems, kept="the settings in use")
     else:
         supervisor.reload(new)
         logs.configure(new.daemon.log_level)

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from codexd.clock import duration
-from codexd.records import Progress
+from codexd.records import Progress, TaskStatus
 
 if TYPE_CHECKING:
     from codexd.settings import HealthSettings
@@ -60,6 +60,11 @@ def backoff(attempt: int, base: float, cap: float) -> float:
 
 def is_stalled(idle: float, stall_timeout: float) -> bool:
     return idle >= stall_timeout
+
+
+def stall_timeout_of(status: TaskStatus, policy: HealthSettings) -> float:
+    """The task's own (from its front matter), else the configured one."""
+    return status.stall_timeout or policy.stall_timeout
 
 
 @dataclass(frozen=True)

@@ -119,11 +119,12 @@ class Runs:
         if kind is None:
             raise CodexdError(f"unknown task type {status.type!r}: add [types.{status.type}] to the config")
         codex = self.settings.codex
+        cwd = Path(status.cwd or task_dir)
         argv = runner.exec_argv(
             codex.command,
             codex.args,
             task_dir=task_dir,
-            cwd=Path(status.cwd or task_dir),
+            cwd=cwd,
             login_shell=codex.login_shell,
             output_schema=kind.output_schema,
             resume=resume,
@@ -131,7 +132,6 @@ class Runs:
         instructions = (task_dir / store.INSTRUCTIONS).read_bytes()
         offset = None if resume else frontmatter.parse(instructions).body_offset
         run_start = store.size_of(task_dir / store.EVENTS)
-        cwd = Path(status.cwd or task_dir)
         popen = runner.spawn(runner.Launch(status.task_id, task_dir, argv, cwd, offset))
         cursor = replace(
             status.daemon,
@@ -187,18 +187,15 @@ class Runs:
             if mono >= running.resume_due and not running.being_killed:
                 self._resume(running, now)
             return
-        timeout = self._stall_timeout(running.status)
+        timeout = health.stall_timeout_of(running.status, self.settings.health)
         idle = mono - running.active
         watched = running.after_exit == AfterExit.FINISH and running.has_process
         if watched and health.is_stalled(idle, timeout):
             self._stall(running, now, idle)
 
-    def _stall_timeout(self, status: TaskStatus) -> float:
-        return status.stall_timeout or self.settings.health.stall_timeout
-
     def _stall(self, running: Running, now: datetime, idle: float) -> None:
         status = running.status.with_(stalls=running.status.stalls + 1)
-        timeout = self._stall_timeout(status)
+        timeout = health.stall_timeout_of(status, self.settings.health)
         log.warning(
             "task.stalled",
             task_id=status.task_id,
@@ -210,7 +207,7 @@ class Runs:
         running.status = self.book.change(
             status, TaskState.STALLED, now, line + "; stopping its process tree"
         )
-        self.restart_stalled(running, now)
+        self.restart_stalled(running)
 
     # -- the end of a run ---------------------------------------------------------------
 
@@ -278,11 +275,12 @@ class Runs:
         self.book.end(done, ending.state, now, ending.line, results)
         self.in_thread(runner.kill_tree, None, task_dir, self.settings.daemon.stop_grace)
 
-    def restart_stalled(self, running: Running, now: datetime) -> None:
+    def restart_stalled(self, running: Running) -> None:
+        """Plan what follows a stall (a restart, or giving up), and end the tree if it runs."""
         status = running.status
-        idle = now.timestamp() - checkup.last_progress(status)
+        idle = self.clock.monotonic() - running.active
         running.stall = health.after_stall(
-            status.stalls, idle, self._stall_timeout(status), self.settings.health
+            status.stalls, idle, health.stall_timeout_of(status, self.settings.health), self.settings.health
         )
         running.after_exit = AfterExit.RESTART if running.stall.action == "restart" else AfterExit.GIVE_UP
         if running.has_process:

@@ -80,7 +80,10 @@ def dump_json(data: Any) -> bytes:
     return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
 
 
-def read_from(path: Path, offset: int, limit: int = 1 << 20) -> bytes:
+READ_LIMIT = 1 << 20  # bytes read at a time when following a file
+
+
+def read_from(path: Path, offset: int, limit: int = READ_LIMIT) -> bytes:
     """Up to `limit` bytes of `path` from `offset`; b"" when there is nothing (yet)."""
     try:
         with path.open("rb") as f:
@@ -100,7 +103,7 @@ def complete_lines(path: Path, offset: int) -> Iterator[tuple[bytes, int]]:
         for raw in data[: cut + 1].splitlines(keepends=True):
             offset += len(raw)
             yield raw, offset
-        if len(data) < (1 << 20):
+        if len(data) < READ_LIMIT:
             return
 
 
@@ -192,9 +195,6 @@ class TaskStore:
         except FileNotFoundError:
             return None
         return data
-
-    def append_progress(self, task_id: str, at: str, text: str) -> None:
-        append_line(self.file(task_id, PROGRESS), f"{at} {text}")
 
     def ids(self) -> Iterator[str]:
         try:

@@ -51,16 +51,15 @@ class Schedule:
 
 class Supervisor:
     def __init__(self, settings: Settings, clock: Clock | None = None, stop_tasks_on_exit: bool = False):
-        self.settings = settings
         self.clock = clock or SystemClock()
         self.stop_tasks_on_exit = stop_tasks_on_exit
         self.tasks = store.TaskStore(settings.tasks_dir)
-        self.types = tasktypes.from_settings(settings.types)
-        self.spool = Spool(settings.spool_dir, self.tasks, self.types, lambda: iso(self.clock.now()))
+        types = tasktypes.from_settings(settings.types)
+        self.spool = Spool(settings.spool_dir, self.tasks, types, lambda: iso(self.clock.now()))
         self.inbox: queue.Queue[Message] = queue.Queue()
         self.book = Ledger(self.tasks)
         self.running = self.book.running
-        self.runs = Runs(settings, self.types, self.book, self.clock, self.inbox.put)
+        self.runs = Runs(settings, types, self.book, self.clock, self.inbox.put)
         self.queued: list[TaskStatus] = []
         self.schedule = Schedule()
         self._lock = DaemonLock(settings.tasks_dir)
@@ -91,6 +90,10 @@ class Supervisor:
         self.book.flush()
 
     @property
+    def settings(self) -> Settings:
+        return self.runs.settings  # one copy: a reload replaces it for both
+
+    @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
@@ -104,9 +107,9 @@ class Supervisor:
         if (new.tasks_dir, new.spool_dir) != (old.tasks_dir, old.spool_dir):
             log.warning("settings.folders_unchanged", fix="restart the daemon to use new tasks_dir/spool_dir")
             new = new.model_copy(update={"tasks_dir": old.tasks_dir, "spool_dir": old.spool_dir})
-        self.settings = self.runs.settings = new
-        self.types = self.runs.types = tasktypes.from_settings(new.types)
-        self.spool.known_types = frozenset(self.types)
+        self.runs.settings = new
+        self.runs.types = tasktypes.from_settings(new.types)
+        self.spool.known_types = frozenset(self.runs.types)
         if self._health is not None:
             self._health.set_interval(new.health.interval)
         log.info("settings.reloaded")
@@ -190,7 +193,7 @@ class Supervisor:
         if proc is not None:
             log.info("task.readopted", task_id=status.task_id, pid=status.pid)
             if status.status == TaskState.STALLED:  # a restart that a crash cut short
-                self.runs.restart_stalled(running, now)
+                self.runs.restart_stalled(running)
             return
         self._kill_strays(status.task_id, live)
         owed = status.daemon.resume
@@ -198,7 +201,7 @@ class Supervisor:
             running.resume_due = self.clock.monotonic() + max(0.0, owed.at - now.timestamp())
             log.info("task.resume_owed", task_id=status.task_id, kind=owed.kind)
         elif status.status == TaskState.STALLED:
-            self.runs.restart_stalled(running, now)
+            self.runs.restart_stalled(running)
             self.runs.exited(running, None, now)
         else:
             log.info("task.ended_unseen", task_id=status.task_id)
