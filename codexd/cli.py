@@ -17,6 +17,7 @@ import click
 
 from codexd import api, views
 from codexd.errors import EXIT_FAILURE, EXIT_USAGE, CodexdError, InvalidInput
+from codexd.redact import redact
 
 
 def _tasks(ctx: click.Context) -> api.Tasks:
@@ -271,6 +272,56 @@ def progress(
 
 
 @cli.group()
+def notify() -> None:
+    """Notification URLs: try them, and see the notices waiting to be delivered."""
+
+
+@notify.command(name="test")
+@click.option("--url", "urls", multiple=True, metavar="URL", help="Try this apprise URL (repeatable).")
+@click.pass_context
+def notify_test(ctx: click.Context, urls: tuple[str, ...]) -> int:
+    """Send a test notice to every configured URL (exit 1 if any failed)."""
+    import socket
+
+    from codexd import endpoints, notices, settings
+
+    loaded, path = settings.load(ctx.meta["config"])
+    entries = list(urls) or [u.get_secret_value() for u in loaded.notify.urls]
+    if not entries:
+        raise CodexdError(f"no notification URLs: add notify.urls to {path} (see the README) or pass --url")
+    redact.add([*entries, *(endpoints.parse(e).url for e in entries)])
+    notice = notices.test_notice(socket.gethostname(), list(loaded.notify.events))
+    failed = 0
+    for entry in entries:
+        endpoint = endpoints.parse(entry)
+        sent = endpoints.send(
+            endpoint.url, notice.title, notice.text, notice.markdown, notice.kind, loaded.notify.timeout
+        )
+        click.echo(
+            f"ok    {endpoint.shown}" if sent.error is None else f"FAIL  {endpoint.shown}: {sent.error}"
+        )
+        failed += sent.error is not None
+    return EXIT_FAILURE if failed else 0
+
+
+@notify.command(name="outbox")
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+@click.pass_context
+def notify_outbox(ctx: click.Context, as_json: bool) -> None:
+    """Notices waiting to be delivered, and those given up on."""
+    from codexd.outbox import Outbox
+
+    box = Outbox(_tasks(ctx).root)
+    found = views.outbox_entries([d.to_dict() for d in box.pending()], box.failed())
+    if as_json:
+        _print_json(found)
+    elif found:
+        click.echo(views.outbox_table(found))
+    else:
+        click.echo("no notices waiting or given up")
+
+
+@cli.group()
 def config() -> None:
     """The effective settings, and their validation."""
 
@@ -291,12 +342,19 @@ def check(ctx: click.Context) -> int:
     """Validate the settings: one line per problem, exit 2 if there are any."""
     from codexd import settings
     from codexd.errors import ConfigError
+    from codexd.notify import check_entries
 
     try:
-        _, path = settings.load(ctx.meta["config"])
+        loaded, path = settings.load(ctx.meta["config"])
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(f"codexd: {problem}", err=True)
+        return EXIT_USAGE
+    unusable = check_entries([u.get_secret_value() for u in loaded.notify.urls])
+    for found in unusable:
+        where = "warning: notify.urls" if found.platform else "codexd: notify.urls"
+        click.echo(f"{where}: {found.line()}", err=True)
+    if any(not p.platform for p in unusable):
         return EXIT_USAGE
     click.echo(f"settings OK ({path})")
     return 0
@@ -325,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = cli.main(args=argv, prog_name="codexd", standalone_mode=False)
     except CodexdError as exc:
-        click.echo(f"codexd: {exc}", err=True)
+        click.echo(f"codexd: {redact(str(exc))}", err=True)
         code = exc.exit_code
     except click.UsageError as exc:
         click.echo(_usage_line(exc), err=True)

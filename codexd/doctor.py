@@ -19,9 +19,11 @@ class Check:
     name: str
     ok: bool
     detail: str
+    warning: bool = False  # worth knowing, not a failure
 
     def line(self) -> str:
-        return f"{'ok  ' if self.ok else 'FAIL'}  {self.name}: {self.detail}"
+        mark = "warn" if self.warning else ("ok  " if self.ok else "FAIL")
+        return f"{mark}  {self.name}: {self.detail}"
 
 
 def check_codex(command: list[str]) -> Check:
@@ -77,6 +79,21 @@ def check_daemon(tasks_dir: Path) -> Check:
     return Check("daemon", True, f"running, pid {pid}")
 
 
+def check_notify(entries: list[str]) -> Iterator[Check]:
+    """Each notification URL: usable, or what is wrong with it. (`codexd notify test` sends.)"""
+    from codexd import endpoints
+
+    if not entries:
+        yield Check("notify", True, "no notify.urls: no notices are sent (see the README to add some)")
+    for entry in entries:
+        endpoint = endpoints.parse(entry)
+        found = endpoints.problem(endpoint.url)
+        if found is None:
+            yield Check("notify", True, f"{endpoint.shown} (try it: codexd notify test)")
+        else:
+            yield Check("notify", found.platform, f"{endpoint.shown}: {found.text}", warning=found.platform)
+
+
 def run(config: str | None) -> Iterator[Check]:
     from codexd import settings
 
@@ -91,5 +108,6 @@ def run(config: str | None) -> Iterator[Check]:
     yield check_folder("tasks_dir", loaded.tasks_dir)
     yield check_spool(loaded.spool_dir)
     yield check_daemon(loaded.tasks_dir)
+    yield from check_notify([u.get_secret_value() for u in loaded.notify.urls])
     if os.environ.get("CODEXD_TASK_ID"):
         yield Check("environment", True, f"running inside task {os.environ['CODEXD_TASK_ID']}")

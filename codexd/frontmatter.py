@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass
 from typing import Any
@@ -12,12 +13,15 @@ from codexd import taskid
 from codexd.errors import InvalidInput
 
 FENCE = "+++"
+TAG = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_BYTES = 1 << 20
 KEYS: dict[str, str] = {
     "task_id": "a task id",
     "type": "a task type name",
     "cwd": "the folder Codex works in",
     "stall_timeout": "seconds without progress before the task counts as stalled",
+    "notify_urls": "more apprise URLs for this task's notices",
+    "notify_tags": "tags choosing which tagged notify.urls hear this task",
 }
 
 
@@ -56,11 +60,30 @@ def _check_fields(fields: dict[str, Any]) -> None:
             raise InvalidInput(f"front matter {key} must be a string ({KEYS[key]})")
     if "task_id" in fields:
         taskid.check(fields["task_id"])
+    _check_notify(fields)
     timeout = fields.get("stall_timeout")
     if timeout is not None and (
         isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
     ):
         raise InvalidInput("front matter stall_timeout must be a number of seconds greater than 0")
+
+
+def _string_list(fields: dict[str, Any], key: str) -> list[str]:
+    value = fields.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidInput(f"front matter {key} must be a list of strings ({KEYS[key]})")
+    return value
+
+
+def _check_notify(fields: dict[str, Any]) -> None:
+    for n, url in enumerate(_string_list(fields, "notify_urls"), start=1):
+        if "://" not in url:  # the URL itself is a secret: never repeat it in an error
+            raise InvalidInput(f"front matter notify_urls entry {n} is not an apprise URL (service://...)")
+    for tag in _string_list(fields, "notify_tags"):
+        if not TAG.match(tag):
+            raise InvalidInput(
+                f"front matter notify_tags: {tag[:64]!r} is not a tag: use letters, digits, _ and -"
+            )
 
 
 def parse(raw: bytes) -> Instructions:

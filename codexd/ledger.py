@@ -1,7 +1,8 @@
 """The daemon's book of running tasks, and the one place a task's record changes.
 
 Every progress.log line, status.json write and state change goes through here, on the
-loop's thread. Listeners (notices) hear of every state change.
+loop's thread. Listeners (notices) hear of every state change, as an event name:
+`started`, `stalled`, `restarted`, `completed`, `failed`, `cancelled` (and `queued`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ from codexd.records import LastLog, TaskStatus
 from codexd.states import TaskState, can_change
 
 log = structlog.get_logger()
-Listener = Callable[[TaskStatus, TaskState], None]
+Listener = Callable[[TaskStatus, str], None]
+
+
+def event_of(old: TaskState, new: TaskState) -> str:
+    if new == TaskState.IN_PROGRESS:
+        return "restarted" if old == TaskState.STALLED else "started"  # STALLED -> IN_PROGRESS
+    return new.value
 
 
 class AfterExit(Enum):
@@ -93,6 +100,14 @@ class Ledger:
         running.status = status.with_(last_log=LastLog(at, lines[-1]), updated_at=at, daemon=daemon)
         running.dirty = True
 
+    def note(self, task_id: str, now: datetime, line: str) -> None:
+        """A line for any task's progress.log, running or ended (an undeliverable notice)."""
+        running = self.running.get(task_id)
+        if running is not None:
+            self.append(running, now, [line])
+        elif self.tasks.dir(task_id).is_dir():
+            store.append_line(self.tasks.file(task_id, store.PROGRESS), f"{iso(now)} {line}")
+
     def flush(self) -> None:
         for running in self.running.values():
             if running.dirty:
@@ -111,12 +126,14 @@ class Ledger:
         size = store.append_line(self.tasks.file(status.task_id, store.PROGRESS), f"{at} {line}")
         changed = status.with_(status=new, updated_at=at, last_log=LastLog(at, line))
         changed = changed.with_(daemon=replace(changed.daemon, log=size))
+        # Announced before it is recorded: a crash in between makes the next daemon announce
+        # it again, and the outbox drops the repeat. The other order could lose the notice.
+        self.emit(changed, event_of(old, new))
         self.tasks.write_status(changed)
         running = self.running.get(status.task_id)
         if running is not None:
             running.status, running.dirty = changed, False
         log.info("task.state", task_id=status.task_id, old=old.value, new=new.value)
-        self.emit(changed, old)
         return changed
 
     def end(
@@ -127,9 +144,9 @@ class Ledger:
         self.tasks.write_results(status.task_id, results)
         self.change(status.with_(pid=None, finished_at=iso(now)), state, now, line)
 
-    def emit(self, status: TaskStatus, old: TaskState) -> None:
+    def emit(self, status: TaskStatus, event: str) -> None:
         for listener in self.listeners:
             try:
-                listener(status, old)
+                listener(status, event)
             except Exception as exc:  # a listener must never break supervision
                 log.error("listener.failed", task_id=status.task_id, error=str(exc))

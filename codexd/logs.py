@@ -8,6 +8,15 @@ import sys
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 
+from codexd.redact import redact
+
+
+class _Redacting(structlog.stdlib.ProcessorFormatter):
+    """The last step of every line, whoever logged it: no notification URL gets out."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
 
 def configure(level: str = "info", json_lines: bool | None = None) -> None:
     """JSON lines on stderr when it is not a terminal (journald keeps them), else readable text."""
@@ -27,7 +36,7 @@ def configure(level: str = "info", json_lines: bool | None = None) -> None:
         renderer = structlog.dev.ConsoleRenderer()
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
+        _Redacting(
             foreign_pre_chain=shared,
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )

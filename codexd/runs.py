@@ -105,10 +105,12 @@ class Runs:
         what = f"Resumed Codex session {thread}" if thread else "Started the task afresh"
         line = f"{what} (pid {popen.pid}; restarts {status.restarts}, retries {status.retries})"
         if status.status == TaskState.STALLED:
-            status = self.book.change(status, TaskState.IN_PROGRESS, now, line)
+            status = self.book.change(status, TaskState.IN_PROGRESS, now, line)  # announces "restarted"
         else:
             running.status = status
             self.book.append(running, now, [line])
+            if owed.kind == "restart":
+                self.book.emit(status, "restarted")
         self._watch(running, popen)
 
     def _spawn(

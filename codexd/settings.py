@@ -16,8 +16,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from codexd import locations
+from codexd import endpoints, locations
 from codexd.errors import ConfigError
+from codexd.redact import redact
 
 NoticeEvent = Literal["completed", "failed", "stalled", "cancelled", "restarted"]
 
@@ -49,8 +50,12 @@ def _default_events() -> list[NoticeEvent]:
 
 
 class NotifySettings(_Table):
-    urls: list[SecretStr] = Field(default_factory=list)
+    urls: list[SecretStr] = Field(default_factory=list)  # apprise URLs, each optionally `tag,tag=URL`
     events: list[NoticeEvent] = Field(default_factory=_default_events)
+    backoff: float = Field(10, gt=0)  # first wait after a failed delivery; doubles each time
+    backoff_max: float = Field(900, gt=0)
+    expire: float = Field(86400, gt=0)  # a notice not delivered within this is given up
+    timeout: float = Field(30, gt=0)  # one delivery attempt, whatever the endpoint does
 
 
 class DaemonSettings(_Table):
@@ -120,18 +125,15 @@ def load(explicit_config: str | Path | None = None) -> tuple[Settings, Path]:
     locations.read_toml(path, required)  # one clear line for a missing or broken file
     bound = type("BoundSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}})
     try:
-        return bound(), path
+        loaded = bound()
     except ValidationError as exc:
         raise ConfigError([_problem(e) for e in exc.errors()]) from None
-
-
-def mask_url(url: str) -> str:
-    """`slack://T000/B000/XXXX` -> `slack://****`: the scheme says what it is, nothing leaks."""
-    scheme, sep, _ = url.partition("://")
-    return f"{scheme}://****" if sep else "****"
+    entries = [u.get_secret_value() for u in loaded.notify.urls]
+    redact.add([*entries, *(endpoints.parse(e).url for e in entries)])  # masked in all messages from now on
+    return loaded, path
 
 
 def shown(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json")
-    data["notify"]["urls"] = [mask_url(u.get_secret_value()) for u in settings.notify.urls]
+    data["notify"]["urls"] = [endpoints.parse(u.get_secret_value()).shown for u in settings.notify.urls]
     return data

@@ -25,6 +25,7 @@ from codexd.errors import CodexdError, StorageError
 from codexd.intake import Spool, ensure_private_dir
 from codexd.ledger import AfterExit, Ledger
 from codexd.lock import DaemonLock
+from codexd.notify import Notifications
 from codexd.records import TaskStatus
 from codexd.runs import Exited, Runs
 from codexd.scheduler import HealthSchedule
@@ -40,7 +41,16 @@ class Sweep:
     found: checkup.Checkup
 
 
-Message = Exited | Sweep | str
+@dataclass(frozen=True)
+class Note:
+    """A line for a task's progress.log from another thread (an undeliverable notice)."""
+
+    task_id: str
+    line: str
+
+
+Message = Exited | Sweep | Note | str
+NOTICE_GRACE = 2.0  # at shutdown, deliveries under way get this long to be recorded
 
 
 @dataclass
@@ -59,6 +69,10 @@ class Supervisor:
         self.inbox: queue.Queue[Message] = queue.Queue()
         self.book = Ledger(self.tasks)
         self.running = self.book.running
+        self.notices = Notifications(
+            settings.notify, self.tasks, self.clock, lambda task_id, line: self.inbox.put(Note(task_id, line))
+        )
+        self.book.listeners.append(self.notices.announce)
         self.runs = Runs(settings, types, self.book, self.clock, self.inbox.put)
         self.queued: list[TaskStatus] = []
         self.schedule = Schedule()
@@ -112,6 +126,7 @@ class Supervisor:
         self.spool.known_types = frozenset(self.runs.types)
         if self._health is not None:
             self._health.set_interval(new.health.interval)
+        self.notices.configure(new.notify)
         log.info("settings.reloaded")
 
     # -- start-up and shut-down -----------------------------------------------------
@@ -121,6 +136,7 @@ class Supervisor:
         ensure_private_dir(self.settings.spool_dir)
         (self.settings.tasks_dir / store.REQUESTS).mkdir(mode=0o700, exist_ok=True)
         self._lock.acquire()
+        self.notices.start()  # before recovery, which may announce tasks that ended unseen
         if shutil.which(self.settings.codex.command[0]) is None:
             log.warning(
                 "codex.not_found",
@@ -157,6 +173,7 @@ class Supervisor:
         if self.stop_tasks_on_exit:
             self._stop_all(self.clock.now())
         self.book.flush()
+        self.notices.stop(NOTICE_GRACE)  # what is not yet delivered waits in the outbox
         self._lock.release()
         log.info("daemon.stopped", left_running=sorted(self.running))
 
@@ -230,6 +247,8 @@ class Supervisor:
                 self._guard(self.runs.exited, running, message.code, now)
         elif isinstance(message, Sweep):
             self._guard(self._act_on, message.found, now)
+        elif isinstance(message, Note):
+            self._guard(self.book.note, message.task_id, now, message.line)
         elif message == "changed":
             self.schedule.rescan_at = 0.0
 
@@ -254,7 +273,7 @@ class Supervisor:
         for status in accepted:
             log.info("task.accepted", task_id=status.task_id, type=status.type)
             self.queued.append(status)
-            self.book.emit(status, TaskState.QUEUED)
+            self.book.emit(status, "queued")
 
     def _take_requests(self, now: datetime) -> None:
         folder = self.settings.tasks_dir / store.REQUESTS
@@ -295,6 +314,7 @@ class Supervisor:
     def _act_on(self, found: checkup.Checkup, now: datetime) -> None:
         self._intake(now)  # the folder watcher can miss events: rescan behind it
         self._take_requests(now)
+        self.notices.keep_alive()
         for finding in found.findings:
             self._guard(self._act_on_finding, finding, now)
         try:

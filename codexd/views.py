@@ -110,3 +110,25 @@ def health_report(found: dict[str, Any]) -> str:
             pids = f" (pids {', '.join(map(str, finding['pids']))})" if finding["pids"] else ""
             lines.append(f"  {finding['task_id'] or 'check'}: {finding['text']}{pids}")
     return "\n".join(lines)
+
+
+def outbox_entries(pending: list[dict[str, Any]], failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Outbox files as people may see them: the URL masked, the rest as it is."""
+    from codexd.redact import mask_url
+
+    shown = []
+    for state, entries in (("pending", pending), ("given up", failed)):
+        for entry in entries:
+            fields = ("task_id", "event", "attempts", "last_error", "reason")
+            shown.append({"state": state, "url": mask_url(entry["url"]), **{k: entry.get(k) for k in fields}})
+    return shown
+
+
+def outbox_table(entries: list[dict[str, Any]]) -> str:
+    lines = []
+    for e in entries:
+        why = e.get("reason") or e.get("last_error") or ""
+        lines.append(
+            f"{e['state']:<9} {e['task_id']}  {e['event']}  {e['url']}  attempts {e['attempts']}  {why}"
+        )
+    return "\n".join(line.rstrip() for line in lines)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from codexd import health, intake, runner, tasktypes
+from codexd import health, intake, notices, runner, tasktypes
 from codexd.clock import FakeClock
 from codexd.records import Item, Progress
 from codexd.settings import HealthSettings, Settings
@@ -334,3 +334,29 @@ def test_restart_by_hand_during_a_backoff_resumes_at_once_and_counts_a_restart(w
         w.procs.current.argv[-3:-1] == ["resume", "th-1"]
         and "the user restarted it" in w.procs.current.argv[-1]
     )
+
+
+def test_every_change_is_announced_once_by_name_with_a_stable_key(world):
+    w = world()
+    heard: list[tuple[str, str]] = []
+    w.sup.book.listeners.append(lambda status, event: heard.append((event, notices.key_of(status, event))))
+    w.submit()
+    w.events("t1", THREAD)
+    w.advance(0)
+    w.advance(900)
+    w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
+    w.advance(10)
+    (w.settings.tasks_dir / ".requests" / "t1.restart").write_text("now")
+    w.sup.schedule.rescan_at = 0.0
+    w.tick_until(lambda: len(w.procs.started) == 3)
+    w.events("t1", {"type": "turn.started"}, {"type": "turn.completed", "usage": {}})
+    w.procs.current.end(0)
+    w.tick_until(lambda: w.status()["status"] == "completed")
+    assert heard == [
+        ("queued", "t1.queued"),
+        ("started", "t1.started"),
+        ("stalled", "t1.stalled.1"),
+        ("restarted", "t1.restarted.1"),  # after the stall
+        ("restarted", "t1.restarted.2"),  # by hand
+        ("completed", "t1.completed"),
+    ]

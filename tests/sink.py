@@ -1,0 +1,77 @@
+"""A notification endpoint on 127.0.0.1 for apprise's `json://` URLs: it records what it gets.
+
+`answer` decides each reply: an HTTP status, or HANG to hold the request open until the
+sink closes (an endpoint that never answers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+HANG = -1
+
+
+@dataclass
+class Sink:
+    port: int = 0
+    answer: Callable[[int], int] = lambda n: 200  # (request number from 1) -> status or HANG
+    received: list[dict[str, Any]] = field(default_factory=list)  # what it accepted
+    refused: int = 0  # requests answered with an error
+    requests: int = 0
+    closing: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, path: str = "hook") -> str:
+        return f"json://127.0.0.1:{self.port}/{path}"
+
+    def titles(self) -> list[str]:
+        with self.lock:
+            return [r["title"] for r in self.received]
+
+
+def _handler(sink: Sink) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            with sink.lock:
+                sink.requests += 1
+                status = sink.answer(sink.requests)
+            if status == HANG:
+                sink.closing.wait(60)
+                return
+            if status < 300:
+                with sink.lock:
+                    sink.received.append({**json.loads(body), "path": self.path})
+            else:
+                with sink.lock:
+                    sink.refused += 1
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    return Handler
+
+
+@contextlib.contextmanager
+def serve(answer: Callable[[int], int] = lambda n: 200) -> Iterator[Sink]:
+    sink = Sink(answer=answer)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(sink))
+    server.daemon_threads = True
+    sink.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield sink
+    finally:
+        sink.closing.set()
+        server.shutdown()
+        server.server_close()
