@@ -9,6 +9,7 @@ delays nobody but itself. A notice is retried until it is delivered or it expire
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -87,10 +88,10 @@ class Courier:
         """Stop handing out work; give deliveries under way `grace` seconds to be recorded."""
         self._stopping.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(grace)
-        for sender in list(self._senders):
-            sender.join(grace)  # what is still under way stays in the outbox for the next daemon
+        deadline = time.monotonic() + grace
+        for thread in [self._thread, *list(self._senders)]:
+            if thread is not None:  # what is still under way stays in the outbox for the next daemon
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def waiting(self) -> int:
         with self._lock:
