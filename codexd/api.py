@@ -9,13 +9,13 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from codexd import intake, locations, lock, store, tasktypes
-from codexd.clock import iso
+from codexd import intake, locations, lock, reports, store, tasktypes
+from codexd.clock import iso, parse_iso
 from codexd.errors import CodexdError, InvalidInput, UnknownTask, WaitTimeout
 from codexd.records import Progress, TaskStatus
 from codexd.store import TaskStore
@@ -136,6 +136,34 @@ class Tasks:
                 )
             time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
 
+    def report(self, task_id: str) -> dict[str, Any]:
+        """Everything a report says about the task, as plain data (the JSON report)."""
+        status = self.status_dict(task_id)
+        return reports.build(status, self.store.read_results(task_id), self.store.dir(task_id))
+
+    def aggregate(self, task_ids: Sequence[str] | None, since: datetime | None = None) -> dict[str, Any]:
+        """Totals over the named tasks (None: all of them), then each one's report."""
+        if task_ids is None:
+            chosen = self.list()
+        else:
+            unknown = [t for t in task_ids if not self._exists(t)]
+            if unknown:
+                raise InvalidInput(
+                    f"no task {', '.join(map(repr, unknown))} in {self.root}: `codexd list` shows the tasks"
+                )
+            chosen = [self.status_dict(t) for t in dict.fromkeys(task_ids)]
+        if since is not None:
+            chosen = [s for s in chosen if parse_iso(s["created_at"]) >= since]
+        found = (self.report(s["task_id"]) for s in chosen)
+        return reports.aggregate(found, since, datetime.now(UTC))
+
+    def _exists(self, task_id: str) -> bool:
+        try:
+            self.status_dict(task_id)
+        except UnknownTask:
+            return False
+        return True
+
     def last_health_check(self) -> dict[str, Any] | None:
         """What the daemon's last periodic health check found."""
         try:
@@ -169,6 +197,10 @@ class CodexTaskMonitor:
         """The task's results once it ends; TimeoutError if it is still going after `timeout`."""
         self.tasks.wait(self.task_id, timeout)
         return self.get_results() or {}
+
+    def get_report(self) -> dict[str, Any]:
+        """The task's report as data; `codexd.reports.render(report, "markdown")` formats it."""
+        return self.tasks.report(self.task_id)
 
     def stop(self) -> TaskStatus:
         return self.tasks.request_stop(self.task_id)

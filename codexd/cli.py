@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from codexd import api, views
+from codexd import api, store, views
 from codexd.errors import EXIT_FAILURE, EXIT_USAGE, CodexdError, InvalidInput
 from codexd.redact import redact
 
@@ -156,6 +156,100 @@ def results(ctx: click.Context, task_id: str) -> int:
         return EXIT_FAILURE
     _print_json(found)
     return 0
+
+
+def _write_out(text: str, output: Path | None) -> None:
+    """stdout, or a file written whole (temp file and rename), never half."""
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    if not output.parent.is_dir():
+        raise InvalidInput(f"cannot write {output}: the folder {output.parent} does not exist")
+    store.write_atomic(output, text.encode())
+    click.echo(f"wrote {output}", err=True)
+
+
+def _output_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Write to FILE instead of stdout.",
+    )(fn)
+
+
+@cli.command()
+@click.argument("task_id", required=False)
+@click.option("--raw", is_flag=True, help="Open the task's raw Codex events (events.jsonl).")
+@click.pass_context
+def monitor(ctx: click.Context, task_id: str | None, raw: bool) -> None:
+    """The live dashboard: all tasks, or one task with its progress and log."""
+    tasks = _tasks(ctx)
+    if task_id is not None:
+        tasks.status_dict(task_id)  # an unknown id gets one line and exit 2, not a screen
+    elif raw:
+        raise InvalidInput("--raw shows one task's events: codexd monitor ID --raw")
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise InvalidInput("codexd monitor needs a terminal; use `codexd status` or `codexd logs` in scripts")
+    from codexd.dashboard import Dashboard
+
+    Dashboard(tasks, task_id, raw).run()
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["markdown", "json", "html"]),
+    default="markdown",
+    show_default=True,
+    help="markdown fits a PR comment; html is one self-contained file.",
+)
+@_output_option
+@click.pass_context
+def report(ctx: click.Context, task_id: str, form: str, output: Path | None) -> None:
+    """A task's report: outcome, timing, counts, items, summary, artifacts, errors and restarts."""
+    from codexd import reports
+
+    _write_out(reports.render(_tasks(ctx).report(task_id), form), output)
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        example = "2025-10-31 or 2025-10-31T12:00:00Z"
+        raise InvalidInput(f"--since {text!r} is not a date: use {example}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@cli.command()
+@click.option("--tasks", "task_ids", metavar="ID,ID,...", help="The tasks to aggregate.")
+@click.option("--all", "every", is_flag=True, help="Every task in the tasks folder.")
+@click.option("--since", metavar="DATE", help="Only tasks created on or after DATE (2025-10-31, or a time).")
+@click.option(
+    "--format", "form", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True
+)
+@_output_option
+@click.pass_context
+def aggregate(
+    ctx: click.Context,
+    task_ids: str | None,
+    every: bool,
+    since: str | None,
+    form: str,
+    output: Path | None,
+) -> None:
+    """Totals across tasks (by status and by outcome), then one section per task."""
+    from codexd import reports
+
+    if bool(task_ids) == every:
+        raise InvalidInput("aggregate takes either --tasks ID,ID,... or --all")
+    ids = None if every else [t.strip() for t in str(task_ids).split(",") if t.strip()]
+    _write_out(reports.render_aggregate(_tasks(ctx).aggregate(ids, _since(since)), form), output)
 
 
 @cli.command()

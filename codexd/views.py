@@ -10,6 +10,17 @@ from codexd.clock import duration, parse_iso
 ICONS = {"approved": "✅", "changes_requested": "⚠️", "commented": "💬", "done": "✔", "failed": "✖"}
 
 
+def outcome_text(outcome: str) -> str:
+    """`changes_requested` -> `⚠️ changes requested`."""
+    return f"{ICONS.get(outcome, '•')} {outcome.replace('_', ' ')}"
+
+
+def item_line(item: dict[str, Any]) -> str:
+    """`✅ #626 - toml upgrade (approved)`: one finished item, wherever it is shown."""
+    outcome = item.get("outcome") or "done"
+    return f"{ICONS.get(outcome, '•')} {item.get('title')} ({outcome.replace('_', ' ')})"
+
+
 def elapsed(task: dict[str, Any], now: datetime | None = None) -> str:
     start = task.get("started_at")
     if not start:
@@ -60,7 +71,7 @@ def task_details(task: dict[str, Any]) -> str:
     if progress.get("current"):
         lines.append(f"  current   {progress['current']}")
     for item in progress.get("items") or []:
-        lines.append(f"    {ICONS.get(item.get('outcome'), '•')} {item.get('title')} ({item.get('outcome')})")
+        lines.append(f"    {item_line(item)}")
     if task.get("results"):
         lines.append("  results   " + ", ".join(f"{k} {v}" for k, v in task["results"].items()))
     if task.get("last_log"):
