@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -175,6 +176,9 @@ async def test_the_list_is_newest_first_live_and_opens_a_task(tasks):
         assert isinstance(app.screen, TaskView) and app.screen.task_id == "codex-pr-review-2025-10-31"
         await pilot.press("escape")
         assert isinstance(app.screen, TaskList)
+        shutil.rmtree(tasks.root / "older")
+        await pilot.press("r")  # now, not at the next look
+        assert "older" not in [table.get_row_at(i)[0] for i in range(table.row_count)]
 
 
 def test_snapshot_task_view(snap_compare, tasks):
