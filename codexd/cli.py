@@ -416,6 +416,80 @@ def notify_outbox(ctx: click.Context, as_json: bool) -> None:
 
 
 @cli.group()
+def service() -> None:
+    """Run the daemon as a systemd user service or a launchd agent."""
+
+
+def _manager_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--launchd", is_flag=True, help="A launchd agent (the default on macOS).")(fn)
+    return click.option("--systemd", is_flag=True, help="A systemd user unit (the default elsewhere).")(fn)
+
+
+def _service(ctx: click.Context, systemd: bool, launchd: bool) -> Any:
+    from codexd import locations, service, settings
+
+    if systemd and launchd:
+        raise InvalidInput("choose one of --systemd and --launchd")
+    manager = "systemd" if systemd else "launchd" if launchd else None
+    loaded, _ = settings.load(ctx.meta["config"])
+    path, named = locations.locate_config(ctx.meta["config"])
+    chosen = manager or service.default_manager()
+    return service.plan(chosen, path if named else None, loaded.codex.command[0], loaded.daemon.stop_timeout)
+
+
+@service.command(name="install")
+@_manager_option
+@click.option("--no-start", is_flag=True, help="Only write the file; do not enable or start it.")
+@click.pass_context
+def service_install(ctx: click.Context, systemd: bool, launchd: bool, no_start: bool) -> None:
+    """Write the unit (or agent) with absolute paths, then enable and start it."""
+    from codexd import service as service_module
+
+    unit = _service(ctx, systemd, launchd)
+    for line in service_module.install(unit, start=not no_start):
+        click.echo(line)
+    if unit.manager == "systemd":
+        hint = service_module.linger_hint()
+        if hint:
+            click.echo(hint)
+    click.echo(f"logs: {views.service_logs(unit.manager, str(service_module.logs_dir()))}")
+
+
+@service.command(name="uninstall")
+@_manager_option
+@click.pass_context
+def service_uninstall(ctx: click.Context, systemd: bool, launchd: bool) -> None:
+    """Stop and disable the service, and remove its file (running tasks go on)."""
+    from codexd import service as service_module
+
+    for line in service_module.uninstall(_service(ctx, systemd, launchd)):
+        click.echo(line)
+
+
+@service.command(name="status")
+@_manager_option
+@click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
+@click.pass_context
+def service_status(ctx: click.Context, systemd: bool, launchd: bool, as_json: bool) -> int:
+    """Installed, enabled, running, and the daemon's own view (exit 1 if it is not running)."""
+    from codexd import service as service_module
+
+    unit = _service(ctx, systemd, launchd)
+    tasks = _tasks(ctx)
+    found = {
+        "manager": unit.manager,
+        "file": str(unit.file),
+        "installed": unit.installed,
+        "current": unit.current,
+        **service_module.manager_state(unit),
+        "daemon": {"pid": tasks.daemon_pid(), "tasks_running": sum(1 for t in tasks.list() if t.get("pid"))},
+        "logs": views.service_logs(unit.manager, str(service_module.logs_dir())),
+    }
+    _print_json(found) if as_json else click.echo(views.service_report(found))
+    return 0 if found["installed"] and found["daemon"]["pid"] else EXIT_FAILURE
+
+
+@cli.group()
 def config() -> None:
     """The effective settings, and their validation."""
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,62 @@ def check_notify(entries: list[str]) -> Iterator[Check]:
             yield Check("notify", found.platform, f"{endpoint.shown}: {found.text}", warning=found.platform)
 
 
+def check_login(command: list[str]) -> Check:
+    """Codex needs a login (or an API key) to reach its model."""
+    try:
+        done = subprocess.run(
+            [*command, "login", "status"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return Check("codex login", False, "`codex login status` did not answer: reinstall Codex")
+    said = (done.stdout or done.stderr).strip().splitlines()
+    if done.returncode == 0:
+        return Check("codex login", True, said[-1] if said else "logged in")
+    key = provider_key()
+    if key and os.environ.get(key):
+        why = f"not logged in, but ${key} is set here (a service does not see your shell's variables)"
+        return Check("codex login", True, why, warning=True)
+    return Check("codex login", False, "Codex is not logged in: run `codex login` (tasks fail without it)")
+
+
+def provider_key() -> str | None:
+    """The environment variable Codex's configured model provider reads its key from."""
+    home = Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex")
+    try:
+        config = tomllib.loads((home / "config.toml").read_text())
+    except (OSError, ValueError):
+        return "OPENAI_API_KEY"
+    provider = config.get("model_provider") or "openai"
+    found = (config.get("model_providers") or {}).get(provider) or {}
+    return str(found.get("env_key") or "OPENAI_API_KEY")
+
+
+def check_service(config: str | None, codex: str, stop_timeout: float) -> Iterator[Check]:
+    """The installed unit or agent: present, current, and able to find codex and node."""
+    from codexd import locations, service
+
+    path, named = locations.locate_config(config)
+    unit = service.plan(service.default_manager(), path if named else None, codex, stop_timeout)
+    if not unit.installed:
+        yield Check("service", True, f"not installed (optional: `codexd service install`, {unit.manager})")
+        return
+    if unit.current:
+        yield Check("service", True, f"{unit.file} is installed and up to date")
+    else:
+        fix = "run `codexd service install` again"
+        yield Check("service", True, f"{unit.file} differs from what this codexd would write: {fix}", True)
+    search = service.path_of(unit) or ""
+    for program in (codex, "node"):
+        if shutil.which(program, path=search) is None:
+            fix = "run `codexd service install` from a shell where it is found"
+            yield Check("service PATH", False, f"{program} is not on the service's PATH ({search}): {fix}")
+
+
 def run(config: str | None) -> Iterator[Check]:
     from codexd import settings
 
@@ -108,6 +165,9 @@ def run(config: str | None) -> Iterator[Check]:
     yield check_folder("tasks_dir", loaded.tasks_dir)
     yield check_spool(loaded.spool_dir)
     yield check_daemon(loaded.tasks_dir)
+    yield from check_service(config, loaded.codex.command[0], loaded.daemon.stop_timeout)
+    if shutil.which(loaded.codex.command[0]):
+        yield check_login(loaded.codex.command)
     yield from check_notify([u.get_secret_value() for u in loaded.notify.urls])
     if os.environ.get("CODEXD_TASK_ID"):
         yield Check("environment", True, f"running inside task {os.environ['CODEXD_TASK_ID']}")

@@ -143,3 +143,41 @@ def outbox_table(entries: list[dict[str, Any]]) -> str:
             f"{e['state']:<9} {e['task_id']}  {e['event']}  {e['url']}  attempts {e['attempts']}  {why}"
         )
     return "\n".join(line.rstrip() for line in lines)
+
+
+def service_logs(manager: str, logs_dir: str) -> str:
+    if manager == "systemd":
+        return "journalctl --user -u codexd -f"
+    return f"tail -f {logs_dir}/codexd.log"
+
+
+def _yes(value: bool | None, unknown: str) -> str:
+    return unknown if value is None else ("yes" if value else "no")
+
+
+def service_report(found: dict[str, Any]) -> str:
+    """`codexd service status`: the file, the manager's view, the daemon's own view."""
+    kind = "systemd user unit" if found["manager"] == "systemd" else "launchd agent"
+    if not found["installed"]:
+        installed = "no: `codexd service install` writes and starts it"
+    elif found["current"]:
+        installed = "yes, up to date"
+    else:
+        installed = "yes, but out of date: run `codexd service install` again"
+    unknown = "unknown (the service manager cannot be reached here)"
+    daemon = found["daemon"]
+    view = (
+        f"running, pid {daemon['pid']}, {daemon['tasks_running']} task(s) running"
+        if daemon["pid"]
+        else "not running"
+    )
+    return "\n".join(
+        [
+            f"service:   {kind} {found['file']}",
+            f"installed: {installed}",
+            f"enabled:   {_yes(found['enabled'], unknown)}",
+            f"running:   {_yes(found['running'], unknown)}",
+            f"daemon:    {view}",
+            f"logs:      {found['logs']}",
+        ]
+    )
