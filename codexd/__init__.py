@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 __version__ = "0.1.0"
 __all__ = ["CodexTaskMonitor", "__version__"]
 
+TYPE_CHECKING = False  # not typing's: importing typing costs the quick commands ~5 ms
 if TYPE_CHECKING:
     from codexd.api import CodexTaskMonitor
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name == "CodexTaskMonitor":
         from codexd.api import CodexTaskMonitor
 

@@ -1,3 +1,3 @@
-from codexd.cli import main
+from codexd.entry import main
 
 main()

@@ -19,6 +19,7 @@ from codexd.clock import iso, parse_iso
 from codexd.errors import CodexdError, InvalidInput, UnknownTask, WaitTimeout
 from codexd.records import Progress, TaskStatus
 from codexd.store import TaskStore
+from codexd.tailing import tail_lines
 
 
 class Tasks:
@@ -191,7 +192,7 @@ class CodexTaskMonitor:
         return self.tasks.results(self.task_id)
 
     def tail_logs(self, n: int = 20) -> list[str]:
-        return store.tail_lines(self.tasks.store.file(self.task_id, store.PROGRESS), n)
+        return tail_lines(self.tasks.store.file(self.task_id, store.PROGRESS), n)
 
     def wait_for_completion(self, timeout: float | None = None) -> dict[str, Any]:
         """The task's results once it ends; TimeoutError if it is still going after `timeout`."""
@@ -248,6 +249,6 @@ def log_lines(tasks: Tasks, task_id: str, raw: bool, n: int | None, keep_followi
             for line in f:
                 yield line.decode("utf-8", "replace").rstrip("\n")
         return
-    yield from store.tail_lines(path, 20 if n is None else n, end=size)
+    yield from tail_lines(path, 20 if n is None else n, end=size)
     if keep_following:
         yield from follow(path, size, lambda: tasks.status(task_id).is_terminal)

@@ -21,6 +21,7 @@ from textual.widgets import DataTable, Footer, Header, Log, ProgressBar, Static
 
 from codexd import api, store, views
 from codexd.errors import CodexdError, UnknownTask
+from codexd.tailing import tail_lines
 
 Now = Callable[[], datetime]
 POLL = 0.5  # seconds between looks at the task files: changes show within a second
@@ -195,7 +196,7 @@ class LogView(Screen[None]):
         log = self.query_one(Log)
         log.clear()
         self._offset, self._partial = store.size_of(self.path), b""
-        log.write_lines(store.tail_lines(self.path, LOG_LINES, end=self._offset))
+        log.write_lines(tail_lines(self.path, LOG_LINES, end=self._offset))
 
     def follow(self) -> None:
         data = store.read_from(self.path, self._offset)

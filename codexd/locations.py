@@ -12,27 +12,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codexd import dirs
 from codexd.errors import ConfigError
 
-APP = "codexd"
 ENV_CONFIG = "CODEXD_CONFIG"
 
 
 def state_dir() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_state_dir(APP))
+    return Path(dirs.state_dir())
 
 
 def default_config_file() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+    return Path(dirs.config_dir()) / "config.toml"
 
 
 def expand(value: str | Path) -> Path:
     """`~` and relative paths made absolute, as the user meant them where they typed them."""
-    return Path(os.path.abspath(Path(value).expanduser()))
+    return Path(dirs.expand(str(value)))
 
 
 def locate_config(explicit: str | Path | None) -> tuple[Path, bool]:

@@ -25,6 +25,7 @@ from codexd.ledger import AfterExit, Ledger, Running
 from codexd.records import Resume, TaskStatus
 from codexd.settings import Settings
 from codexd.states import TaskState
+from codexd.tailing import tail_lines
 
 log = structlog.get_logger()
 
@@ -235,7 +236,7 @@ class Runs:
         status = running.status
         task_dir = self.tasks.dir(status.task_id)
         run = outcome.summarize(store.lines_from(task_dir / store.EVENTS, status.daemon.run_start))
-        state, error = outcome.decide(code, run, store.tail_lines(task_dir / store.STDERR, 5))
+        state, error = outcome.decide(code, run, tail_lines(task_dir / store.STDERR, 5))
         if state == TaskState.COMPLETED or error is None:
             self._end_run(running, code, now, Ending(TaskState.COMPLETED, "Completed"))
             return

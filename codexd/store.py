@@ -127,27 +127,6 @@ def size_of(path: Path) -> int:
         return 0
 
 
-def tail_lines(path: Path, n: int, end: int | None = None, block: int = 64 * 1024) -> list[str]:
-    """The last `n` lines of `path` (before byte `end`), read backwards, not the whole file."""
-    if n <= 0:
-        return []
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        return []
-    with f:
-        size = f.seek(0, os.SEEK_END)
-        end = size if end is None else min(end, size)
-        data, pos = b"", end
-        while pos > 0 and data.count(b"\n") <= n:
-            step = min(block, pos)
-            pos -= step
-            f.seek(pos)
-            data = f.read(step) + data
-    lines = data.decode("utf-8", "replace").splitlines()
-    return lines[-n:]
-
-
 class TaskStore:
     def __init__(self, tasks_dir: Path) -> None:
         self.root = tasks_dir

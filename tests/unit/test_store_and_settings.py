@@ -12,6 +12,7 @@ from codexd import locations, settings, store
 from codexd.errors import ConfigError, StorageError, UnknownTask
 from codexd.records import TaskStatus
 from codexd.states import TaskState, can_change
+from codexd.tailing import tail_lines
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -102,9 +103,9 @@ def test_unknown_and_invalid_ids(tmp_path):
 def test_tail_reads_only_the_end(tmp_path):
     log = tmp_path / "progress.log"
     log.write_text("".join(f"line {i}\n" for i in range(100_000)))
-    assert store.tail_lines(log, 3) == ["line 99997", "line 99998", "line 99999"]
-    assert store.tail_lines(log, 2, end=len("line 0\nline 1\n")) == ["line 0", "line 1"]
-    assert store.tail_lines(tmp_path / "missing", 5) == []
+    assert tail_lines(log, 3) == ["line 99997", "line 99998", "line 99999"]
+    assert tail_lines(log, 2, end=len("line 0\nline 1\n")) == ["line 0", "line 1"]
+    assert tail_lines(tmp_path / "missing", 5) == []
 
 
 def test_transitions():

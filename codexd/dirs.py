@@ -1,0 +1,42 @@
+"""Where codexd keeps things by default, with nothing but `os`.
+
+The same folders platformdirs gives on Linux (XDG) and macOS, computed without importing
+it, so that the quick commands start fast; other systems ask platformdirs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+APP = "codexd"
+
+
+def expand(value: str) -> str:
+    """`~` and relative paths made absolute, as the user meant them where they typed them."""
+    return os.path.abspath(os.path.expanduser(value))
+
+
+def _xdg(variable: str, fallback: str) -> str:
+    base = os.environ.get(variable, "").strip() or os.path.expanduser(fallback)
+    return os.path.join(base, APP)
+
+
+def state_dir() -> str:
+    if sys.platform == "darwin":
+        return os.path.expanduser(f"~/Library/Application Support/{APP}")
+    if sys.platform.startswith("linux"):
+        return _xdg("XDG_STATE_HOME", "~/.local/state")
+    import platformdirs
+
+    return platformdirs.user_state_dir(APP)
+
+
+def config_dir() -> str:
+    if sys.platform == "darwin":
+        return os.path.expanduser(f"~/Library/Application Support/{APP}")
+    if sys.platform.startswith("linux"):
+        return _xdg("XDG_CONFIG_HOME", "~/.config")
+    import platformdirs
+
+    return platformdirs.user_config_dir(APP)

@@ -1,0 +1,103 @@
+"""The `codexd` command's front door.
+
+`codexd status ID --json` and `codexd logs ID -n N` are what scripts and status bars call
+in a loop, so they are answered here with `os` and `sys` alone, at about the cost of
+starting Python (status.json is printed as the daemon wrote it: the same JSON the full
+command prints). Anything else, and anything out of the ordinary (an unknown task, one
+still in the spool, an unreadable file), goes to the full command line, which handles it
+the same way, only later.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from codexd import dirs
+from codexd.tailing import tail_lines
+
+_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+_REST = _FIRST | frozenset("._-")
+
+
+def main() -> None:
+    try:
+        code = quick(sys.argv[1:])
+    except BrokenPipeError:  # `codexd logs ID -n 5 | head -1`: the reader is gone, and that is fine
+        sys.stderr.close()
+        code = 0
+    if code is None:
+        from codexd.cli import main as full_command_line
+
+        full_command_line()
+        return
+    sys.exit(code)
+
+
+def quick(argv: list[str]) -> int | None:
+    """Exit code when answered here; None hands the call to the full command line."""
+    if len(argv) == 3 and argv[0] == "status" and argv[2] == "--json":
+        return _print_status(argv[1])
+    if len(argv) == 4 and argv[0] == "logs" and argv[2] == "-n" and argv[3].isdigit():
+        return _print_tail(argv[1], int(argv[3]))
+    return None
+
+
+def _is_task_id(text: str) -> bool:
+    return 0 < len(text) <= 128 and text[0] in _FIRST and all(c in _REST for c in text)
+
+
+def tasks_root() -> str | None:
+    """The tasks folder as the full settings would find it, or None if only they can tell."""
+    named = os.environ.get("CODEXD_TASKS_DIR")
+    if named:
+        return dirs.expand(named)
+    config = os.environ.get("CODEXD_CONFIG")
+    path = dirs.expand(config) if config else os.path.join(dirs.config_dir(), "config.toml")
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        if config:
+            return None  # a named config must exist: the full command line says so
+        text = b""
+    except OSError:
+        return None
+    if b"tasks_dir" in text:
+        return None  # the settings file moves the tasks: parsing TOML is the full CLI's job
+    return os.path.join(dirs.state_dir(), "tasks")
+
+
+def _task_dir(task_id: str) -> str | None:
+    root = tasks_root()
+    if root is None or not _is_task_id(task_id):
+        return None
+    folder = os.path.join(root, task_id)
+    return folder if os.path.isfile(os.path.join(folder, "status.json")) else None
+
+
+def _print_status(task_id: str) -> int | None:
+    folder = _task_dir(task_id)
+    if folder is None:
+        return None
+    try:
+        with open(os.path.join(folder, "status.json"), "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    if not data.endswith(b"}\n"):
+        return None  # not the daemon's own formatting: let the full command line print it
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+    return 0
+
+
+def _print_tail(task_id: str, n: int) -> int | None:
+    folder = _task_dir(task_id)
+    if folder is None:
+        return None
+    lines = tail_lines(os.path.join(folder, "progress.log"), n)
+    if lines:
+        sys.stdout.buffer.write(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
+        sys.stdout.flush()
+    return 0

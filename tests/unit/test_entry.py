@@ -1,0 +1,74 @@
+"""The quick front door says exactly what the full command line says, or hands over to it."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+
+from codexd import cli, entry, store
+from codexd.records import Progress, TaskStatus
+from codexd.states import TaskState
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def tasks(tmp_path, monkeypatch) -> store.TaskStore:
+    monkeypatch.setenv("CODEXD_TASKS_DIR", str(tmp_path / "tasks"))
+    monkeypatch.setenv("CODEXD_CONFIG", str(tmp_path / "config.toml"))
+    (tmp_path / "config.toml").write_text("")
+    found = store.TaskStore(tmp_path / "tasks")
+    found.dir("t1").mkdir(parents=True)
+    status = TaskStatus(
+        "t1", "generic", TaskState.IN_PROGRESS, "2025", "2025", "-", progress=Progress(total=3)
+    )
+    found.write_status(status.with_(error="ünïcode ✅"))
+    (tmp_path / "tasks" / "t1" / "progress.log").write_text("".join(f"2025 line {i}\n" for i in range(30)))
+    return found
+
+
+def run(monkeypatch, how, argv: list[str]) -> tuple[int | None, str]:
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", out)
+    try:
+        code = how(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out.flush()
+    return code, out.buffer.getvalue().decode()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "argv", [["status", "t1", "--json"], ["logs", "t1", "-n", "5"], ["logs", "t1", "-n", "0"]]
+)
+def test_the_quick_answer_is_the_full_answer(tasks, monkeypatch, argv):
+    quick = run(monkeypatch, entry.quick, argv)
+    full = run(monkeypatch, cli.main, argv)
+    assert quick == full and quick[0] == 0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "ghost", "--json"],  # unknown: the full CLI names it
+        ["status", "../t1", "--json"],
+        ["status", "t1"],  # the text form
+        ["logs", "t1", "-n", "x"],
+        ["logs", "t1", "--follow"],
+        ["--config", "x", "status", "t1", "--json"],
+    ],
+)
+def test_anything_else_goes_to_the_full_command_line(tasks, argv):
+    assert entry.quick(argv) is None
+
+
+def test_where_the_settings_decide_the_folder_it_hands_over(tasks, tmp_path, monkeypatch):
+    monkeypatch.delenv("CODEXD_TASKS_DIR")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert entry.tasks_root() == str(tmp_path / "state" / "codexd" / "tasks")
+    (tmp_path / "config.toml").write_text(f'tasks_dir = "{tmp_path / "tasks"}"\n')
+    assert entry.tasks_root() is None
+    monkeypatch.setenv("CODEXD_CONFIG", str(tmp_path / "missing.toml"))
+    assert entry.tasks_root() is None
