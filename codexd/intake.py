@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import shutil
 import stat
@@ -26,7 +27,8 @@ from codexd.store import TaskStore
 
 REJECTED = "rejected"
 IGNORED_SUFFIXES = (".tmp", ".part")
-SETTLE_SECONDS = 0.25  # a file modified more recently may still be being written
+SETTLE_SECONDS = 0.25  # without leases: a file modified more recently may still be being written
+WRITER_RECHECK = 0.1  # seconds before a file still open for writing is looked at again
 
 
 def ensure_private_dir(path: Path) -> None:
@@ -39,6 +41,37 @@ def ensure_private_dir(path: Path) -> None:
         )
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise CodexdError(f"spool folder {path} is writable by others: run `chmod 700 {path}`")
+
+
+def has_writer(path: Path) -> bool | None:
+    """Is the file open for writing anywhere? None where the system cannot say.
+
+    On Linux a read lease is refused (EAGAIN) while any process has the file open for
+    writing, so a finished file is taken at once and one still being copied waits.
+    """
+    if not hasattr(fcntl, "F_SETLEASE"):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    except OSError as exc:
+        return True if exc.errno == errno.EAGAIN else None  # not ours, or a filesystem without leases
+    finally:
+        os.close(fd)
+    return False
+
+
+def being_written(path: Path, info: os.stat_result) -> float | None:
+    """When to look at the file again if it may still be being written; None if it is done."""
+    writer = has_writer(path)
+    if writer is not None:
+        return time.time() + WRITER_RECHECK if writer else None
+    settled_at = info.st_mtime + SETTLE_SECONDS  # no better sign here: recently changed means maybe
+    return settled_at if settled_at > time.time() else None
 
 
 def is_ignored(name: str) -> bool:
@@ -122,9 +155,10 @@ class Spool:
         info = path.lstat()
         if stat.S_ISDIR(info.st_mode):
             return None
-        settled_at = info.st_mtime + SETTLE_SECONDS
-        if stat.S_ISREG(info.st_mode) and settled_at > time.time():
-            return settled_at  # still being written, perhaps
+        if stat.S_ISREG(info.st_mode):
+            busy_until = being_written(path, info)
+            if busy_until is not None:
+                return busy_until  # look again then
         try:
             raw = self._read(path, info)
             checked = check(raw, self.known_types)

@@ -58,6 +58,7 @@ class Running:
     resume_due: float | None = None  # monotonic time a resume is owed at
     stall: health.Next | None = None  # what was decided when it stalled
     dirty: bool = False  # status changed since it was last written
+    written_at: float = float("-inf")  # monotonic time status.json was last written
     killer: threading.Thread | None = None  # ending its process tree
 
     @property
@@ -82,8 +83,9 @@ class Running:
 
 
 class Ledger:
-    def __init__(self, tasks: store.TaskStore):
+    def __init__(self, tasks: store.TaskStore, status_interval: float = 0.0):
         self.tasks = tasks
+        self.status_interval = status_interval
         self.running: dict[str, Running] = {}
         self.listeners: list[Listener] = []
 
@@ -108,12 +110,17 @@ class Ledger:
         elif self.tasks.dir(task_id).is_dir():
             store.append_line(self.tasks.file(task_id, store.PROGRESS), f"{iso(now)} {line}")
 
-    def flush(self) -> None:
+    def flush(self, now: float, force: bool = False) -> None:
+        """Write status.json of tasks whose progress moved, at most once per `status_interval`.
+
+        Progress is written without fsync: the cursor in it lets a new daemon redo what a
+        lost write did not record. State changes are written at once, durably (`change`).
+        """
         for running in self.running.values():
-            if running.dirty:
+            if running.dirty and (force or now - running.written_at >= self.status_interval):
                 try:
-                    self.tasks.write_status(running.status)
-                    running.dirty = False
+                    self.tasks.write_status(running.status, durable=force)
+                    running.dirty, running.written_at = False, now
                 except StorageError as exc:
                     log.error("status.write_failed", task_id=running.task_id, error=str(exc))
 

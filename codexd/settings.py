@@ -60,6 +60,7 @@ class NotifySettings(_Table):
 
 class DaemonSettings(_Table):
     poll_interval: float = Field(0.1, gt=0, le=10)  # how often running tasks' events are read
+    status_interval: float = Field(1.0, ge=0, le=60)  # progress reaches status.json at most this late
     rescan_interval: float = Field(60, gt=0)  # full spool rescan, behind the file watcher
     stop_grace: float = Field(10, gt=0)  # SIGTERM to SIGKILL when a task's tree is stopped
     stop_timeout: float = Field(60, gt=0)  # a daemon shutdown that takes longer is cut short

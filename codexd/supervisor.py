@@ -67,7 +67,7 @@ class Supervisor:
         types = tasktypes.from_settings(settings.types)
         self.spool = Spool(settings.spool_dir, self.tasks, types, lambda: iso(self.clock.now()))
         self.inbox: queue.Queue[Message] = queue.Queue()
-        self.book = Ledger(self.tasks)
+        self.book = Ledger(self.tasks, settings.daemon.status_interval)
         self.running = self.book.running
         self.notices = Notifications(
             settings.notify, self.tasks, self.clock, lambda task_id, line: self.inbox.put(Note(task_id, line))
@@ -101,7 +101,7 @@ class Supervisor:
             self._guard(self.runs.follow, running, now)
             self._guard(self.runs.check_deadlines, running, now)
         self._start_queued(now)
-        self.book.flush()
+        self.book.flush(self.clock.monotonic())
 
     @property
     def settings(self) -> Settings:
@@ -122,6 +122,7 @@ class Supervisor:
             log.warning("settings.folders_unchanged", fix="restart the daemon to use new tasks_dir/spool_dir")
             new = new.model_copy(update={"tasks_dir": old.tasks_dir, "spool_dir": old.spool_dir})
         self.runs.settings = new
+        self.book.status_interval = new.daemon.status_interval
         self.runs.types = tasktypes.from_settings(new.types)
         self.spool.known_types = frozenset(self.runs.types)
         if self._health is not None:
@@ -149,7 +150,7 @@ class Supervisor:
         self._intake(now)
         self._take_requests(now)
         self._start_queued(now)
-        self.book.flush()
+        self.book.flush(self.clock.monotonic(), force=True)
         self._watcher = FolderWatcher(
             [self.settings.spool_dir, self.settings.tasks_dir / store.REQUESTS],
             lambda: self.inbox.put("changed"),
@@ -172,7 +173,7 @@ class Supervisor:
             self._watcher.stop()
         if self.stop_tasks_on_exit:
             self._stop_all(self.clock.now())
-        self.book.flush()
+        self.book.flush(self.clock.monotonic(), force=True)
         self.notices.stop(NOTICE_GRACE)  # what is not yet delivered waits in the outbox
         self._lock.release()
         log.info("daemon.stopped", left_running=sorted(self.running))

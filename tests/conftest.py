@@ -84,6 +84,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
         CODEXD_SPOOL_DIR=str(tmp_path / "spool"),
         CODEXD_DAEMON__STOP_GRACE="2",
         CODEXD_DAEMON__RESCAN_INTERVAL="2",
+        CODEXD_DAEMON__STATUS_INTERVAL="0.2",
         CODEXD_DAEMON__LOG_LEVEL="debug",
         CODEXD_HEALTH__BACKOFF="0.1",
         CODEXD_HEALTH__BACKOFF_MAX="1",

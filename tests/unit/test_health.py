@@ -15,7 +15,7 @@ import pytest
 from codexd import health, intake, notices, runner, tasktypes
 from codexd.clock import FakeClock
 from codexd.records import Item, Progress
-from codexd.settings import HealthSettings, Settings
+from codexd.settings import DaemonSettings, HealthSettings, Settings
 from codexd.supervisor import Supervisor
 
 pytestmark = pytest.mark.timeout(30)
@@ -141,6 +141,7 @@ class World:
             tasks_dir=tmp_path / "tasks",
             spool_dir=tmp_path / "spool",
             health=HealthSettings(**policy),
+            daemon=DaemonSettings(status_interval=0),  # every tick's progress on disk at once
         )
         self.sup = self.new_supervisor()
 

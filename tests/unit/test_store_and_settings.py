@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from codexd import locations, settings, store
+from codexd import intake, locations, settings, store
 from codexd.errors import ConfigError, StorageError, UnknownTask
 from codexd.records import TaskStatus
 from codexd.states import TaskState, can_change
@@ -138,3 +138,19 @@ def test_an_explicit_config_must_exist(tmp_path, monkeypatch):
 def test_secrets_are_masked():
     shown = settings.shown(settings.Settings(notify={"urls": ["discord://1234/secret-token"]}))
     assert shown["notify"]["urls"] == ["discord://****"]
+
+
+def test_a_spool_file_still_open_for_writing_waits_and_a_closed_one_is_taken_at_once(tmp_path):
+    spool = intake.Spool(tmp_path / "spool", store.TaskStore(tmp_path / "tasks"), ["generic"], lambda: "2025")
+    (tmp_path / "spool").mkdir(mode=0o700)
+    (tmp_path / "tasks").mkdir()
+    path = tmp_path / "spool" / "copying.md"
+    with path.open("w") as writer:
+        writer.write("Do it.\n")
+        writer.flush()
+        assert intake.has_writer(path) is True
+        again = spool.take(path)
+        assert isinstance(again, float) and path.exists()  # looked at again shortly, not taken
+    assert intake.has_writer(path) is False
+    taken = spool.take(path)  # closed a moment ago: no settle delay where leases tell
+    assert taken is not None and not isinstance(taken, float) and taken.task_id == "copying"

@@ -1,0 +1,541 @@
+"""codexd's benchmarks, each figure taken beside its baseline in the same run.
+
+    ./dev bench            # every figure (about 5 minutes)
+    ./dev bench --quick    # fewer repetitions and a shorter load window
+
+A shell stand-in plays Codex (bench/fake-codex, bench/ticker, bench/hang-codex), so the
+daemon is what is measured. Prints a Markdown table: median, p90 where it is a latency,
+the baseline, their ratio, and the goal from issue 7.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+BENCH = Path(__file__).resolve().parent
+PY = sys.executable
+CODEXD = str(Path(PY).with_name("codexd"))
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "codexd-bench"
+
+
+@dataclass
+class Row:
+    figure: str
+    ours: str
+    baseline: str
+    ratio: str
+    goal: str
+    met: bool | None
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def spread(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, step: float = 0.0005) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: timed out waiting for {what}")
+        time.sleep(step)
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    began = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, env=env, check=True)
+    return time.perf_counter() - began
+
+
+# -- a daemon in a folder of its own ---------------------------------------------------------
+
+
+class World:
+    def __init__(self, root: Path, **settings: str):
+        self.root = root
+        self.tasks, self.spool = root / "tasks", root / "spool"
+        (root / "config.toml").write_text("")
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("CODEXD_")},
+            "CODEXD_CONFIG": str(root / "config.toml"),
+            "CODEXD_TASKS_DIR": str(self.tasks),
+            "CODEXD_SPOOL_DIR": str(self.spool),
+            "CODEXD_CODEX__COMMAND": json.dumps([str(BENCH / "fake-codex")]),
+            "CODEXD_MAX_PARALLEL": "8",
+            "CODEXD_DAEMON__LOG_LEVEL": "info",
+            **settings,
+        }
+        self.daemon: psutil.Popen | None = None
+
+    def start(self) -> psutil.Popen:
+        log = (self.root / "daemon.log").open("ab")
+        self.daemon = psutil.Popen([CODEXD, "daemon"], env=self.env, stdout=log, stderr=log)
+        wait_for(lambda: "daemon.started" in self.log(), 60, "the daemon to start", step=0.01)
+        return self.daemon
+
+    def log(self) -> str:
+        return (self.root / "daemon.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.daemon and self.daemon.poll() is None:
+            self.daemon.send_signal(signal.SIGTERM)
+            self.daemon.wait(60)
+        for proc in psutil.process_iter():
+            try:
+                if proc.environ().get("CODEXD_TASK_DIR", "").startswith(str(self.root)):
+                    proc.kill()
+            except psutil.Error:
+                continue
+
+    def status(self, task_id: str) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads((self.tasks / task_id / "status.json").read_bytes())
+        except (OSError, ValueError):
+            return None
+        return data
+
+
+@contextmanager
+def world(**settings: str) -> Iterator[World]:
+    with tempfile.TemporaryDirectory(prefix="codexd-bench-") as folder:
+        w = World(Path(folder), **settings)
+        try:
+            yield w
+        finally:
+            w.stop()
+
+
+def stamp(path: Path, timeout: float = 30) -> float:
+    return float(wait_for(lambda: path.exists() and path.read_text().strip(), timeout, str(path)))
+
+
+def drop(spool: Path, name: str, text: str = "Do it.\n") -> float:
+    """Write a task file beside the spool's watch, then rename it in; returns the rename time."""
+    hidden = spool / f".{name}.tmp"
+    hidden.write_text(text)
+    began = time.time()
+    os.rename(hidden, spool / name)
+    return began
+
+
+# -- the figures -----------------------------------------------------------------------------
+
+
+def status_figure(reps: int) -> Row:
+    with world() as w:
+        w.tasks.mkdir(parents=True)
+        (w.tasks / "t1").mkdir()
+        (w.tasks / "t1" / "status.json").write_text(
+            json.dumps({"task_id": "t1", "status": "completed"}, indent=2) + "\n"
+        )
+        ours, bare = [], []
+        for _ in range(reps):  # interleaved, so both see the same machine
+            ours.append(timed([CODEXD, "status", "t1", "--json"], w.env))
+            bare.append(timed([PY, "-c", "pass"], w.env))
+    (o, o90), (b, b90) = spread(ours), spread(bare)
+    return Row(
+        "`codexd status ID --json` / `python -c pass`",
+        f"{ms(o)} (p90 {ms(o90)})",
+        f"{ms(b)} (p90 {ms(b90)})",
+        f"{o / b:.2f}x",
+        "≤ 1.5x (supervisorctl: 2.6x)",
+        o / b <= 1.5,
+    )
+
+
+@contextmanager
+def bare_watcher(root: Path) -> Iterator[tuple[Path, Path]]:
+    spool, out = root / "bare-spool", root / "bare-out"
+    spool.mkdir()
+    out.mkdir()
+    proc = subprocess.Popen(
+        [PY, str(BENCH / "bare_watcher.py"), str(spool), str(out), str(BENCH / "fake-codex")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    time.sleep(0.3)
+    try:
+        yield spool, out
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def intake_figures(reps: int) -> list[Row]:
+    """Spool rename and `codexd start` to Codex started; Codex exited to status completed."""
+    spool_ms, start_ms, exit_ms, bare_spool, bare_start, bare_exit = [], [], [], [], [], []
+    with world(CODEXD_MAX_PARALLEL="64") as w:
+        w.start()
+        with bare_watcher(w.root) as (bspool, bout):
+            for i in range(reps):
+                began = drop(w.spool, f"r{i}.md")
+                spool_ms.append(stamp(w.tasks / f"r{i}" / "bench.started") - began)
+                began = drop(bspool, f"r{i}.md")
+                bare_spool.append(stamp(bout / f"r{i}" / "bench.started") - began)
+                note = w.root / "note.md"
+                note.write_text("Do it.\n")
+                subprocess.run(
+                    [CODEXD, "start", "--instructions", str(note), "--task-id", f"s{i}"],
+                    env=w.env,
+                    stdout=subprocess.DEVNULL,
+                    check=True,
+                )
+                returned = time.time()
+                start_ms.append(stamp(w.tasks / f"s{i}" / "bench.started") - returned)
+                note.rename(w.root / "to-move.md")
+                subprocess.run(["mv", str(w.root / "to-move.md"), str(bspool / f"s{i}.md")], check=True)
+                returned = time.time()
+                bare_start.append(stamp(bout / f"s{i}" / "bench.started") - returned)
+            for i in range(reps):
+                exit_ms.append(completed_after_exit(w, f"r{i}"))
+        bare_exit = popen_wait_floor(w.root, reps)
+    return [
+        latency_row("spool rename → Codex process started", spool_ms, bare_spool, "p50 ≤ 50 ms", 0.050),
+        latency_row(
+            "`codexd start` returned → Codex process started", start_ms, bare_start, "p50 ≤ 50 ms", 0.050
+        ),
+        latency_row("Codex exited → status.json says completed", exit_ms, bare_exit, "p50 ≤ 100 ms", 0.100),
+    ]
+
+
+def completed_after_exit(w: World, task_id: str) -> float:
+    exited = stamp(w.tasks / task_id / "bench.exited")
+    wait_for(lambda: (s := w.status(task_id)) and s["status"] == "completed", 30, f"{task_id} completed")
+    # status.json's mtime is when the daemon wrote "completed" (nothing writes it after that)
+    return (w.tasks / task_id / "status.json").stat().st_mtime - exited
+
+
+def popen_wait_floor(root: Path, reps: int) -> list[float]:
+    """Baseline: a parent blocked in wait() on the same stand-in, noticing its exit."""
+    found = []
+    for i in range(reps):
+        task = root / f"wait-{i}"
+        task.mkdir()
+        child = subprocess.Popen(
+            [str(BENCH / "fake-codex")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            env={**os.environ, "CODEXD_TASK_DIR": str(task)},
+        )
+        child.wait()
+        noticed = time.time()
+        found.append(noticed - stamp(task / "bench.exited"))
+    return found
+
+
+def latency_row(figure: str, ours: list[float], bare: list[float], goal: str, limit: float) -> Row:
+    (o, o90), (b, b90) = spread(ours), spread(bare)
+    ratio = f"{o / b:.1f}x" if b > 0 else "-"
+    return Row(figure, f"{ms(o)} (p90 {ms(o90)})", f"{ms(b)} (p90 {ms(b90)})", ratio, goal, o <= limit)
+
+
+def stall_figure(count: int) -> Row:
+    with world(
+        CODEXD_CODEX__COMMAND=json.dumps([str(BENCH / "hang-codex")]),
+        CODEXD_HEALTH__STALL_TIMEOUT="1",
+        CODEXD_HEALTH__MAX_RESTARTS="0",
+        CODEXD_MAX_PARALLEL=str(count),
+    ) as w:
+        w.start()
+        for i in range(count):
+            drop(w.spool, f"h{i}.md")
+        wait_for(lambda: w.log().count('"task.stalled"') >= count, 60, "the stalls", step=0.05)
+        late = [json.loads(line)["late_by"] for line in w.log().splitlines() if '"task.stalled"' in line]
+    m, p90 = spread(late)
+    return Row(
+        "stall deadline → stall flagged",
+        f"{ms(m)} (p90 {ms(p90)})",
+        "300 s (the 5-minute health sweep alone)",
+        f"{m / 300:.5f}x",
+        "≤ 5 s",
+        p90 <= 5,
+    )
+
+
+def make_tasks(tasks: Path, count: int) -> None:
+    """`count` finished tasks, as the daemon writes them."""
+    tasks.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        folder = tasks / f"old-{i:05d}"
+        folder.mkdir()
+        status = {
+            "task_id": folder.name,
+            "type": "generic",
+            "status": "completed",
+            "created_at": f"2025-10-{1 + i % 28:02d}T12:00:00Z",
+            "updated_at": "2025-10-31T12:00:00Z",
+            "started_at": "2025-10-31T12:00:00Z",
+            "finished_at": "2025-10-31T12:01:00Z",
+            "progress": {"total": 19, "completed": 19, "percentage": 100.0, "current": None, "items": []},
+            "results": {"approved": 15, "changes_requested": 3, "commented": 1},
+            "pid": None,
+            "log_file": str(folder / "progress.log"),
+            "restarts": 0,
+            "error": None,
+            "daemon": {"accepted_ns": i},
+        }
+        (folder / "status.json").write_text(json.dumps(status, indent=2) + "\n")
+
+
+def bulk_intake(existing: int, count: int) -> float:
+    with world(CODEXD_MAX_PARALLEL="1") as w:
+        make_tasks(w.tasks, existing)
+        w.spool.mkdir(mode=0o700)
+        for i in range(count):
+            (w.spool / f".b{i}.md.tmp").write_text("Do it.\n")
+        w.start()
+        # Steady state: the start-up health check reads every task once; let it finish first.
+        wait_for(lambda: "health.checked" in w.log(), 120, "the start-up health check", step=0.01)
+        began = time.monotonic()
+        for i in range(count):
+            os.rename(w.spool / f".b{i}.md.tmp", w.spool / f"b{i}.md")
+        wait_for(
+            lambda: (
+                all((w.tasks / f"b{i}" / "status.json").exists() for i in range(count - 1, -1, -97))
+                and sum(1 for p in w.tasks.glob("b*/status.json")) == count
+            ),
+            120,
+            "the bulk intake",
+            step=0.01,
+        )
+        return time.monotonic() - began
+
+
+def bulk_floor(count: int) -> float:
+    """Baseline: claim each file by rename and write a status file atomically with fsync."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        for i in range(count):
+            (root / f"b{i}.md").write_text("Do it.\n")
+        began = time.monotonic()
+        for i in range(count):
+            task = root / f"t{i}"
+            task.mkdir()
+            os.rename(root / f"b{i}.md", task / "instructions.md")
+            tmp = task / ".status.json.tmp"
+            with tmp.open("w") as f:
+                f.write(json.dumps({"task_id": f"t{i}", "status": "queued"}))
+                f.flush()
+                os.fsync(f.fileno())
+            os.rename(tmp, task / "status.json")
+        return time.monotonic() - began
+
+
+def bulk_figures(count: int, existing: int) -> list[Row]:
+    empty, full, floor = bulk_intake(0, count), bulk_intake(existing, count), bulk_floor(count)
+    per_empty, per_full = empty / count, full / count
+    return [
+        Row(
+            f"{count} tasks dropped at once → all accepted",
+            f"{empty:.2f} s",
+            f"{floor:.2f} s (rename + fsync'd write)",
+            f"{empty / floor:.1f}x",
+            "≤ 5 s",
+            empty <= 5,
+        ),
+        Row(
+            f"per-task intake cost with {existing} tasks existing / with 0",
+            f"{per_full * 1000:.2f} ms",
+            f"{per_empty * 1000:.2f} ms",
+            f"{per_full / per_empty:.2f}x",
+            "≤ 1.5x",
+            per_full / per_empty <= 1.5,
+        ),
+    ]
+
+
+def list_figure(existing: int, reps: int) -> Row:
+    with world() as w:
+        make_tasks(w.tasks, existing)
+        floor_code = (
+            "import json,os,sys;r=sys.argv[1];"
+            "[json.loads(open(os.path.join(r,d,'status.json'),'rb').read()) for d in os.listdir(r)]"
+        )
+        ours = [timed([CODEXD, "list", "--json"], w.env) for _ in range(reps)]
+        bare = [timed([PY, "-c", floor_code, str(w.tasks)], w.env) for _ in range(reps)]
+    (o, o90), (b, b90) = spread(ours), spread(bare)
+    return Row(
+        f"`codexd list --json` with {existing} tasks",
+        f"{ms(o)} (p90 {ms(o90)})",
+        f"{ms(b)} (p90 {ms(b90)}) (read and parse every status.json)",
+        f"{o / b:.2f}x",
+        "≤ 300 ms",
+        o <= 0.3,
+    )
+
+
+def logs_figure(reps: int) -> Row:
+    with world() as w:
+        folder = w.tasks / "big"
+        folder.mkdir(parents=True)
+        (folder / "status.json").write_text(
+            json.dumps({"task_id": "big", "status": "completed"}, indent=2) + "\n"
+        )
+        log = folder / "progress.log"
+        line = b"2025-10-31T12:00:00Z Running: gh pr diff 602 -- a line of a long progress log\n"
+        chunk = line * (8 * 1024 * 1024 // len(line))
+        with log.open("wb") as f:
+            while f.tell() < 1 << 30:
+                f.write(chunk)
+        ours = [timed([CODEXD, "logs", "big", "-n", "20"], w.env) for _ in range(reps)]
+        bare = [timed(["tail", "-n", "20", str(log)]) for _ in range(reps)]
+    (o, o90), (b, b90) = spread(ours), spread(bare)
+    return Row(
+        "`codexd logs ID -n 20` on a 1 GB progress.log",
+        f"{ms(o)} (p90 {ms(o90)})",
+        f"{ms(b)} (p90 {ms(b90)}) (`tail -n 20`)",
+        f"{o / b:.1f}x",
+        "≤ 50 ms",
+        o <= 0.05,
+    )
+
+
+# -- 200 tasks under supervision, and supervisord with the same 200 processes ------------------
+
+
+def usage(proc: psutil.Process, seconds: float) -> tuple[float, float]:
+    """Share of one core used over `seconds`, and the resident memory at the end (MB)."""
+    before = proc.cpu_times()
+    time.sleep(seconds)
+    after = proc.cpu_times()
+    busy = (after.user + after.system) - (before.user + before.system)
+    return busy / seconds, proc.memory_info().rss / 1e6
+
+
+def supervisord() -> Path:
+    venv = CACHE / "supervisor-venv"
+    if not (venv / "bin" / "supervisord").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "supervisor==4.2.5"], check=True)
+    return venv / "bin" / "supervisord"
+
+
+def load_figure(count: int, window: float) -> Row:
+    with world(
+        CODEXD_CODEX__COMMAND=json.dumps([str(BENCH / "ticker")]), CODEXD_MAX_PARALLEL=str(count)
+    ) as w:
+        daemon = w.start()
+        for i in range(count):
+            drop(w.spool, f"tick{i}.md")
+        wait_for(
+            lambda: sum(1 for i in range(count) if (s := w.status(f"tick{i}")) and s.get("pid")) == count,
+            120,
+            "all tickers running",
+            step=0.1,
+        )
+        time.sleep(3)
+        ours_cpu, ours_mb = usage(daemon, window)
+    bare_cpu, bare_mb = supervisord_usage(count, window)
+    return Row(
+        f"daemon CPU and RSS, {count} tasks printing 1 event/s",
+        f"{ours_cpu * 100:.2f}% of a core, {ours_mb:.0f} MB",
+        f"supervisord, same {count} processes: {bare_cpu * 100:.2f}%, {bare_mb:.0f} MB",
+        f"{ours_cpu / bare_cpu:.2f}x CPU, {ours_mb / bare_mb:.2f}x RSS" if bare_cpu else "-",
+        "≤ 2% of a core, ≤ 100 MB",
+        ours_cpu <= 0.02 and ours_mb <= 100,
+    )
+
+
+def supervisord_usage(count: int, window: float) -> tuple[float, float]:
+    program = supervisord()
+    with tempfile.TemporaryDirectory(prefix="codexd-bench-sup-") as folder:
+        root = Path(folder)
+        (root / "supervisord.conf").write_text(
+            f"[supervisord]\nnodaemon=true\nlogfile={root}/supervisord.log\npidfile={root}/s.pid\n"
+            f"[program:tick]\ncommand={BENCH / 'ticker'}\nprocess_name=%(program_name)s_%(process_num)03d\n"
+            f"numprocs={count}\nstdout_logfile={root}/%(program_name)s_%(process_num)03d.log\n"
+            "redirect_stderr=true\nautorestart=true\nstartsecs=0\n"
+        )
+        proc = psutil.Popen([str(program), "-c", str(root / "supervisord.conf")], stdout=subprocess.DEVNULL)
+        try:
+            wait_for(lambda: len(proc.children()) >= count, 120, "supervisord's processes", step=0.1)
+            time.sleep(3)
+            return usage(proc, window)
+        finally:
+            proc.terminate()
+            proc.wait(60)
+
+
+def machine() -> str:
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
+    system = f"{platform.system()} {platform.release()}"
+    return f"{system}, {os.cpu_count()} cores {cpu}, Python {platform.python_version()}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, a shorter load window")
+    args = parser.parse_args()
+    reps = 10 if args.quick else 30
+    print(f"machine: {machine()}", flush=True)
+    figures: list[Callable[[], list[Row]]] = [
+        lambda: [status_figure(reps)],
+        lambda: intake_figures(reps),
+        lambda: [stall_figure(10)],
+        lambda: bulk_figures(1000, 10_000),
+        lambda: [list_figure(10_000, max(5, reps // 3))],
+        lambda: [logs_figure(reps)],
+        lambda: [load_figure(200, 10 if args.quick else 30)],
+    ]
+    rows: list[Row] = []
+    print("| figure | codexd | baseline | ratio | goal | met |\n|---|---|---|---|---|---|", flush=True)
+    for figure in figures:
+        for row in figure():
+            rows.append(row)
+            met = "yes" if row.met else "no"
+            print(
+                f"| {row.figure} | {row.ours} | {row.baseline} | {row.ratio} | {row.goal} | {met} |",
+                flush=True,
+            )
+    missed = [r.figure for r in rows if r.met is False]
+    print(
+        f"\n{len(rows) - len(missed)} of {len(rows)} goals met"
+        + (f"; missed: {'; '.join(missed)}" if missed else "")
+    )
+    if shutil.which("git"):
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=BENCH, check=False
+        )
+        print(f"commit: {commit.stdout.strip()}")
+
+
+if __name__ == "__main__":
+    main()
