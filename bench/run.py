@@ -250,7 +250,7 @@ def popen_wait_floor(root: Path, reps: int) -> list[float]:
 
 def latency_row(figure: str, ours: list[float], bare: list[float], goal: str, limit: float) -> Row:
     (o, o90), (b, b90) = spread(ours), spread(bare)
-    ratio = f"{o / b:.1f}x" if b > 0 else "-"
+    ratio = f"{o / b:.1f}x" if b > 0 and o > 0 else "-"  # Codex can start before `start` returns
     return Row(figure, f"{ms(o)} (p90 {ms(o90)})", f"{ms(b)} (p90 {ms(b90)})", ratio, goal, o <= limit)
 
 

@@ -110,13 +110,25 @@ def start(ctx: click.Context, source: str, task_id: str | None, kind: str | None
 @click.pass_context
 def list_tasks(ctx: click.Context, as_json: bool) -> None:
     """All tasks, newest first."""
-    found = _tasks(ctx).list()
     if as_json:
-        _print_json(found)
-    elif found:
+        _print_list_json(_tasks(ctx))
+        return
+    found = _tasks(ctx).list()
+    if found:
         click.echo(views.task_table(found))
     else:
         click.echo(f"no tasks in {_tasks(ctx).root}", err=True)
+
+
+def _print_list_json(tasks: api.Tasks) -> None:
+    from codexd import listing
+
+    data = listing.json_array(listing.status_files(str(tasks.root)))
+    if data is None:  # a status file not in the daemon's own format: parse them all
+        _print_json(tasks.list())
+        return
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
 
 
 @cli.command()

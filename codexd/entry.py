@@ -1,11 +1,11 @@
 """The `codexd` command's front door.
 
-`codexd status ID --json` and `codexd logs ID -n N` are what scripts and status bars call
-in a loop, so they are answered here with `os` and `sys` alone, at about the cost of
-starting Python (status.json is printed as the daemon wrote it: the same JSON the full
-command prints). Anything else, and anything out of the ordinary (an unknown task, one
-still in the spool, an unreadable file), goes to the full command line, which handles it
-the same way, only later.
+`codexd status ID --json`, `codexd logs ID -n N` and `codexd list --json` are what
+scripts and status bars call in a loop, so they are answered here with `os` and `sys`
+alone, at about the cost of starting Python: status files are printed as the daemon wrote
+them, which is the JSON the full command prints. Anything else, and anything out of the
+ordinary (an unknown task, one still in the spool, a file the daemon did not format),
+goes to the full command line, which handles it the same way, only later.
 """
 
 from __future__ import annotations
@@ -13,11 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
-from codexd import dirs
+from codexd import dirs, listing
 from codexd.tailing import tail_lines
-
-_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-_REST = _FIRST | frozenset("._-")
 
 
 def main() -> None:
@@ -40,11 +37,9 @@ def quick(argv: list[str]) -> int | None:
         return _print_status(argv[1])
     if len(argv) == 4 and argv[0] == "logs" and argv[2] == "-n" and argv[3].isdigit():
         return _print_tail(argv[1], int(argv[3]))
+    if argv == ["list", "--json"]:
+        return _print_list()
     return None
-
-
-def _is_task_id(text: str) -> bool:
-    return 0 < len(text) <= 128 and text[0] in _FIRST and all(c in _REST for c in text)
 
 
 def tasks_root() -> str | None:
@@ -70,7 +65,7 @@ def tasks_root() -> str | None:
 
 def _task_dir(task_id: str) -> str | None:
     root = tasks_root()
-    if root is None or not _is_task_id(task_id):
+    if root is None or not listing.is_task_id(task_id):
         return None
     folder = os.path.join(root, task_id)
     return folder if os.path.isfile(os.path.join(folder, "status.json")) else None
@@ -100,4 +95,16 @@ def _print_tail(task_id: str, n: int) -> int | None:
     if lines:
         sys.stdout.buffer.write(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
         sys.stdout.flush()
+    return 0
+
+
+def _print_list() -> int | None:
+    root = tasks_root()
+    if root is None or not os.path.isdir(root):
+        return None
+    data = listing.json_array(listing.status_files(root))
+    if data is None:
+        return None
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
     return 0

@@ -153,6 +153,17 @@ def processes_by_task(tasks_root: Path) -> dict[str, list[psutil.Process]]:
     return found
 
 
+def root_of(procs: list[psutil.Process]) -> psutil.Process | None:
+    """The one process of a task's tree whose parent is not in it; None if that is unclear."""
+    pids = {p.pid for p in procs}
+    roots = []
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            if proc.ppid() not in pids:
+                roots.append(proc)
+    return roots[0] if len(roots) == 1 else None
+
+
 def _tree(root: psutil.Process | None, task_dir: Path) -> set[psutil.Process]:
     procs: set[psutil.Process] = set()
     if root is not None:

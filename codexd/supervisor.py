@@ -12,8 +12,8 @@ import queue
 import shutil
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import psutil
@@ -194,12 +194,31 @@ class Supervisor:
             except (KeyError, ValueError, TypeError) as exc:
                 log.error("task.unreadable", task_id=data.get("task_id"), error=str(exc))
                 continue
-            if status.status == TaskState.QUEUED:
-                self._kill_strays(status.task_id, live)  # a start that a crash cut short
+            if status.status == TaskState.QUEUED and not self._take_over(status, live, now):
+                self._kill_strays(status.task_id, live)  # a tree it cannot make sense of, if any
                 self.queued.append(status)
             elif status.is_active:
                 self._guard(self._readopt, status, live, now)
         self.queued.sort(key=lambda s: (s.created_at, s.daemon.accepted_ns))
+
+    def _take_over(self, status: TaskStatus, live: dict[str, list[psutil.Process]], now: datetime) -> bool:
+        """A queued task with a live Codex: the last daemon died between starting it and
+        recording that. Take the run over rather than throw its work away."""
+        root = runner.root_of(live.get(status.task_id, []))
+        if root is None:
+            return False
+        try:
+            began = root.create_time()
+            cursor = replace(status.daemon, pid_create_time=began, active_at=now.timestamp())
+            when = iso(datetime.fromtimestamp(began, UTC))
+            started = status.with_(pid=root.pid, started_at=when, daemon=cursor)
+            line = f"Started Codex (pid {root.pid}; taken over from a daemon that stopped while starting it)"
+            self.runs.adopt(self.book.change(started, TaskState.IN_PROGRESS, now, line), root, now)
+        except (psutil.Error, CodexdError, OSError) as exc:
+            log.warning("task.take_over_failed", task_id=status.task_id, error=str(exc))
+            return False
+        log.info("task.taken_over", task_id=status.task_id, pid=root.pid)
+        return True
 
     def _readopt(self, status: TaskStatus, live: dict[str, list[psutil.Process]], now: datetime) -> None:
         if status.daemon.log and store.truncate_to(

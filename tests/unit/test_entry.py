@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -72,3 +74,19 @@ def test_where_the_settings_decide_the_folder_it_hands_over(tasks, tmp_path, mon
     assert entry.tasks_root() is None
     monkeypatch.setenv("CODEXD_CONFIG", str(tmp_path / "missing.toml"))
     assert entry.tasks_root() is None
+
+
+def test_list_json_is_the_parsed_list_byte_for_byte(tasks, monkeypatch):
+    from codexd import api
+
+    base = tasks.read_status("t1")
+    for i, created in enumerate(["2025-10-30T00:00:00Z", "2025-10-31T00:00:00Z", "2025-10-31T00:00:00Z"]):
+        status = base.with_(task_id=f"t{i + 2}", created_at=created)
+        tasks.dir(status.task_id).mkdir()
+        tasks.write_status(status.with_(daemon=replace(status.daemon, accepted_ns=10 - i)))
+    expected = json.dumps(api.Tasks(tasks.root).list(), indent=2, ensure_ascii=False) + "\n"
+    assert run(monkeypatch, entry.quick, ["list", "--json"]) == (0, expected)
+    assert run(monkeypatch, cli.main, ["list", "--json"]) == (0, expected)
+    (tasks.root / "t2" / "status.json").write_text(json.dumps(base.to_dict()))  # not the daemon's format
+    assert entry.quick(["list", "--json"]) is None
+    assert json.loads(run(monkeypatch, cli.main, ["list", "--json"])[1])[0]["task_id"]

@@ -1,0 +1,60 @@
+"""`codexd list --json` for thousands of tasks, with `os` alone.
+
+Every status.json is printed as the daemon wrote it, re-indented one level, newest first:
+byte for byte what `json.dumps(tasks, indent=2)` prints, without parsing or encoding
+10,000 records. A file the daemon did not format is left to the full command line.
+"""
+
+from __future__ import annotations
+
+import os
+
+HEAD = b'{\n  "task_id": '
+ID_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+ID_REST = ID_FIRST | frozenset("._-")
+
+
+def is_task_id(text: str) -> bool:
+    """SPEC's `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`, without importing `re`."""
+    return 0 < len(text) <= 128 and text[0] in ID_FIRST and all(c in ID_REST for c in text)
+
+
+def status_files(root: str) -> list[bytes]:
+    try:
+        names = os.listdir(root)
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        if not is_task_id(name):
+            continue
+        try:
+            with open(os.path.join(root, name, "status.json"), "rb") as f:
+                found.append(f.read())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    return found
+
+
+def _field(data: bytes, key: bytes, end: bytes) -> bytes:
+    start = data.find(key)
+    if start < 0:
+        return b""
+    start += len(key)
+    return data[start : data.find(end, start)]
+
+
+def newest_first(data: bytes) -> tuple[bytes, int]:
+    """The order of `codexd list`: created_at, then the order the daemon accepted them in."""
+    accepted = _field(data, b'"accepted_ns": ', b"\n").rstrip(b",")
+    return _field(data, b'"created_at": "', b'"'), int(accepted) if accepted.isdigit() else 0
+
+
+def json_array(files: list[bytes]) -> bytes | None:
+    """The tasks as one JSON array; None if a file is not in the daemon's own format."""
+    if not all(data.startswith(HEAD) and data.endswith(b"\n}\n") for data in files):
+        return None
+    items = [
+        b"  " + data[:-1].replace(b"\n", b"\n  ") for data in sorted(files, key=newest_first, reverse=True)
+    ]
+    return b"[\n" + b",\n".join(items) + b"\n]\n" if items else b"[]\n"
