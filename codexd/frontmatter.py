@@ -63,7 +63,10 @@ def _check_fields(fields: dict[str, Any]) -> None:
     _check_notify(fields)
     timeout = fields.get("stall_timeout")
     if timeout is not None and (
-        isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or math.isnan(timeout)
+        or timeout <= 0
     ):
         raise InvalidInput("front matter stall_timeout must be a number of seconds greater than 0")
 

@@ -60,6 +60,8 @@ class Running:
     dirty: bool = False  # status changed since it was last written
     written_at: float = float("-inf")  # monotonic time status.json was last written
     killer: threading.Thread | None = None  # ending its process tree
+    exit: tuple[int | None] | None = None  # an exit (its code) whose last events are still to be read
+    ending: tuple[int | None, Any] | None = None  # an end still to be written (exit code, Ending)
 
     @property
     def being_killed(self) -> bool:
@@ -86,21 +88,26 @@ class Ledger:
     def __init__(self, tasks: store.TaskStore, status_interval: float = 0.0):
         self.tasks = tasks
         self.status_interval = status_interval
+        self.failing: set[str] = set()  # tasks whose status.json could not be written
         self.running: dict[str, Running] = {}
         self.listeners: list[Listener] = []
 
-    def append(self, running: Running, now: datetime, lines: list[str]) -> None:
-        """Lines for progress.log; status.json follows at the next flush."""
-        if not lines:
-            return
-        at = iso(now)
-        status = running.status
-        size = store.append_line(
-            self.tasks.file(status.task_id, store.PROGRESS), "\n".join(f"{at} {line}" for line in lines)
-        )
-        daemon = replace(status.daemon, log=size)
-        running.status = status.with_(last_log=LastLog(at, lines[-1]), updated_at=at, daemon=daemon)
-        running.dirty = True
+    def append(
+        self, running: Running, now: datetime, lines: list[str], status: TaskStatus | None = None
+    ) -> None:
+        """Lines for progress.log, then `status` (what they came from) becomes the record;
+        status.json follows at the next flush. If the lines cannot be written (a full
+        disk), nothing changes, so the same events are read again next time."""
+        status = status or running.status
+        if lines:
+            at = iso(now)
+            path = self.tasks.file(status.task_id, store.PROGRESS)
+            size = store.append_line(path, "\n".join(f"{at} {line}" for line in lines))
+            status = status.with_(
+                last_log=LastLog(at, lines[-1]), updated_at=at, daemon=replace(status.daemon, log=size)
+            )
+        if status is not running.status:
+            running.status, running.dirty = status, True
 
     def note(self, task_id: str, now: datetime, line: str) -> None:
         """A line for any task's progress.log, running or ended (an undeliverable notice)."""
@@ -122,7 +129,13 @@ class Ledger:
                     self.tasks.write_status(running.status, durable=force)
                     running.dirty, running.written_at = False, now
                 except StorageError as exc:
-                    log.error("status.write_failed", task_id=running.task_id, error=str(exc))
+                    if running.task_id not in self.failing:  # said once, not every second
+                        log.error("status.write_failed", task_id=running.task_id, error=str(exc))
+                    self.failing.add(running.task_id)
+                    continue
+                if running.task_id in self.failing:
+                    self.failing.discard(running.task_id)
+                    log.info("status.write_recovered", task_id=running.task_id)
 
     def change(self, status: TaskStatus, new: TaskState, now: datetime, line: str) -> TaskStatus:
         """The one place a task's state changes: logged, written at once, and announced."""
@@ -146,10 +159,11 @@ class Ledger:
     def end(
         self, status: TaskStatus, state: TaskState, now: datetime, line: str, results: dict[str, Any]
     ) -> None:
-        """Every ended task gets results.json, then its final state."""
-        self.running.pop(status.task_id, None)
+        """Every ended task gets results.json, then its final state. Only then is it off the
+        books: if the disk is full, it stays on them and the end is tried again."""
         self.tasks.write_results(status.task_id, results)
         self.change(status.with_(pid=None, finished_at=iso(now)), state, now, line)
+        self.running.pop(status.task_id, None)
 
     def emit(self, status: TaskStatus, event: str) -> None:
         for listener in self.listeners:

@@ -176,10 +176,9 @@ class Runs:
         status = moved.status
         if moved.active:
             status = status.with_(daemon=replace(status.daemon, active_at=now.timestamp()))
+        self.book.append(running, now, moved.lines, status)  # may fail: then it is read again
+        if moved.active:
             running.active = self.clock.monotonic()
-        running.status = status
-        running.dirty = True
-        self.book.append(running, now, moved.lines)
 
     def check_deadlines(self, running: Running, now: datetime) -> None:
         if self.running.get(running.status.task_id) is not running:
@@ -216,7 +215,9 @@ class Runs:
 
     def exited(self, running: Running, code: int | None, now: datetime) -> None:
         running.proc = running.popen = None
+        running.exit = (code,)  # until its last events are recorded: a full disk means later
         self.follow(running, now)
+        running.exit = None
         after, stall = running.after_exit, running.stall
         if after == AfterExit.CANCEL:
             line = "Cancelled: the task's processes were stopped"
@@ -275,8 +276,19 @@ class Runs:
         done = status.with_(
             results=counts, progress=progress, exit_code=code, error=ending.error, daemon=cursor
         )
+        running.ending = (code, ending)  # until it is on disk: a full disk means trying again
         self.book.end(done, ending.state, now, ending.line, results)
         self.in_thread(runner.kill_tree, None, task_dir, self.settings.daemon.stop_grace)
+
+    def finish_exit(self, running: Running, now: datetime) -> None:
+        """An exit or an end that could not be written (a full disk) is, when it can be."""
+        if running.has_process:
+            return
+        if running.exit is not None:
+            self.exited(running, running.exit[0], now)
+        elif running.ending is not None:
+            code, ending = running.ending
+            self._end_run(running, code, now, ending)
 
     def restart_stalled(self, running: Running) -> None:
         """Plan what follows a stall (a restart, or giving up), and end the tree if it runs."""

@@ -51,6 +51,7 @@ class Note:
 
 Message = Exited | Sweep | Note | str
 NOTICE_GRACE = 2.0  # at shutdown, deliveries under way get this long to be recorded
+REPEAT_QUIET = 60.0  # seconds before the same error is logged again
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Supervisor:
         self._watcher: FolderWatcher | None = None
         self._health: HealthSchedule | None = None
         self._pending: list[Message] = []
+        self._said: dict[str, float] = {}  # error -> when it was last logged
 
     # -- the small public surface -------------------------------------------------
 
@@ -98,6 +100,7 @@ class Supervisor:
             self._intake(now)
             self._take_requests(now)
         for running in list(self.running.values()):
+            self._guard(self.runs.finish_exit, running, now)
             self._guard(self.runs.follow, running, now)
             self._guard(self.runs.check_deadlines, running, now)
         self._start_queued(now)
@@ -273,11 +276,17 @@ class Supervisor:
             self.schedule.rescan_at = 0.0
 
     def _guard(self, action: Callable[..., None], *args: Any) -> None:
-        """One failing task never stops the loop; the error is logged and retried next tick."""
+        """One failing task never stops the loop; the error is logged and retried next tick.
+
+        The same error again (a full disk, every tick) is logged once a minute, not ten
+        times a second."""
         try:
             action(*args)
         except (CodexdError, OSError) as exc:
-            log.error("task.error", action=action.__name__, error=str(exc))
+            key, mono = f"{action.__name__}: {exc}", self.clock.monotonic()
+            if self._said.get(key, float("-inf")) + REPEAT_QUIET <= mono:
+                self._said[key] = mono
+                log.error("task.error", action=action.__name__, error=str(exc))
 
     def _spool_retry_due(self) -> bool:
         retry = self.schedule.spool_retry_at

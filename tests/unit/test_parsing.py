@@ -39,6 +39,7 @@ def test_file_without_front_matter_is_all_body():
         (b"+++\ntask_id = '-x'\n+++\nDo it.\n", "invalid task id"),
         (b"+++\nstall_timeout = 0\n+++\nDo it.\n", "greater than 0"),
         (b"+++\nstall_timeout = true\n+++\nDo it.\n", "greater than 0"),
+        (b"+++\nstall_timeout = nan\n+++\nDo it.\n", "greater than 0"),
         (b"+++\nnotify_urls = 'json://x'\n+++\nDo it.\n", "notify_urls must be a list of strings"),
         (b"+++\nnotify_urls = ['hunter2']\n+++\nDo it.\n", r"entry 1 is not an apprise URL \(service"),
         (b"+++\nnotify_tags = ['o p']\n+++\nDo it.\n", "'o p' is not a tag"),
