@@ -507,7 +507,7 @@ def main() -> None:
     reps = 10 if args.quick else 30
     print(f"machine: {machine()}", flush=True)
     figures: list[Callable[[], list[Row]]] = [
-        lambda: [status_figure(reps)],
+        lambda: [status_figure(reps * 4)],  # two short commands: many runs to see past the noise
         lambda: intake_figures(reps),
         lambda: [stall_figure(10)],
         lambda: bulk_figures(1000, 10_000),

@@ -1,4 +1,4 @@
-"""Where codexd keeps things by default, with nothing but `os`.
+"""Where codexd keeps things by default, and what may name a task folder, with `os` alone.
 
 The same folders platformdirs gives on Linux (XDG) and macOS, computed without importing
 it, so that the quick commands start fast; other systems ask platformdirs.
@@ -10,6 +10,13 @@ import os
 import sys
 
 APP = "codexd"
+ID_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+ID_REST = ID_FIRST | frozenset("._-")
+
+
+def is_task_id(text: str) -> bool:
+    """Can this name a task folder? SPEC's `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`, without `re`."""
+    return 0 < len(text) <= 128 and text[0] in ID_FIRST and all(c in ID_REST for c in text)
 
 
 def expand(value: str) -> str:

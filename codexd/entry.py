@@ -13,8 +13,7 @@ from __future__ import annotations
 import os
 import sys
 
-from codexd import dirs, listing
-from codexd.tailing import tail_lines
+from codexd import dirs
 
 
 def main() -> None:
@@ -65,7 +64,7 @@ def tasks_root() -> str | None:
 
 def _task_dir(task_id: str) -> str | None:
     root = tasks_root()
-    if root is None or not listing.is_task_id(task_id):
+    if root is None or not dirs.is_task_id(task_id):
         return None
     folder = os.path.join(root, task_id)
     return folder if os.path.isfile(os.path.join(folder, "status.json")) else None
@@ -91,6 +90,8 @@ def _print_tail(task_id: str, n: int) -> int | None:
     folder = _task_dir(task_id)
     if folder is None:
         return None
+    from codexd.tailing import tail_lines  # each command imports only what it uses
+
     lines = tail_lines(os.path.join(folder, "progress.log"), n)
     if lines:
         sys.stdout.buffer.write(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
@@ -99,6 +100,8 @@ def _print_tail(task_id: str, n: int) -> int | None:
 
 
 def _print_list() -> int | None:
+    from codexd import listing
+
     root = tasks_root()
     if root is None or not os.path.isdir(root):
         return None

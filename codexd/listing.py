@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import os
 
+from codexd.dirs import is_task_id
+
 HEAD = b'{\n  "task_id": '
-ID_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-ID_REST = ID_FIRST | frozenset("._-")
-
-
-def is_task_id(text: str) -> bool:
-    """SPEC's `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`, without importing `re`."""
-    return 0 < len(text) <= 128 and text[0] in ID_FIRST and all(c in ID_REST for c in text)
 
 
 def status_files(root: str) -> list[bytes]:
