@@ -89,13 +89,11 @@ class Courier:
         self._stopping.set()
         self._wake.set()
         deadline = time.monotonic() + grace
-        for thread in [self._thread, *list(self._senders)]:
+        with self._lock:
+            under_way = list(self._senders)
+        for thread in [self._thread, *under_way]:
             if thread is not None:  # what is still under way stays in the outbox for the next daemon
                 thread.join(max(0.0, deadline - time.monotonic()))
-
-    def waiting(self) -> int:
-        with self._lock:
-            return len(self._pending)
 
     # -- the courier's thread ------------------------------------------------------------
 
@@ -144,7 +142,8 @@ class Courier:
         except (StorageError, OSError) as exc:
             log.error("notice.outbox_failed", task_id=delivery.task_id, error=str(exc))
         finally:
-            self._senders.discard(threading.current_thread())
+            with self._lock:
+                self._senders.discard(threading.current_thread())
             self._wake.set()
 
     def _settle(self, delivery: Delivery, attempt: Attempt) -> None:
