@@ -89,6 +89,7 @@ class TaskView(Screen[None]):
         super().__init__()
         self.tasks, self.task_id, self.now = tasks, task_id, now
         self._seen: tuple[int, int] | None = None
+        self.task_data: dict[str, Any] | None = None  # the status.json shown
         self.title = task_id
 
     def compose(self) -> ComposeResult:
@@ -120,23 +121,22 @@ class TaskView(Screen[None]):
     def show(self) -> None:
         self._seen = _stamp(self.tasks.store.file(self.task_id, store.STATUS))
         try:
-            self.task_data = self.tasks.status_dict(self.task_id)
+            task = self.task_data = self.tasks.status_dict(self.task_id)
         except UnknownTask:
             self.query_one("#facts", Static).update("this task is gone")
             return
-        parts = task_lines(self.task_data, self.now())
-        for name, text in parts.items():
+        for name, text in task_lines(task, self.now()).items():
             widget = self.query_one(f"#{name}", Static)
             widget.update(text)
             widget.display = bool(text)
-        total = (self.task_data.get("progress") or {}).get("total")
+        progress = task.get("progress") or {}
         bar = self.query_one(ProgressBar)
-        bar.display = bool(total)
-        if total:
-            bar.update(total=total, progress=(self.task_data.get("progress") or {}).get("completed") or 0)
+        bar.display = bool(progress.get("total"))
+        if progress.get("total"):
+            bar.update(total=progress["total"], progress=progress.get("completed") or 0)
 
     def _show_facts(self) -> None:
-        if hasattr(self, "task_data"):
+        if self.task_data is not None:
             self.query_one("#facts", Static).update(task_lines(self.task_data, self.now())["facts"])
 
     def action_refresh(self) -> None:
