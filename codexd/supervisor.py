@@ -205,23 +205,39 @@ class Supervisor:
         self.queued.sort(key=lambda s: (s.created_at, s.daemon.accepted_ns))
 
     def _take_over(self, status: TaskStatus, live: dict[str, list[psutil.Process]], now: datetime) -> bool:
-        """A queued task with a live Codex: the last daemon died between starting it and
-        recording that. Take the run over rather than throw its work away."""
+        """A queued task that has a Codex run: the last daemon died between starting it and
+        recording that. Take the run over, or its outcome if it has ended, rather than throw
+        the work away and run it again."""
         root = runner.root_of(live.get(status.task_id, []))
-        if root is None:
-            return False
+        ran = store.size_of(self.tasks.file(status.task_id, store.EVENTS)) > status.daemon.events
         try:
-            began = root.create_time()
-            cursor = replace(status.daemon, pid_create_time=began, active_at=now.timestamp())
-            when = iso(datetime.fromtimestamp(began, UTC))
-            started = status.with_(pid=root.pid, started_at=when, daemon=cursor)
-            line = f"Started Codex (pid {root.pid}; taken over from a daemon that stopped while starting it)"
-            self.runs.adopt(self.book.change(started, TaskState.IN_PROGRESS, now, line), root, now)
+            if root is not None:
+                self._adopt_unrecorded(status, root, now)
+            elif ran and status.task_id not in live:
+                self._finish_unrecorded(status, now)
+            else:
+                return False  # never started, or a tree it cannot make sense of
         except (psutil.Error, CodexdError, OSError) as exc:
             log.warning("task.take_over_failed", task_id=status.task_id, error=str(exc))
             return False
-        log.info("task.taken_over", task_id=status.task_id, pid=root.pid)
+        log.info("task.taken_over", task_id=status.task_id, pid=root.pid if root else None)
         return True
+
+    def _adopt_unrecorded(self, status: TaskStatus, root: psutil.Process, now: datetime) -> None:
+        began = root.create_time()
+        cursor = replace(status.daemon, pid_create_time=began, active_at=now.timestamp())
+        started = status.with_(
+            pid=root.pid, started_at=iso(datetime.fromtimestamp(began, UTC)), daemon=cursor
+        )
+        line = f"Started Codex (pid {root.pid}; taken over from a daemon that stopped while starting it)"
+        self.runs.adopt(self.book.change(started, TaskState.IN_PROGRESS, now, line), root, now)
+
+    def _finish_unrecorded(self, status: TaskStatus, now: datetime) -> None:
+        began = self.tasks.file(status.task_id, store.EVENTS).stat().st_mtime
+        started = status.with_(started_at=iso(datetime.fromtimestamp(began, UTC)))
+        line = "Codex ran while no daemon recorded it (a daemon stopped while starting it)"
+        running = self.runs.adopt(self.book.change(started, TaskState.IN_PROGRESS, now, line), None, now)
+        self.runs.exited(running, None, now)  # it has ended: its event log decides how
 
     def _readopt(self, status: TaskStatus, live: dict[str, list[psutil.Process]], now: datetime) -> None:
         if status.daemon.log and store.truncate_to(

@@ -14,8 +14,9 @@ import pytest
 
 from codexd import health, intake, notices, runner, tasktypes
 from codexd.clock import FakeClock
-from codexd.records import Item, Progress
+from codexd.records import Item, Progress, TaskStatus
 from codexd.settings import DaemonSettings, HealthSettings, Settings
+from codexd.states import TaskState
 from codexd.supervisor import Supervisor
 
 pytestmark = pytest.mark.timeout(30)
@@ -361,3 +362,19 @@ def test_every_change_is_announced_once_by_name_with_a_stable_key(world):
         ("restarted", "t1.restarted.2"),  # by hand
         ("completed", "t1.completed"),
     ]
+
+
+def test_a_run_that_no_daemon_recorded_is_finished_from_its_log_not_run_again(world):
+    w = world()
+    w.sup.close()
+    folder = w.settings.tasks_dir / "t9"
+    folder.mkdir()
+    (folder / "instructions.md").write_text("Do it.\n")
+    w.sup.tasks.write_status(
+        TaskStatus("t9", "generic", TaskState.QUEUED, "2025-10-31T12:00:00Z", "2025-10-31T12:00:00Z", "-")
+    )
+    w.events("t9", THREAD, {"type": "turn.started"}, {"type": "turn.completed", "usage": {}})
+    w.sup = w.new_supervisor()  # the daemon that started it died before recording the start
+    w.tick_until(lambda: w.status("t9")["status"] == "completed")
+    assert w.procs.started == []  # finished from its event log, not run a second time
+    assert "Codex ran while no daemon recorded it" in w.log("t9")
