@@ -21,6 +21,8 @@ from codexd.records import Progress, TaskStatus
 from codexd.store import TaskStore
 from codexd.tailing import tail_lines
 
+Records = list[dict[str, Any]]  # status.json files, parsed (`Tasks.list` hides the builtin in the class)
+
 
 class Tasks:
     """The tasks of one tasks folder (and the spool that feeds it)."""
@@ -139,31 +141,33 @@ class Tasks:
 
     def report(self, task_id: str) -> dict[str, Any]:
         """Everything a report says about the task, as plain data (the JSON report)."""
-        status = self.status_dict(task_id)
+        return self._report_of(self.status_dict(task_id))
+
+    def _report_of(self, status: dict[str, Any]) -> dict[str, Any]:
+        task_id = status["task_id"]
         return reports.build(status, self.store.read_results(task_id), self.store.dir(task_id))
 
     def aggregate(self, task_ids: Sequence[str] | None, since: datetime | None = None) -> dict[str, Any]:
         """Totals over the named tasks (None: all of them), then each one's report."""
-        if task_ids is None:
-            chosen = self.list()
-        else:
-            unknown = [t for t in task_ids if not self._exists(t)]
-            if unknown:
-                raise InvalidInput(
-                    f"no task {', '.join(map(repr, unknown))} in {self.root}: `codexd list` shows the tasks"
-                )
-            chosen = [self.status_dict(t) for t in dict.fromkeys(task_ids)]
+        chosen = self.list() if task_ids is None else self._named(task_ids)
         if since is not None:
             chosen = [s for s in chosen if parse_iso(s["created_at"]) >= since]
-        found = (self.report(s["task_id"]) for s in chosen)
-        return reports.aggregate(found, since, datetime.now(UTC))
+        return reports.aggregate((self._report_of(s) for s in chosen), since, datetime.now(UTC))
 
-    def _exists(self, task_id: str) -> bool:
-        try:
-            self.status_dict(task_id)
-        except UnknownTask:
-            return False
-        return True
+    def _named(self, task_ids: Sequence[str]) -> Records:
+        """The status of each named task; every unknown id is named in one error."""
+        found: Records = []
+        unknown = []
+        for task_id in dict.fromkeys(task_ids):
+            try:
+                found.append(self.status_dict(task_id))
+            except UnknownTask:
+                unknown.append(task_id)
+        if unknown:
+            raise InvalidInput(
+                f"no task {', '.join(map(repr, unknown))} in {self.root}: `codexd list` shows the tasks"
+            )
+        return found
 
     def last_health_check(self) -> dict[str, Any] | None:
         """What the daemon's last periodic health check found."""

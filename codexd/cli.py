@@ -521,8 +521,8 @@ def show(ctx: click.Context) -> None:
 def check(ctx: click.Context) -> int:
     """Validate the settings: one line per problem, exit 2 if there are any."""
     from codexd import settings
+    from codexd.endpoints import judge
     from codexd.errors import ConfigError
-    from codexd.notify import check_entries
 
     try:
         loaded, path = settings.load(ctx.meta["config"])
@@ -530,7 +530,8 @@ def check(ctx: click.Context) -> int:
         for problem in exc.problems:
             click.echo(f"codexd: {problem}", err=True)
         return EXIT_USAGE
-    unusable = check_entries([u.get_secret_value() for u in loaded.notify.urls])
+    judged = judge([u.get_secret_value() for u in loaded.notify.urls])
+    unusable = [problem for _, problem in judged if problem is not None]
     for found in unusable:
         where = "warning: notify.urls" if found.platform else "codexd: notify.urls"
         click.echo(f"{where}: {found.line()}", err=True)

@@ -29,21 +29,19 @@ def _xdg(variable: str, fallback: str) -> str:
     return os.path.join(base, APP)
 
 
-def state_dir() -> str:
+def _app_dir(kind: str, variable: str, fallback: str) -> str:
     if sys.platform == "darwin":
         return os.path.expanduser(f"~/Library/Application Support/{APP}")
     if sys.platform.startswith("linux"):
-        return _xdg("XDG_STATE_HOME", "~/.local/state")
+        return _xdg(variable, fallback)
     import platformdirs
 
-    return platformdirs.user_state_dir(APP)
+    return str(getattr(platformdirs, f"user_{kind}_dir")(APP))
+
+
+def state_dir() -> str:
+    return _app_dir("state", "XDG_STATE_HOME", "~/.local/state")
 
 
 def config_dir() -> str:
-    if sys.platform == "darwin":
-        return os.path.expanduser(f"~/Library/Application Support/{APP}")
-    if sys.platform.startswith("linux"):
-        return _xdg("XDG_CONFIG_HOME", "~/.config")
-    import platformdirs
-
-    return platformdirs.user_config_dir(APP)
+    return _app_dir("config", "XDG_CONFIG_HOME", "~/.config")

@@ -86,9 +86,7 @@ def check_notify(entries: list[str]) -> Iterator[Check]:
 
     if not entries:
         yield Check("notify", True, "no notify.urls: no notices are sent (see the README to add some)")
-    for entry in entries:
-        endpoint = endpoints.parse(entry)
-        found = endpoints.problem(endpoint.url)
+    for endpoint, found in endpoints.judge(entries):
         if found is None:
             yield Check("notify", True, f"{endpoint.shown} (try it: codexd notify test)")
         else:

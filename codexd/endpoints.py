@@ -83,6 +83,12 @@ def problem(url: str) -> Problem | None:
     return Problem(url, f"is not a valid {plugin.service_name} URL: check it against apprise's docs", False)
 
 
+def judge(entries: list[str]) -> list[tuple[Endpoint, Problem | None]]:
+    """Each `notify.urls` entry, parsed, with what keeps it from working here (None: nothing)."""
+    found = [parse(entry) for entry in entries]
+    return [(endpoint, problem(endpoint.url)) for endpoint in found]
+
+
 def _with_query(url: str, key: str, value: str) -> str:
     parts = urlsplit(url)
     if any(p.split("=")[0] == key for p in parts.query.split("&") if p):

@@ -28,11 +28,10 @@ Report = Callable[[str, str], None]  # (task_id, line for its progress.log)
 
 def usable(entries: list[str]) -> list[Endpoint]:
     """The configured endpoints that can work here; each one that cannot gets one warning."""
-    found = [endpoints.parse(entry) for entry in entries]
-    redact.add([e.url for e in found])
+    judged = endpoints.judge(entries)
+    redact.add([endpoint.url for endpoint, _ in judged])
     good = []
-    for endpoint in found:
-        problem = endpoints.problem(endpoint.url)
+    for endpoint, problem in judged:
         if problem is None:
             good.append(endpoint)
         else:
@@ -84,8 +83,8 @@ class Notifications:
         urls = self._urls_for(status.task_id)
         if not urls:
             return
-        notice = notices.render(status, event, self.clock.now())
-        created = self.clock.now().timestamp()
+        now = self.clock.now()
+        notice, created = notices.render(status, event, now), now.timestamp()
         for url in urls:
             delivery = Delivery(
                 key=f"{notice.key}.{url_id(url)}",
@@ -120,9 +119,3 @@ class Notifications:
         self._report(
             delivery.task_id, f"Notice undeliverable: {delivery.event} to {mask_url(delivery.url)}: {reason}"
         )
-
-
-def check_entries(entries: list[str]) -> list[endpoints.Problem]:
-    """Every configured URL that cannot be used here (for `config check` and `doctor`)."""
-    found = (endpoints.problem(endpoints.parse(entry).url) for entry in entries)
-    return [problem for problem in found if problem is not None]

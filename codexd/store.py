@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from codexd import taskid
+from codexd import listing, taskid
 from codexd.errors import StorageError, UnknownTask
 from codexd.records import TaskStatus
 
@@ -182,22 +182,11 @@ class TaskStore:
             return None
         return data
 
-    def ids(self) -> Iterator[str]:
-        try:
-            entries = list(os.scandir(self.root))
-        except FileNotFoundError:
-            return
-        for entry in entries:
-            if not entry.name.startswith(".") and entry.is_dir() and taskid.is_valid(entry.name):
-                yield entry.name
-
     def all_statuses(self) -> list[dict[str, Any]]:
         found = []
-        for task_id in self.ids():
-            try:
-                found.append(json.loads(self.file(task_id, STATUS).read_bytes()))
-            except (FileNotFoundError, ValueError):
-                continue
+        for raw in listing.status_files(str(self.root)):
+            with contextlib.suppress(ValueError):
+                found.append(json.loads(raw))
         return found
 
     def stage(self, task_id: str) -> Path:

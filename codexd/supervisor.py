@@ -209,11 +209,10 @@ class Supervisor:
         recording that. Take the run over, or its outcome if it has ended, rather than throw
         the work away and run it again."""
         root = runner.root_of(live.get(status.task_id, []))
-        ran = store.size_of(self.tasks.file(status.task_id, store.EVENTS)) > status.daemon.events
         try:
             if root is not None:
                 self._adopt_unrecorded(status, root, now)
-            elif ran and status.task_id not in live:
+            elif status.task_id not in live and self._ran_unrecorded(status):
                 self._finish_unrecorded(status, now)
             else:
                 return False  # never started, or a tree it cannot make sense of
@@ -222,6 +221,9 @@ class Supervisor:
             return False
         log.info("task.taken_over", task_id=status.task_id, pid=root.pid if root else None)
         return True
+
+    def _ran_unrecorded(self, status: TaskStatus) -> bool:
+        return store.size_of(self.tasks.file(status.task_id, store.EVENTS)) > status.daemon.events
 
     def _adopt_unrecorded(self, status: TaskStatus, root: psutil.Process, now: datetime) -> None:
         began = root.create_time()

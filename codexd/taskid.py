@@ -5,14 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from codexd.dirs import is_task_id
 from codexd.errors import InvalidInput
 
-PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_LEN = 128
-
-
-def is_valid(task_id: str) -> bool:
-    return PATTERN.fullmatch(task_id) is not None
+is_valid = is_task_id  # SPEC's pattern, defined once where the quick commands can reach it
 
 
 def check(task_id: str) -> str:
