@@ -69,6 +69,7 @@ def exec_argv(
         argv += ["-c", "allow_login_shell=false"]
     if output_schema is not None:
         argv += ["--output-schema", str(output_schema)]
+    argv += ["-c", "features.goals=false"]  # goals: nothing in exec's events; `--enable goals` in args wins
     tail = ["resume", *resume] if resume else ["-"]
     return [*argv, *args, *tail]
 
