@@ -144,7 +144,7 @@ def _newer_item_completed(item: dict[str, Any]) -> tuple[str, ...]:
     if kind == "collab_tool_call":
         return (_collab_done(item),)
     if kind == "plan":
-        return (f"Proposed plan: {one_line(item.get('text', ''))}",)
+        return (f"Proposed plan: {one_line(item.get('text') or '')}",)
     if kind in _SILENT_ITEMS:
         return ()
     return (_other_item(item),)
