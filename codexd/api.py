@@ -14,14 +14,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from codexd import intake, locations, lock, reports, store, tasktypes
+from codexd import intake, jsonlines, locations, lock, reports, store, tasktypes
 from codexd.clock import iso, parse_iso
-from codexd.errors import CodexdError, InvalidInput, UnknownTask, WaitTimeout
+from codexd.errors import BrokenRecord, CodexdError, InvalidInput, UnknownTask, WaitTimeout
 from codexd.records import Progress, TaskStatus
 from codexd.store import TaskStore
 from codexd.tailing import tail_lines
 
 Records = list[dict[str, Any]]  # status.json files, parsed (`Tasks.list` hides the builtin in the class)
+Broken = list[BrokenRecord]  # the status files left out of a listing
 
 
 class Tasks:
@@ -63,12 +64,10 @@ class Tasks:
             "last_log": {"at": at, "text": note},
         }
 
-    def list(self) -> list[dict[str, Any]]:
-        found = self.store.all_statuses()
-        found.sort(
-            key=lambda d: (d.get("created_at", ""), (d.get("daemon") or {}).get("accepted_ns", 0)),
-            reverse=True,
-        )
+    def list(self, broken: Broken | None = None) -> list[dict[str, Any]]:
+        """Every task, newest first; one whose status.json is broken goes to `broken` (else a log line)."""
+        found = self.store.all_statuses(broken)
+        found.sort(key=lambda d: (d["created_at"], d["daemon"]["accepted_ns"]), reverse=True)
         return found
 
     def results(self, task_id: str) -> dict[str, Any] | None:
@@ -147,9 +146,14 @@ class Tasks:
         task_id = status["task_id"]
         return reports.build(status, self.store.read_results(task_id), self.store.dir(task_id))
 
-    def aggregate(self, task_ids: Sequence[str] | None, since: datetime | None = None) -> dict[str, Any]:
-        """Totals over the named tasks (None: all of them), then each one's report."""
-        chosen = self.list() if task_ids is None else self._named(task_ids)
+    def aggregate(
+        self,
+        task_ids: Sequence[str] | None,
+        since: datetime | None = None,
+        broken: Broken | None = None,
+    ) -> dict[str, Any]:
+        """Totals over the named tasks (None: all of them but those in `broken`), then each one's report."""
+        chosen = self.list(broken) if task_ids is None else self._named(task_ids)
         if since is not None:
             chosen = [s for s in chosen if parse_iso(s["created_at"]) >= since]
         return reports.aggregate((self._report_of(s) for s in chosen), since, datetime.now(UTC))
@@ -172,10 +176,9 @@ class Tasks:
     def last_health_check(self) -> dict[str, Any] | None:
         """What the daemon's last periodic health check found."""
         try:
-            found: dict[str, Any] = json.loads((self.root / store.HEALTH).read_bytes())
-        except (FileNotFoundError, ValueError):
+            return jsonlines.object_of((self.root / store.HEALTH).read_bytes())
+        except OSError:
             return None
-        return found
 
 
 class CodexTaskMonitor:

@@ -20,6 +20,7 @@ import psutil
 
 from codexd import runner, store
 from codexd.clock import duration, iso, parse_iso
+from codexd.errors import BrokenRecord
 from codexd.health import is_stalled, stall_timeout_of
 from codexd.records import TaskStatus
 
@@ -112,12 +113,9 @@ def _step(what: str, action: Callable[[], T], limit: float, findings: list[Findi
 
 
 def _read(tasks_root: Path, findings: list[Finding]) -> list[TaskStatus]:
-    found = []
-    for data in store.TaskStore(tasks_root).all_statuses():
-        try:
-            found.append(TaskStatus.from_dict(data))
-        except (KeyError, ValueError, TypeError) as exc:
-            findings.append(Finding(data.get("task_id"), "unreadable", f"status.json is unreadable: {exc}"))
+    broken: list[BrokenRecord] = []
+    found = store.TaskStore(tasks_root).all_records(broken)
+    findings += [Finding(Path(str(b.path)).parent.name, "unreadable", str(b)) for b in broken]
     return found
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
-from codexd import api, store, views
-from codexd.errors import EXIT_FAILURE, EXIT_USAGE, CodexdError, InvalidInput
+from codexd import api, fields, store, views
+from codexd.errors import EXIT_FAILURE, EXIT_USAGE, BrokenRecord, CodexdError, InvalidInput
 from codexd.redact import redact
 
 
@@ -113,11 +113,19 @@ def list_tasks(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         _print_list_json(_tasks(ctx))
         return
-    found = _tasks(ctx).list()
+    broken: list[BrokenRecord] = []
+    found = _tasks(ctx).list(broken)
+    _say_broken(broken)
     if found:
         click.echo(views.task_table(found))
     else:
         click.echo(f"no tasks in {_tasks(ctx).root}", err=True)
+
+
+def _say_broken(broken: list[BrokenRecord]) -> None:
+    """One line each for the tasks left out: the command goes on with the others."""
+    for exc in broken:
+        click.echo(f"codexd: {redact(str(exc))}; left out", err=True)
 
 
 def _print_list_json(tasks: api.Tasks) -> None:
@@ -125,7 +133,10 @@ def _print_list_json(tasks: api.Tasks) -> None:
 
     data = listing.json_array(listing.status_files(str(tasks.root)))
     if data is None:  # a status file not in the daemon's own format: parse them all
-        _print_json(tasks.list())
+        broken: list[BrokenRecord] = []
+        found = tasks.list(broken)
+        _say_broken(broken)
+        _print_json(found)
         return
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
@@ -261,7 +272,10 @@ def aggregate(
     if bool(task_ids) == every:
         raise InvalidInput("aggregate takes either --tasks ID,ID,... or --all")
     ids = None if every else [t.strip() for t in str(task_ids).split(",") if t.strip()]
-    _write_out(reports.render_aggregate(_tasks(ctx).aggregate(ids, _since(since)), form), output)
+    broken: list[BrokenRecord] = []
+    total = _tasks(ctx).aggregate(ids, _since(since), broken)
+    _say_broken(broken)
+    _write_out(reports.render_aggregate(total, form), output)
 
 
 @cli.command()
@@ -332,7 +346,7 @@ def health(ctx: click.Context, as_json: bool) -> int:
     tasks = api.Tasks(loaded.tasks_dir)
     found = checkup.run(loaded.tasks_dir, loaded.health, datetime.now(UTC)).to_dict()
     last = tasks.last_health_check()
-    found["daemon"] = {"pid": tasks.daemon_pid(), "last_check": last["at"] if last else None}
+    found["daemon"] = {"pid": tasks.daemon_pid(), "last_check": fields.text((last or {}).get("at"))}
     if as_json:
         _print_json(found)
     else:
@@ -418,7 +432,10 @@ def notify_outbox(ctx: click.Context, as_json: bool) -> None:
     from codexd.outbox import Outbox
 
     box = Outbox(_tasks(ctx).root)
-    found = views.outbox_entries([d.to_dict() for d in box.pending()], box.failed())
+    broken: list[str] = []
+    found = views.outbox_entries([d.to_dict() for d in box.pending(broken)], box.failed())
+    for line in broken:
+        click.echo(f"codexd: {redact(line)}; left out", err=True)
     if as_json:
         _print_json(found)
     elif found:

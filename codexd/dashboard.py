@@ -20,7 +20,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Log, ProgressBar, Static
 
 from codexd import api, store, views
-from codexd.errors import CodexdError, UnknownTask
+from codexd.errors import BrokenRecord, CodexdError, UnknownTask
 from codexd.tailing import tail_lines
 
 Now = Callable[[], datetime]
@@ -124,6 +124,9 @@ class TaskView(Screen[None]):
             task = self.task_data = self.tasks.status_dict(self.task_id)
         except UnknownTask:
             self.query_one("#facts", Static).update("this task is gone")
+            return
+        except BrokenRecord as exc:
+            self.query_one("#facts", Static).update(str(exc))
             return
         for name, text in task_lines(task, self.now()).items():
             widget = self.query_one(f"#{name}", Static)
@@ -249,7 +252,9 @@ class TaskList(Screen[None]):
                 views.elapsed(t, now),
                 str(t.get("restarts") or 0),
             )
-            for t in self.tasks.list()
+            for t in self.tasks.list(
+                broken=[]
+            )  # a broken status file is left out, not logged over the screen
         ]
 
     def show(self) -> None:

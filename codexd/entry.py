@@ -79,8 +79,10 @@ def _print_status(task_id: str) -> int | None:
             data = f.read()
     except OSError:
         return None
-    if not data.endswith(b"}\n"):
-        return None  # not the daemon's own formatting: let the full command line print it
+    from codexd.listing import in_daemon_format
+
+    if not in_daemon_format(data):
+        return None  # not the daemon's own formatting: the full command line reads it, or says why not
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
     return 0

@@ -42,3 +42,11 @@ class WaitTimeout(CodexdError, TimeoutError):
 
 class StorageError(CodexdError):
     """A task file could not be written (disk full, permissions)."""
+
+
+class BrokenRecord(InvalidInput):
+    """A task file that cannot be read as what it should be (edited by hand, or not ours)."""
+
+    def __init__(self, path: object, why: str) -> None:
+        super().__init__(f"{path} is not a valid task record ({why}): fix or remove it")
+        self.path = path

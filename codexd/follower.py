@@ -5,12 +5,11 @@ Reads from the cursor in status.json, so a new daemon carries on where the last 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from codexd import store
+from codexd import jsonlines, store
 from codexd.progress import apply_event, apply_report
 from codexd.records import TaskStatus
 
@@ -28,7 +27,7 @@ def advance(task_dir: Path, status: TaskStatus) -> Advance | None:
     active = False
     progress, thread, cursor = status.progress, status.thread_id, status.daemon
     for raw, end in store.complete_lines(task_dir / store.EVENTS, cursor.events):
-        event = _json(raw)
+        event = jsonlines.object_of(raw)
         if event is not None:
             update = apply_event(progress, event, thread)
             progress, thread = update.progress, update.thread_id or thread
@@ -38,7 +37,7 @@ def advance(task_dir: Path, status: TaskStatus) -> Advance | None:
                 cursor = replace(cursor, streak=0)  # the endpoint answered: a new failure starts afresh
         cursor = replace(cursor, events=end)
     for raw, end in store.complete_lines(task_dir / store.REPORTS, cursor.reports):
-        report = _json(raw)
+        report = jsonlines.object_of(raw)
         if report is not None:
             update = apply_report(progress, report)
             progress = update.progress
@@ -53,11 +52,3 @@ def advance(task_dir: Path, status: TaskStatus) -> Advance | None:
 def _work_done(event: dict[str, Any]) -> bool:
     item = event.get("item")
     return event.get("type") == "item.completed" and isinstance(item, dict) and item.get("type") != "error"
-
-
-def _json(raw: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None

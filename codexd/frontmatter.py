@@ -65,7 +65,7 @@ def _check_fields(fields: dict[str, Any]) -> None:
     if timeout is not None and (
         isinstance(timeout, bool)
         or not isinstance(timeout, int | float)
-        or math.isnan(timeout)
+        or not math.isfinite(timeout)
         or timeout <= 0
     ):
         raise InvalidInput("front matter stall_timeout must be a number of seconds greater than 0")

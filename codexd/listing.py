@@ -11,10 +11,20 @@ import os
 
 from codexd.dirs import is_task_id
 
-HEAD = b'{\n  "task_id": '
+HEAD = b'{\n  "task_id": "'
+
+
+def in_daemon_format(data: bytes) -> bool:
+    """Laid out as the daemon writes status.json; anything else is parsed by the full command line."""
+    return data.startswith(HEAD) and data.endswith(b"\n}\n")
 
 
 def status_files(root: str) -> list[bytes]:
+    return [data for _, data in named_status_files(root)]
+
+
+def named_status_files(root: str) -> list[tuple[str, bytes]]:
+    """Each task folder's name with the bytes of its status.json."""
     try:
         names = os.listdir(root)
     except FileNotFoundError:
@@ -25,9 +35,11 @@ def status_files(root: str) -> list[bytes]:
             continue
         try:
             with open(os.path.join(root, name, "status.json"), "rb") as f:
-                found.append(f.read())
+                found.append((name, f.read()))
         except (FileNotFoundError, NotADirectoryError):
             continue
+        except OSError:  # unreadable (permissions, a folder by that name): the full reader says so
+            found.append((name, b""))
     return found
 
 
@@ -47,7 +59,7 @@ def newest_first(data: bytes) -> tuple[bytes, int]:
 
 def json_array(files: list[bytes]) -> bytes | None:
     """The tasks as one JSON array; None if a file is not in the daemon's own format."""
-    if not all(data.startswith(HEAD) and data.endswith(b"\n}\n") for data in files):
+    if not all(in_daemon_format(data) for data in files):
         return None
     items = [
         b"  " + data[:-1].replace(b"\n", b"\n  ") for data in sorted(files, key=newest_first, reverse=True)

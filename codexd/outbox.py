@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -20,8 +19,10 @@ from typing import Any
 
 import structlog
 
-from codexd import store
+from codexd import fields, jsonlines, store
+from codexd.dirs import is_task_id
 from codexd.errors import StorageError
+from codexd.fields import Fields
 
 log = structlog.get_logger()
 FOLDER = ".outbox"
@@ -59,8 +60,35 @@ class Delivery:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Delivery:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+    def from_dict(cls, data: object, key: str | None = None, made: float = 0.0) -> Delivery:
+        """An outbox file, perhaps edited by hand: `key` (its file's) wins over the one inside,
+        `made` stands in for a `created_at` that is not a time. ValueError if it cannot be sent."""
+        f = Fields(data)
+        key, task_id, event, url = key or f.text("key"), f.text("task_id"), f.text("event"), f.text("url")
+        if not (key and task_id and is_task_id(task_id) and event and url):
+            raise ValueError("it lacks its key, task_id, event or url")
+        return cls(
+            key=key,
+            task_id=task_id,
+            event=event,
+            url=url,
+            title=f.text("title") or "",
+            text=f.text("text") or "",
+            markdown=f.text("markdown") or "",
+            kind=f.text("kind") or "",
+            created_at=f.number("created_at", made) or made,
+            attempts=f.integer("attempts", 0, high=10**9) or 0,
+            last_error=f.text("last_error"),
+        )
+
+
+def _read(path: Path, key: str) -> Delivery:
+    """The delivery in an outbox file; ValueError (naming why) if there is none."""
+    raw = path.read_bytes()
+    data = jsonlines.object_of(raw)
+    if data is None:
+        raise ValueError("not a JSON object")
+    return Delivery.from_dict(data, key, path.stat().st_mtime)
 
 
 class Outbox:
@@ -86,8 +114,10 @@ class Outbox:
         store.write_atomic(self._file(delivery.key), store.dump_json(delivery.to_dict()))
         return True
 
-    def pending(self) -> list[Delivery]:
-        """What is waiting, oldest first (after a restart: what the last daemon left)."""
+    def pending(self, broken: list[str] | None = None) -> list[Delivery]:
+        """What is waiting, oldest first (after a restart: what the last daemon left).
+
+        A file that is not a notice is left out and logged, or put in `broken` as one line."""
         found = []
         for path in self.dir.glob("[!.]*.json"):
             key = path.name.removesuffix(".json")
@@ -95,17 +125,23 @@ class Outbox:
                 path.unlink(missing_ok=True)  # sent just before a crash; its file outlived it
                 continue
             try:
-                found.append(Delivery.from_dict(json.loads(path.read_bytes())))
-            except (OSError, ValueError, TypeError) as exc:
-                log.error("notice.unreadable", file=str(path), error=str(exc))
+                found.append(_read(path, key))
+            except (OSError, ValueError) as exc:
+                if broken is None:
+                    log.error("notice.unreadable", file=str(path), error=str(exc))
+                else:
+                    broken.append(f"{path} is not a notice ({exc}): fix or remove it")
         return sorted(found, key=lambda d: (d.created_at, d.key))
 
     def failed(self) -> list[dict[str, Any]]:
+        """Notices given up on, each with the `reason`; files that are not one are left out."""
         found = []
         for path in (self.dir / FAILED).glob("[!.]*.json"):
             with contextlib.suppress(OSError, ValueError):
-                found.append(json.loads(path.read_bytes()))
-        return sorted(found, key=lambda d: d.get("created_at", 0))
+                data = jsonlines.object_of(path.read_bytes()) or {}
+                reason = fields.text(data.get("reason"), "")
+                found.append({**_read(path, path.name.removesuffix(".json")).to_dict(), "reason": reason})
+        return sorted(found, key=lambda d: (d["created_at"], d["key"]))
 
     def attempted(self, delivery: Delivery, error: str) -> Delivery:
         tried = replace(delivery, attempts=delivery.attempts + 1, last_error=error)

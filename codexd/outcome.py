@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from codexd.progress import is_chatter, one_line
+from codexd import jsonlines
+from codexd.progress import failure, is_chatter, one_line
 from codexd.states import TaskState
 
 
@@ -22,19 +22,17 @@ def summarize(lines: Iterable[bytes]) -> RunSummary:
     """What one run's events say about its end (the last turn decides)."""
     completed, failed, last_error = False, None, None
     for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        kind = event.get("type") if isinstance(event, dict) else None
+        event = jsonlines.object_of(line) or {}
+        kind = event.get("type")
+        message = event.get("message")
         if kind == "turn.started":
             completed, failed = False, None
         elif kind == "turn.completed":
             completed = True
         elif kind == "turn.failed":
-            failed = str((event.get("error") or {}).get("message") or "turn failed")
-        elif kind == "error" and not is_chatter(str(event.get("message", ""))):
-            last_error = str(event.get("message"))
+            failed = failure(event) or "turn failed"
+        elif kind == "error" and isinstance(message, str) and not is_chatter(message):
+            last_error = message
     return RunSummary(completed, failed, last_error)
 
 

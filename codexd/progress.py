@@ -10,12 +10,14 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from codexd.fields import BIG, integer
 from codexd.records import Item, Progress
 
 _WRAPPED = re.compile(
     r"""^(?:/usr)?/bin/(?:ba|z|da)?sh -l?c (?:'(?P<single>.*)'|"(?P<double>.*)")$""", re.DOTALL
 )
 _CHATTER = re.compile(r"^\s*(Reconnecting|Retrying)\b", re.IGNORECASE)
+_THREAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")  # what Codex prints (a UUID), nothing else
 MAX_TEXT = 300
 
 
@@ -25,6 +27,18 @@ class Update:
     lines: tuple[str, ...] = ()
     thread_id: str | None = None
     chatter: bool = False  # client retry noise: not progress of the work
+
+
+def _text(found: object) -> str:
+    """A field that should be text: events of another Codex version may hold anything there."""
+    return found if isinstance(found, str) else ""
+
+
+def _count(found: object) -> int | None:
+    """A count an agent reported: a whole number, or its digits as text; else None."""
+    if isinstance(found, str) and found.strip().isdigit() and len(found) < 16:
+        return int(found)
+    return integer(found, None, 0, BIG)
 
 
 def one_line(text: str, limit: int = MAX_TEXT) -> str:
@@ -48,11 +62,12 @@ def is_chatter(message: str) -> bool:
     return bool(_CHATTER.match(message))
 
 
-def _plan(progress: Progress, todo: list[dict[str, Any]]) -> tuple[Progress, tuple[str, ...]]:
+def _plan(progress: Progress, listed: object) -> tuple[Progress, tuple[str, ...]]:
     if progress.source == "reports":
         return progress, ()  # explicit reports win over the inferred plan
-    done = [str(t.get("text", "")) for t in todo if t.get("completed")]
-    pending = [str(t.get("text", "")) for t in todo if not t.get("completed")]
+    todo = [t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else []
+    done = [_text(t.get("text")) for t in todo if t.get("completed") is True]
+    pending = [_text(t.get("text")) for t in todo if t.get("completed") is not True]
     new = Progress(
         total=len(todo),
         completed=len(done),
@@ -69,41 +84,51 @@ def _plan(progress: Progress, todo: list[dict[str, Any]]) -> tuple[Progress, tup
 
 
 def _changes(item: dict[str, Any]) -> str:
-    changes = item.get("changes") or []
-    listed = ", ".join(f"{c.get('kind', 'update')} {c.get('path', '?')}" for c in changes[:10])
+    found = item.get("changes")
+    changes = [c for c in found if isinstance(c, dict)] if isinstance(found, list) else []
+    listed = ", ".join(
+        f"{_text(c.get('kind')) or 'update'} {_text(c.get('path')) or '?'}" for c in changes[:10]
+    )
     more = f" and {len(changes) - 10} more" if len(changes) > 10 else ""
     return f"Files changed: {listed}{more}" if listed else "Files changed"
 
 
+def _change(change: dict[str, Any]) -> str:
+    return f"{_text(change.get('kind')) or 'update'} {one_line(_text(change.get('path')), 200) or '?'}"
+
+
 def _command_done(item: dict[str, Any]) -> str:
-    code = item.get("exit_code")
+    code = integer(item.get("exit_code"), None, -(2**31), 2**31)
     verb = "Finished" if code == 0 else "Failed"
-    return f"{verb} (exit {code}): {shown_command(str(item.get('command', '')))}"
+    return f"{verb} (exit {code}): {shown_command(_text(item.get('command')))}"
 
 
 def _collab_started(item: dict[str, Any]) -> str:
     """A subagent tool call (Codex's multi-agent tools): what it asks, or whom it waits for."""
-    about = item.get("prompt") or ", ".join(str(t) for t in item.get("receiver_thread_ids") or [])
-    return f"Subagent {item.get('tool')}" + (f": {one_line(about, 200)}" if about else "")
+    receivers = item.get("receiver_thread_ids")
+    ids = [t for t in receivers if isinstance(t, str)] if isinstance(receivers, list) else []
+    about = _text(item.get("prompt")) or ", ".join(ids)
+    return f"Subagent {_text(item.get('tool'))}" + (f": {one_line(about, 200)}" if about else "")
 
 
 def _collab_done(item: dict[str, Any]) -> str:
     states = item.get("agents_states") if isinstance(item.get("agents_states"), dict) else {}
     assert isinstance(states, dict)
     said = [f"{agent} {_agent_state(state)}" for agent, state in list(states.items())[:5]]
-    return f"Subagent {item.get('tool')} {item.get('status')}" + (f": {'; '.join(said)}" if said else "")
+    head = f"Subagent {_text(item.get('tool'))} {_text(item.get('status'))}"
+    return head + (f": {'; '.join(said)}" if said else "")
 
 
 def _agent_state(state: Any) -> str:
     if not isinstance(state, dict):
-        return str(state)
-    message = state.get("message")
-    return str(state.get("status")).replace("_", " ") + (f" ({one_line(message, 120)})" if message else "")
+        return one_line(str(state), 120)
+    message = _text(state.get("message"))
+    return _text(state.get("status")).replace("_", " ") + (f" ({one_line(message, 120)})" if message else "")
 
 
 def _other_item(item: dict[str, Any]) -> str:
     """An item type this version of codexd does not know: its type and what it says, not nothing."""
-    kind = str(item.get("type")).replace("_", " ")
+    kind = one_line(str(item.get("type")), 60).replace("_", " ")
     said = next((item[k] for k in ("text", "message", "query", "status") if isinstance(item.get(k), str)), "")
     return f"Codex {kind}" + (f": {one_line(said)}" if said else "")
 
@@ -113,7 +138,7 @@ _SILENT_ITEMS = {"reasoning", "todo_list"}  # the agent's musings; the plan is f
 
 def _item_started(item: dict[str, Any]) -> tuple[str, ...]:
     if item.get("type") == "command_execution":
-        return (f"Running: {shown_command(str(item.get('command', '')))}",)
+        return (f"Running: {shown_command(_text(item.get('command')))}",)
     if item.get("type") == "collab_tool_call":
         return (_collab_started(item),)
     return ()
@@ -122,19 +147,20 @@ def _item_started(item: dict[str, Any]) -> tuple[str, ...]:
 def _item_completed(item: dict[str, Any]) -> tuple[str, ...]:
     kind = item.get("type")
     if kind == "command_execution" and item.get("status") == "declined":
-        return (f"Declined: {shown_command(str(item.get('command', '')))}",)
+        return (f"Declined: {shown_command(_text(item.get('command')))}",)
     if kind == "command_execution":
         return (_command_done(item),)
     if kind == "file_change":
         return (_changes(item),)
     if kind == "agent_message":
-        return (f"Agent: {one_line(item.get('text', ''))}",)
+        return (f"Agent: {one_line(_text(item.get('text')))}",)
     if kind == "mcp_tool_call":
-        return (f"Tool {item.get('server')}.{item.get('tool')}: {item.get('status')}",)
+        server, tool, status = (one_line(_text(item.get(k)), 100) for k in ("server", "tool", "status"))
+        return (f"Tool {server}.{tool}: {status}",)
     if kind == "web_search":
-        return (f"Web search: {one_line(item.get('query', ''), 200)}",)
+        return (f"Web search: {one_line(_text(item.get('query')), 200)}",)
     if kind == "error":
-        return (f"Codex warning: {one_line(item.get('message', ''))}",)
+        return (f"Codex warning: {one_line(_text(item.get('message')))}",)
     return _newer_item_completed(item)
 
 
@@ -144,7 +170,7 @@ def _newer_item_completed(item: dict[str, Any]) -> tuple[str, ...]:
     if kind == "collab_tool_call":
         return (_collab_done(item),)
     if kind == "plan":
-        return (f"Proposed plan: {one_line(item.get('text') or '')}",)
+        return (f"Proposed plan: {one_line(_text(item.get('text')))}",)
     if kind in _SILENT_ITEMS:
         return ()
     return (_other_item(item),)
@@ -154,20 +180,20 @@ def _asked(progress: Progress, event: dict[str, Any]) -> Update:
     """The agent asks the user (request_user_input): said at once, and what the task waits on."""
     questions = event.get("questions") if isinstance(event.get("questions"), list) else []
     assert isinstance(questions, list)
-    said = [str(q.get("question")) for q in questions if isinstance(q, dict) and q.get("question")]
+    said = [_text(q.get("question")) for q in questions if isinstance(q, dict) and _text(q.get("question"))]
     line = f"Waiting for input: {one_line('; '.join(said) or 'a question with no text')}"
     return Update(replace(progress, current=one_line(line, 200)), (line,))
 
 
 def apply_event(progress: Progress, event: dict[str, Any], known_thread: str | None = None) -> Update:
     kind = event.get("type")
-    item = event.get("item") if isinstance(event.get("item"), dict) else {}
-    assert isinstance(item, dict)
+    found = event.get("item")
+    item: dict[str, Any] = found if isinstance(found, dict) else {}
     if item.get("type") == "todo_list" and kind in ("item.started", "item.updated", "item.completed"):
-        new, lines = _plan(progress, list(item.get("items") or []))
+        new, lines = _plan(progress, item.get("items"))
         return Update(new, lines)
     if kind == "thread.started":
-        thread = str(event.get("thread_id") or "")
+        thread = _thread_id(event.get("thread_id"))
         said = "resumed" if thread and thread == known_thread else "started"
         return Update(progress, (f"Codex session {thread} {said}",), thread_id=thread or None)
     if kind == "item.started":
@@ -179,14 +205,23 @@ def apply_event(progress: Progress, event: dict[str, Any], known_thread: str | N
     if kind == "turn.completed":
         return Update(progress, ("Turn completed",))
     if kind == "turn.failed":
-        message = (event.get("error") or {}).get("message", "")
-        return Update(progress, (f"Turn failed: {one_line(message)}",))
+        return Update(progress, (f"Turn failed: {one_line(failure(event))}",))
     if kind == "error":
-        message = str(event.get("message", ""))
+        message = _text(event.get("message"))
         if is_chatter(message):
             return Update(progress, chatter=True)
         return Update(progress, (f"Error: {one_line(message)}",))
     return Update(progress)
+
+
+def _thread_id(found: object) -> str:
+    return found if isinstance(found, str) and _THREAD_ID.fullmatch(found) else ""
+
+
+def failure(event: dict[str, Any]) -> str:
+    """A turn.failed event's message: `error` is an object with a message, or (other versions) text."""
+    error = event.get("error")
+    return _text(error.get("message")) if isinstance(error, dict) else _text(error)
 
 
 def _done(progress: Progress, title: str, outcome: str) -> Progress:
@@ -201,15 +236,15 @@ def apply_report(progress: Progress, report: dict[str, Any]) -> Update:
     """A line written by `codexd progress` inside the task."""
     if progress.source != "reports":
         progress = Progress(source="reports")  # the first report replaces the inferred plan
-    if "total" in report:
-        total = int(report["total"])
+    total = _count(report.get("total"))
+    if total is not None:
         return Update(replace(progress, total=total), (f"Progress: {total} items to do",))
-    if "current" in report:
+    if isinstance(report.get("current"), str):
         current = one_line(report["current"], 200)
         return Update(replace(progress, current=current), (f"Working on: {current}",))
-    if "done" in report:
+    if isinstance(report.get("done"), str):
         title = one_line(report["done"], 200)
-        outcome = one_line(report.get("outcome") or "done", 60)
+        outcome = one_line(_text(report.get("outcome")) or "done", 60)
         new = _done(progress, title, outcome)
         count = f"{new.completed}/{new.total}" if new.total else f"{new.completed}"
         return Update(new, (f"Done ({count}): {title} [{outcome}]",))

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
+from codexd.dirs import is_task_id
+from codexd.fields import Fields, warn
 from codexd.states import ACTIVE, TERMINAL, TaskState
+
+MAX_PID = 2**31
+_STATES = frozenset(s.value for s in TaskState)
 
 
 @dataclass(frozen=True)
@@ -19,8 +25,12 @@ class Item:
         return {"title": self.title, "outcome": self.outcome}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Item:
-        return cls(title=str(data.get("title", "")), outcome=str(data.get("outcome") or "done"))
+    def from_dict(cls, data: object) -> Item:
+        return cls.read(Fields(data))
+
+    @classmethod
+    def read(cls, f: Fields) -> Item:
+        return cls(title=f.text("title") or "", outcome=f.text("outcome") or "done")
 
 
 @dataclass(frozen=True)
@@ -49,14 +59,20 @@ class Progress:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Progress:
-        data = data or {}
+    def from_dict(cls, data: object) -> Progress:
+        return cls.read(Fields(data))
+
+    @classmethod
+    def read(cls, f: Fields) -> Progress:
+        items = f.items("items")
+        if not all(isinstance(i, dict) for i in items):
+            f.bad.append(f.prefix + "items")
         return cls(
-            total=data.get("total"),
-            completed=int(data.get("completed") or 0),
-            current=data.get("current"),
-            items=tuple(Item.from_dict(i) for i in data.get("items") or ()),
-            source=data.get("source"),
+            total=f.integer("total", None),
+            completed=f.integer("completed") or 0,
+            current=f.text("current"),
+            items=tuple(Item.read(Fields(i)) for i in items if isinstance(i, dict)),
+            source=f.text("source"),
         )
 
 
@@ -67,6 +83,11 @@ class LastLog:
 
     def to_dict(self) -> dict[str, Any]:
         return {"at": self.at, "text": self.text}
+
+    @classmethod
+    def read(cls, f: Fields) -> LastLog | None:
+        at, text = _moment(f, "at"), f.text("text")
+        return cls(at, text) if at is not None and text is not None else None
 
 
 @dataclass(frozen=True)
@@ -81,10 +102,17 @@ class Resume:
         return {"at": self.at, "kind": self.kind, "reason": self.reason}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Resume | None:
-        if not data:
+    def from_dict(cls, data: object) -> Resume | None:
+        return cls.read(Fields(data))
+
+    @classmethod
+    def read(cls, f: Fields) -> Resume | None:
+        at, kind = f.number("at"), f.text("kind")
+        if at is None or kind not in ("restart", "retry"):
+            if f.data:
+                f.bad.append(f.prefix.rstrip("."))
             return None
-        return cls(at=float(data["at"]), kind=str(data["kind"]), reason=str(data.get("reason") or ""))
+        return cls(at=at, kind=kind, reason=f.text("reason") or "")
 
 
 @dataclass(frozen=True)
@@ -117,18 +145,21 @@ class Cursor:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Cursor:
-        data = data or {}
+    def from_dict(cls, data: object) -> Cursor:
+        return cls.read(Fields(data))
+
+    @classmethod
+    def read(cls, f: Fields) -> Cursor:
         return cls(
-            events=int(data.get("events") or 0),
-            reports=int(data.get("reports") or 0),
-            run_start=int(data.get("run_start") or 0),
-            pid_create_time=data.get("pid_create_time"),
-            accepted_ns=int(data.get("accepted_ns") or 0),
-            log=int(data.get("log") or 0),
-            active_at=data.get("active_at"),
-            streak=int(data.get("streak") or 0),
-            resume=Resume.from_dict(data.get("resume")),
+            events=f.integer("events") or 0,
+            reports=f.integer("reports") or 0,
+            run_start=f.integer("run_start") or 0,
+            pid_create_time=f.number("pid_create_time"),
+            accepted_ns=f.integer("accepted_ns", 0, high=2**63) or 0,
+            log=f.integer("log") or 0,
+            active_at=f.number("active_at"),
+            streak=f.integer("streak") or 0,
+            resume=Resume.read(f.within("resume")),
         )
 
 
@@ -193,28 +224,73 @@ class TaskStatus:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TaskStatus:
-        last = data.get("last_log")
-        return cls(
-            task_id=data["task_id"],
-            type=data.get("type") or "generic",
-            status=TaskState(data["status"]),
-            created_at=data["created_at"],
-            updated_at=data.get("updated_at") or data["created_at"],
-            log_file=data.get("log_file") or "",
-            started_at=data.get("started_at"),
-            finished_at=data.get("finished_at"),
-            progress=Progress.from_dict(data.get("progress")),
-            results=dict(data.get("results") or {}),
-            pid=data.get("pid"),
-            thread_id=data.get("thread_id"),
-            restarts=int(data.get("restarts") or 0),
-            stalls=int(data.get("stalls") or 0),
-            retries=int(data.get("retries") or 0),
-            stall_timeout=data.get("stall_timeout"),
-            exit_code=data.get("exit_code"),
-            error=data.get("error"),
-            last_log=LastLog(last["at"], last["text"]) if last else None,
-            cwd=data.get("cwd"),
-            daemon=Cursor.from_dict(data.get("daemon")),
+    def from_dict(cls, data: object) -> TaskStatus:
+        """The record in `data`; ill-typed fields read as their defaults, with one warning.
+
+        ValueError only when the task's identity (task_id, status, created_at) is unusable.
+        """
+        f = Fields(data)
+        task_id, state, created = _identity(f)
+        status = cls(
+            task_id=task_id,
+            type=f.text("type") or "generic",
+            status=state,
+            created_at=created,
+            updated_at=_moment(f, "updated_at") or created,
+            log_file=f.text("log_file") or "",
+            started_at=_moment(f, "started_at"),
+            finished_at=_moment(f, "finished_at"),
+            progress=Progress.read(f.within("progress")),
+            results=_counts(f),
+            pid=_pid(f),
+            thread_id=f.text("thread_id"),
+            restarts=f.integer("restarts") or 0,
+            stalls=f.integer("stalls") or 0,
+            retries=f.integer("retries") or 0,
+            stall_timeout=f.number("stall_timeout", None, 0.0),
+            exit_code=f.integer("exit_code", None, -(2**31), 2**31),
+            error=f.text("error"),
+            last_log=LastLog.read(f.within("last_log")),
+            cwd=f.text("cwd"),
+            daemon=Cursor.read(f.within("daemon")),
         )
+        if f.bad:
+            warn("status.fields_ignored", task_id, f.bad)
+        return status
+
+
+def _identity(f: Fields) -> tuple[str, TaskState, str]:
+    task_id, state, created = f.data.get("task_id"), f.data.get("status"), _moment(f, "created_at")
+    if not isinstance(task_id, str) or not is_task_id(task_id):
+        raise ValueError(f"task_id {task_id!r} is not a task id")
+    if not isinstance(state, str) or state not in _STATES:
+        raise ValueError(f"status {state!r} is not one of {', '.join(s.value for s in TaskState)}")
+    if created is None:
+        raise ValueError(f"created_at {f.data.get('created_at')!r} is not a time")
+    return task_id, TaskState(state), created
+
+
+def _pid(f: Fields) -> int | None:
+    found = f.integer("pid", None, 0)
+    return found if found is None or 0 < found < MAX_PID else f.ignore("pid", None)
+
+
+def _moment(f: Fields, key: str) -> str | None:
+    """An ISO 8601 time with its zone, as the daemon writes them; else None."""
+    found = f.text(key)
+    if found is None:
+        return None
+    try:
+        zoned = datetime.fromisoformat(found.replace("Z", "+00:00")).tzinfo is not None
+    except ValueError:
+        zoned = False
+    return found if zoned else f.ignore(key, None)
+
+
+def _counts(f: Fields) -> dict[str, int]:
+    """results in status.json: how many items ended with each outcome."""
+    found = f.mapping("results")
+    counts = {k: v for k, v in found.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
+    if len(counts) != len(found):
+        f.bad.append("results")
+    return counts

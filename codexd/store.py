@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from codexd import listing, taskid
-from codexd.errors import StorageError, UnknownTask
+from codexd import jsonlines, listing, taskid
+from codexd.errors import BrokenRecord, StorageError, UnknownTask
+from codexd.fields import warn
 from codexd.records import TaskStatus
 
 STATUS = "status.json"
@@ -32,6 +34,28 @@ INCOMING = ".incoming"  # staging for tasks being created
 LOCK = ".daemon.lock"
 REQUESTS = ".requests"  # `codexd stop` and `restart` leave a request here for the daemon
 HEALTH = ".health.json"  # the daemon's last health check, for `codexd health`
+
+
+_KINDS = {
+    list: "a JSON array",
+    str: "a JSON string",
+    int: "a number",
+    float: "a number",
+    bool: "true or false",
+}
+
+
+def status_from(path: Path, raw: bytes) -> TaskStatus:
+    """The record in a status.json's bytes; BrokenRecord (naming `path`) if there is none."""
+    data = jsonlines.value(raw)
+    if data is jsonlines.NOT_JSON:
+        raise BrokenRecord(path, "not JSON")
+    if not isinstance(data, dict):
+        raise BrokenRecord(path, f"{_KINDS.get(type(data), 'a JSON value')}, not a JSON object")
+    try:
+        return TaskStatus.from_dict(data)
+    except ValueError as exc:
+        raise BrokenRecord(path, str(exc)) from None
 
 
 def write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
@@ -82,7 +106,23 @@ def truncate_to(path: Path, size: int) -> bool:
 
 
 def dump_json(data: Any) -> bytes:
-    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
+    """Indented UTF-8 JSON; a non-finite number is written as null (JSON has no NaN)."""
+    try:
+        text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(data), indent=2, ensure_ascii=False, allow_nan=False)
+    # A lone surrogate cannot be UTF-8: written as its JSON escape, it reads back the same.
+    return (text + "\n").encode("utf-8", "backslashreplace")
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
 
 
 READ_LIMIT = 1 << 20  # bytes read at a time when following a file
@@ -152,22 +192,21 @@ class TaskStore:
         return staging.is_dir() and any(p.name.split("~")[0] == task_id for p in staging.iterdir())
 
     def read_status(self, task_id: str) -> TaskStatus:
+        """The task's record; BrokenRecord when its status.json cannot be one."""
         if not taskid.is_valid(task_id):
             raise UnknownTask(task_id, self.root)
+        path = self.file(task_id, STATUS)
         try:
-            data = json.loads(self.file(task_id, STATUS).read_bytes())
-        except FileNotFoundError:
+            raw = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
             raise UnknownTask(task_id, self.root) from None
-        return TaskStatus.from_dict(data)
+        except OSError as exc:
+            raise BrokenRecord(path, exc.strerror or str(exc)) from None
+        return status_from(path, raw)
 
     def read_status_dict(self, task_id: str) -> dict[str, Any]:
-        if not taskid.is_valid(task_id):
-            raise UnknownTask(task_id, self.root)
-        try:
-            data: dict[str, Any] = json.loads(self.file(task_id, STATUS).read_bytes())
-        except FileNotFoundError:
-            raise UnknownTask(task_id, self.root) from None
-        return data
+        """status.json as the record reads it: every field of its type, ill-typed ones defaulted."""
+        return self.read_status(task_id).to_dict()
 
     def write_status(self, status: TaskStatus, durable: bool = True) -> None:
         write_atomic(self.file(status.task_id, STATUS), dump_json(status.to_dict()), durable)
@@ -176,18 +215,35 @@ class TaskStore:
         write_atomic(self.file(task_id, RESULTS), dump_json(results))
 
     def read_results(self, task_id: str) -> dict[str, Any] | None:
+        """results.json; BrokenRecord when it is not a JSON object."""
+        path = self.file(task_id, RESULTS)
         try:
-            data: dict[str, Any] = json.loads(self.file(task_id, RESULTS).read_bytes())
-        except FileNotFoundError:
+            raw = path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
             return None
-        return data
-
-    def all_statuses(self) -> list[dict[str, Any]]:
-        found = []
-        for raw in listing.status_files(str(self.root)):
-            with contextlib.suppress(ValueError):
-                found.append(json.loads(raw))
+        except OSError as exc:
+            raise BrokenRecord(path, exc.strerror or str(exc)) from None
+        found = jsonlines.object_of(raw)
+        if found is None:
+            raise BrokenRecord(path, "not a JSON object")
         return found
+
+    def all_records(self, broken: list[BrokenRecord] | None = None) -> list[TaskStatus]:
+        """Every task's record. One that cannot be read is left out: put in `broken` if given,
+        else logged (the daemon carries on with the others)."""
+        found = []
+        for name, raw in listing.named_status_files(str(self.root)):
+            try:
+                found.append(status_from(self.file(name, STATUS), raw))
+            except BrokenRecord as exc:
+                if broken is None:
+                    warn("task.unreadable", name, [str(exc)])
+                else:
+                    broken.append(exc)
+        return found
+
+    def all_statuses(self, broken: list[BrokenRecord] | None = None) -> list[dict[str, Any]]:
+        return [status.to_dict() for status in self.all_records(broken)]
 
     def stage(self, task_id: str) -> Path:
         """A private folder in which a new task is put together before it appears."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from codexd import jsonlines
+from codexd.progress import one_line
 from codexd.records import Item, Progress
 
 SCHEMAS = Path(__file__).parent / "schemas"
@@ -24,9 +25,9 @@ class TaskType:
     expected_outcomes: tuple[str, ...] = ()
 
     def item_title(self, entry: dict[str, Any]) -> str:
-        title = str(entry.get(self.title_field, ""))
-        number = entry.get("number")
-        return f"#{number} - {title}" if number is not None else title
+        title = _scalar(entry.get(self.title_field))
+        number = _scalar(entry.get("number"))
+        return f"#{number} - {title}" if number else title
 
 
 BUILTIN: dict[str, TaskType] = {
@@ -60,10 +61,17 @@ def _final_items(kind: TaskType, parsed: dict[str, Any]) -> list[Item] | None:
     if not isinstance(entries, list):
         return None
     return [
-        Item(kind.item_title(e), str(e.get(kind.outcome_field) or "done"))
+        Item(kind.item_title(e), _scalar(e.get(kind.outcome_field)) or "done")
         for e in entries
         if isinstance(e, dict)
     ]
+
+
+def _scalar(found: object) -> str:
+    """A title, number or outcome the agent wrote, as one line; "" for null, lists and objects."""
+    if isinstance(found, bool) or not isinstance(found, str | int | float):
+        return ""
+    return one_line(str(found), 200)
 
 
 def build_results(
@@ -74,11 +82,8 @@ def build_results(
     if kind.output_schema is None or message is None:
         results = {"summary": message}
     else:
-        try:
-            parsed = json.loads(message)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict):
+        parsed = jsonlines.object_of(message)
+        if parsed is not None:
             results = parsed
         else:
             results = {

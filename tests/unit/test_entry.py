@@ -24,7 +24,13 @@ def tasks(tmp_path, monkeypatch) -> store.TaskStore:
     found = store.TaskStore(tmp_path / "tasks")
     found.dir("t1").mkdir(parents=True)
     status = TaskStatus(
-        "t1", "generic", TaskState.IN_PROGRESS, "2025", "2025", "-", progress=Progress(total=3)
+        "t1",
+        "generic",
+        TaskState.IN_PROGRESS,
+        "2025-10-29T00:00:00Z",
+        "2025-10-29T00:00:00Z",
+        "-",
+        progress=Progress(total=3),
     )
     found.write_status(status.with_(error="ünïcode ✅"))
     (tmp_path / "tasks" / "t1" / "progress.log").write_text("".join(f"2025 line {i}\n" for i in range(30)))
