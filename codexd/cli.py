@@ -131,7 +131,7 @@ def _say_broken(broken: list[BrokenRecord]) -> None:
 def _print_list_json(tasks: api.Tasks) -> None:
     from codexd import listing
 
-    data = listing.json_array(listing.status_files(str(tasks.root)))
+    data = listing.json_array(listing.named_status_files(str(tasks.root)))
     if data is None:  # a status file not in the daemon's own format: parse them all
         broken: list[BrokenRecord] = []
         found = tasks.list(broken)

@@ -62,18 +62,13 @@ def tasks_root() -> str | None:
     return os.path.join(dirs.state_dir(), "tasks")
 
 
-def _task_dir(task_id: str) -> str | None:
+def _task_record(task_id: str) -> tuple[str, bytes] | None:
+    """The task's folder and status.json, if that is as the daemon wrote it; else the full
+    command line answers (an unknown task, one still in the spool, a broken file)."""
     root = tasks_root()
     if root is None or not dirs.is_task_id(task_id):
         return None
     folder = os.path.join(root, task_id)
-    return folder if os.path.isfile(os.path.join(folder, "status.json")) else None
-
-
-def _print_status(task_id: str) -> int | None:
-    folder = _task_dir(task_id)
-    if folder is None:
-        return None
     try:
         with open(os.path.join(folder, "status.json"), "rb") as f:
             data = f.read()
@@ -81,20 +76,25 @@ def _print_status(task_id: str) -> int | None:
         return None
     from codexd.listing import in_daemon_format
 
-    if not in_daemon_format(data):
-        return None  # not the daemon's own formatting: the full command line reads it, or says why not
-    sys.stdout.buffer.write(data)
+    return (folder, data) if in_daemon_format(data, task_id) else None
+
+
+def _print_status(task_id: str) -> int | None:
+    found = _task_record(task_id)
+    if found is None:
+        return None
+    sys.stdout.buffer.write(found[1])
     sys.stdout.flush()
     return 0
 
 
 def _print_tail(task_id: str, n: int) -> int | None:
-    folder = _task_dir(task_id)
-    if folder is None:
+    found = _task_record(task_id)
+    if found is None:
         return None
     from codexd.tailing import tail_lines  # each command imports only what it uses
 
-    lines = tail_lines(os.path.join(folder, "progress.log"), n)
+    lines = tail_lines(os.path.join(found[0], "progress.log"), n)
     if lines:
         sys.stdout.buffer.write(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
         sys.stdout.flush()
@@ -107,7 +107,7 @@ def _print_list() -> int | None:
     root = tasks_root()
     if root is None or not os.path.isdir(root):
         return None
-    data = listing.json_array(listing.status_files(root))
+    data = listing.json_array(listing.named_status_files(root))
     if data is None:
         return None
     sys.stdout.buffer.write(data)

@@ -82,13 +82,20 @@ class Fields:
 
 
 def warn(event: str, task_id: str | None, bad: list[str]) -> None:
-    """Log once per process and task what was ignored (a status read in a loop says it once)."""
+    """Say once per process and task what was ignored (a status read in a loop says it once):
+    in the daemon's log, or as a line on stderr from a command (whose stdout is its output)."""
     new = [name for name in bad if (task_id or "", name) not in _warned]
     if not new:
         return
     _warned.update((task_id or "", name) for name in new)
-    import structlog  # only when something is wrong: the quick commands do not load it
+    structlog = sys.modules.get("structlog")  # the daemon's; a quick command does not load it
+    if structlog is not None and structlog.is_configured():
+        structlog.get_logger().warning(event, task_id=task_id, fields=new)
+    else:
+        print(f"codexd: {task_id}: {_SAID.get(event, event)}: {', '.join(new)}", file=sys.stderr)
 
-    if not structlog.is_configured():  # a command, not the daemon: stdout is for its output
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    structlog.get_logger().warning(event, task_id=task_id, fields=new)
+
+_SAID = {
+    "status.fields_ignored": "status.json fields of the wrong type, read as their defaults",
+    "task.unreadable": "left out",
+}

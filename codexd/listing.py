@@ -14,13 +14,43 @@ from codexd.dirs import is_task_id
 HEAD = b'{\n  "task_id": "'
 
 
-def in_daemon_format(data: bytes) -> bool:
-    """Laid out as the daemon writes status.json; anything else is parsed by the full command line."""
-    return data.startswith(HEAD) and data.endswith(b"\n}\n")
+STATES = frozenset({"queued", "in_progress", "stalled", "completed", "failed", "cancelled"})  # TaskState's
 
 
-def status_files(root: str) -> list[bytes]:
-    return [data for _, data in named_status_files(root)]
+class _Plain:
+    """What the C JSON scanner asks of its decoder: plain JSON, nothing hooked."""
+
+    strict = True
+    object_hook = object_pairs_hook = None
+    parse_float, parse_int, parse_constant = float, int, float
+
+
+def _parsed(data: bytes) -> object:
+    """The JSON value in `data`, or None: the C scanner alone, as `import json` costs more
+    than the rest of a quick command."""
+    from _json import make_scanner
+
+    try:
+        text = data.decode()
+        found, end = make_scanner(_Plain())(text, 0)  # type: ignore[arg-type]  # duck-typed
+    except (ValueError, StopIteration, RecursionError):
+        return None
+    return found if not text[end:].strip() else None
+
+
+def in_daemon_format(data: bytes, task_id: str) -> bool:
+    """status.json as the daemon writes it: its layout, JSON, and the task's identity.
+
+    Anything else goes to the full command line, which reads it or says what is wrong."""
+    if not (data.startswith(HEAD) and data.endswith(b"\n}\n")):
+        return False
+    found = _parsed(data)
+    return (
+        isinstance(found, dict)
+        and found.get("task_id") == task_id
+        and found.get("status") in STATES
+        and isinstance(found.get("created_at"), str)
+    )
 
 
 def named_status_files(root: str) -> list[tuple[str, bytes]]:
@@ -57,11 +87,12 @@ def newest_first(data: bytes) -> tuple[bytes, int]:
     return _field(data, b'"created_at": "', b'"'), int(accepted) if accepted.isdigit() else 0
 
 
-def json_array(files: list[bytes]) -> bytes | None:
+def json_array(files: list[tuple[str, bytes]]) -> bytes | None:
     """The tasks as one JSON array; None if a file is not in the daemon's own format."""
-    if not all(in_daemon_format(data) for data in files):
+    if not all(in_daemon_format(data, name) for name, data in files):
         return None
     items = [
-        b"  " + data[:-1].replace(b"\n", b"\n  ") for data in sorted(files, key=newest_first, reverse=True)
+        b"  " + data[:-1].replace(b"\n", b"\n  ")
+        for data in sorted((data for _, data in files), key=newest_first, reverse=True)
     ]
     return b"[\n" + b",\n".join(items) + b"\n]\n" if items else b"[]\n"
