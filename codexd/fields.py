@@ -82,20 +82,27 @@ class Fields:
 
 
 def warn(event: str, task_id: str | None, bad: list[str]) -> None:
-    """Say once per process and task what was ignored (a status read in a loop says it once):
-    in the daemon's log, or as a line on stderr from a command (whose stdout is its output)."""
+    """Say once per process, task and field what was ignored (a status read in a loop says it once)."""
     new = [name for name in bad if (task_id or "", name) not in _warned]
-    if not new:
-        return
-    _warned.update((task_id or "", name) for name in new)
+    if new:
+        _warned.update((task_id or "", name) for name in new)
+        _say(event, f"{task_id}: {_IGNORED}: {', '.join(new)}", task_id=task_id, fields=new)
+
+
+def unreadable(task_id: str, problem: str) -> None:
+    """A task file left out, said once per process."""
+    if (task_id, problem) not in _warned:
+        _warned.add((task_id, problem))
+        _say("task.unreadable", f"{problem}; left out", task_id=task_id, error=problem)
+
+
+_IGNORED = "status.json fields of the wrong type, read as their defaults"
+
+
+def _say(event: str, line: str, **details: object) -> None:
+    """In the daemon's log; from a command (whose stdout is its output), one line on stderr."""
     structlog = sys.modules.get("structlog")  # the daemon's; a quick command does not load it
     if structlog is not None and structlog.is_configured():
-        structlog.get_logger().warning(event, task_id=task_id, fields=new)
+        structlog.get_logger().warning(event, **details)
     else:
-        print(f"codexd: {task_id}: {_SAID.get(event, event)}: {', '.join(new)}", file=sys.stderr)
-
-
-_SAID = {
-    "status.fields_ignored": "status.json fields of the wrong type, read as their defaults",
-    "task.unreadable": "left out",
-}
+        print(f"codexd: {line}", file=sys.stderr)

@@ -139,8 +139,9 @@ class Outbox:
         for path in (self.dir / FAILED).glob("[!.]*.json"):
             with contextlib.suppress(OSError, ValueError):
                 data = jsonlines.object_of(path.read_bytes()) or {}
-                reason = fields.text(data.get("reason"), "")
-                found.append({**_read(path, path.name.removesuffix(".json")).to_dict(), "reason": reason})
+                at = fields.number(data.get("given_up_at"))
+                why = {"given_up_at": at, "reason": fields.text(data.get("reason"))}
+                found.append({**_read(path, path.name.removesuffix(".json")).to_dict(), **why})
         return sorted(found, key=lambda d: (d["created_at"], d["key"]))
 
     def attempted(self, delivery: Delivery, error: str) -> Delivery:

@@ -18,7 +18,7 @@ from typing import Any
 
 from codexd import jsonlines, listing, taskid
 from codexd.errors import BrokenRecord, StorageError, UnknownTask
-from codexd.fields import warn
+from codexd.fields import unreadable
 from codexd.records import TaskStatus
 
 STATUS = "status.json"
@@ -237,7 +237,7 @@ class TaskStore:
                 found.append(status_from(self.file(name, STATUS), raw))
             except BrokenRecord as exc:
                 if broken is None:
-                    warn("task.unreadable", name, [str(exc)])
+                    unreadable(name, str(exc))
                 else:
                     broken.append(exc)
         return found
