@@ -171,7 +171,7 @@ def _newer_item_completed(item: dict[str, Any]) -> tuple[str, ...]:
         return (_collab_done(item),)
     if kind == "plan":
         return (f"Proposed plan: {one_line(_text(item.get('text')))}",)
-    if kind in _SILENT_ITEMS:
+    if not isinstance(kind, str) or kind in _SILENT_ITEMS:
         return ()
     return (_other_item(item),)
 

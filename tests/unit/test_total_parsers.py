@@ -31,20 +31,21 @@ VALUES = st.recursive(
 )
 EVENT_TYPES = st.sampled_from(
     ["thread.started", "turn.started", "turn.completed", "turn.failed", "error", "item.started",
-     "item.updated", "item.completed", "new.kind"]
+     "item.updated", "item.completed", "request_user_input", "new.kind"]
 )  # fmt: skip
 ITEM_TYPES = st.sampled_from(
     ["command_execution", "file_change", "agent_message", "mcp_tool_call", "web_search", "error",
-     "todo_list", "reasoning", "new_item"]
+     "todo_list", "reasoning", "collab_tool_call", "plan", "new_item"]
 )  # fmt: skip
 ITEM_FIELDS = ["type", "command", "exit_code", "changes", "text", "server", "tool", "status", "query",
-               "message", "items"]  # fmt: skip
+               "message", "items", "prompt", "receiver_thread_ids", "agents_states"]  # fmt: skip
 ITEMS = (
     st.fixed_dictionaries({"type": ITEM_TYPES}, optional={k: VALUES for k in ITEM_FIELDS if k != "type"})
     | VALUES
 )
 EVENTS = st.fixed_dictionaries(
-    {"type": EVENT_TYPES}, optional={"item": ITEMS, "error": VALUES, "message": VALUES, "thread_id": VALUES}
+    {"type": EVENT_TYPES},
+    optional={"item": ITEMS, "error": VALUES, "message": VALUES, "thread_id": VALUES, "questions": VALUES},
 )
 REPORTS = st.fixed_dictionaries({}, optional={k: VALUES for k in ("total", "current", "done", "outcome")})
 IDENTITY = {"task_id": "t1", "status": "in_progress", "created_at": "2025-10-31T12:00:00Z"}
@@ -108,6 +109,17 @@ def test_an_agent_report_of_any_total_is_taken_or_skipped(report, total):
         {"type": "thread.started", "thread_id": {"a": 1}},
         {"type": "thread.started", "thread_id": "--dangerously-bypass-approvals-and-sandbox"},
         {"type": "error", "message": None},
+        {"type": "item.started", "item": {"type": "collab_tool_call", "receiver_thread_ids": 5}},
+        {"type": "item.started", "item": {"type": "collab_tool_call", "prompt": {"a": 1}, "tool": []}},
+        {"type": "item.completed", "item": {"type": "collab_tool_call", "agents_states": {"a": [1]}}},
+        {
+            "type": "item.completed",
+            "item": {"type": "collab_tool_call", "agents_states": {"a": {"message": 5}}},
+        },
+        {"type": "item.completed", "item": {"type": "plan", "text": ["step"]}},
+        {"type": "item.completed", "item": {"type": {"nested": "type"}}},
+        {"type": "request_user_input", "questions": [{"question": {"q": 1}}, 5, None]},
+        {"type": "request_user_input", "questions": "why?"},
         {"type": ["item.completed"]},
     ],
 )
