@@ -54,18 +54,27 @@ class Fields:
             self.bad.append(self.prefix + key)
         return default
 
+    # The first test in each getter is the field as the daemon writes it: `list` reads thousands.
     def text(self, key: str, default: str | None = None) -> str | None:
         found = self.data.get(key)
-        return found if isinstance(found, str) else self.ignore(key, default)
+        if found is None or type(found) is str:
+            return found if found is not None else default
+        return self.ignore(key, default)
 
     def integer(self, key: str, default: int | None = 0, low: int = 0, high: int = BIG) -> int | None:
-        found = integer(self.data.get(key), None, low, high)
+        found = self.data.get(key)
+        if found is None or (type(found) is int and low <= found <= high):
+            return found if found is not None else default
+        found = integer(found, None, low, high)
         return found if found is not None else self.ignore(key, default)
 
     def number(
         self, key: str, default: float | None = None, low: float = 0.0, high: float = 1e15
     ) -> float | None:
-        found = number(self.data.get(key), None, low, high)
+        found = self.data.get(key)
+        if found is None:
+            return default
+        found = number(found, None, low, high)
         return found if found is not None else self.ignore(key, default)
 
     def items(self, key: str) -> list[Any]:

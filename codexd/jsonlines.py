@@ -11,15 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 NOT_JSON = object()  # what `value` returns for bytes that are not one JSON value
 # Deeper nesting is refused: writing it again (indented) could exhaust the stack.
 MAX_DEPTH = 100
-# A surrogate escape (`\udc80`) or the UTF-8-style bytes of one (json.loads lets those through).
-_SURROGATE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
-_SURROGATE_TEXT = re.compile(r"\\u[dD][89a-fA-F]|[\ud800-\udfff]")
 
 
 def _finite(text: str) -> float | None:
@@ -42,9 +38,16 @@ def _no_surrogates(found: Any) -> Any:
 
 
 def _may_hold_surrogates(raw: bytes | str) -> bool:
+    """A surrogate escape (`\\udc80`) or one raw: json.loads lets both through."""
     if isinstance(raw, bytes):
-        return _SURROGATE_BYTES.search(raw) is not None
-    return _SURROGATE_TEXT.search(raw) is not None
+        return b"\\u" in raw or b"\xed" in raw  # \xed starts the UTF-8-style bytes of one
+    if "\\u" in raw:
+        return True
+    try:
+        raw.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _depth(found: Any) -> int:

@@ -45,17 +45,14 @@ _KINDS = {
 }
 
 
-def status_from(path: Path, raw: bytes) -> TaskStatus:
-    """The record in a status.json's bytes; BrokenRecord (naming `path`) if there is none."""
+def status_from(raw: bytes) -> TaskStatus:
+    """The record in a status.json's bytes; ValueError saying why there is none."""
     data = jsonlines.value(raw)
     if data is jsonlines.NOT_JSON:
-        raise BrokenRecord(path, "not JSON")
+        raise ValueError("not JSON")
     if not isinstance(data, dict):
-        raise BrokenRecord(path, f"{_KINDS.get(type(data), 'a JSON value')}, not a JSON object")
-    try:
-        return TaskStatus.from_dict(data)
-    except ValueError as exc:
-        raise BrokenRecord(path, str(exc)) from None
+        raise ValueError(f"{_KINDS.get(type(data), 'a JSON value')}, not a JSON object")
+    return TaskStatus.from_dict(data)
 
 
 def write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
@@ -202,7 +199,10 @@ class TaskStore:
             raise UnknownTask(task_id, self.root) from None
         except OSError as exc:
             raise BrokenRecord(path, exc.strerror or str(exc)) from None
-        return status_from(path, raw)
+        try:
+            return status_from(raw)
+        except ValueError as exc:
+            raise BrokenRecord(path, str(exc)) from None
 
     def read_status_dict(self, task_id: str) -> dict[str, Any]:
         """status.json as the record reads it: every field of its type, ill-typed ones defaulted."""
@@ -234,8 +234,9 @@ class TaskStore:
         found = []
         for name, raw in listing.named_status_files(str(self.root)):
             try:
-                found.append(status_from(self.file(name, STATUS), raw))
-            except BrokenRecord as exc:
+                found.append(status_from(raw))
+            except ValueError as why:
+                exc = BrokenRecord(self.file(name, STATUS), str(why))
                 if broken is None:
                     unreadable(name, str(exc))
                 else:
