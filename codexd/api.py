@@ -9,7 +9,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -240,19 +240,35 @@ def follow(
             time.sleep(poll)
 
 
-def log_lines(tasks: Tasks, task_id: str, raw: bool, n: int | None, keep_following: bool) -> Iterator[str]:
-    """`codexd logs`: the whole log or its last `n` lines, then new lines while the task runs.
-
-    Raw events are printed whole, however long; progress.log lines past SHOWN_CHARS are cut."""
+def log_chunks(tasks: Tasks, task_id: str, raw: bool, n: int | None, keep_following: bool) -> Iterator[bytes]:
+    """`codexd logs`: the whole log or its last `n` lines, then new lines while the task runs,
+    as bytes to print. Linear in what is printed, in bounded memory: raw events are copied
+    as they are, however long; progress.log lines past SHOWN_CHARS are cut."""
     tasks.status_dict(task_id)
     path = tasks.store.file(task_id, store.EVENTS if raw else store.PROGRESS)
     width = None if raw else tailing.SHOWN_CHARS
-    size = store.size_of(path)
-    if n is None and not keep_following:
-        with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
-            for line in f:
-                yield tailing.shorten(line.rstrip(b"\n"), width)
-        return
-    yield from tail_lines(path, 20 if n is None else n, end=size, width=width)
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        start = (
+            0
+            if n is None and not keep_following
+            else tailing.start_of_last(f, 20 if n is None else n, size)[0]
+        )
+        yield from _text(tailing.chunks(f, start, size), width)
     if keep_following:
-        yield from follow(path, size, lambda: tasks.status(task_id).is_terminal, width=width)
+        lines = follow(path, store.size_of(path), lambda: tasks.status(task_id).is_terminal, width=width)
+        yield from (f"{line}\n".encode() for line in lines)
+
+
+def _text(data: Iterable[bytes], width: int | None) -> Iterator[bytes]:
+    """Chunks of a log as lines to print: copied when whole lines are wanted, else cut at `width`."""
+    lines, last = tailing.Splitter(width), b"\n"
+    for chunk in data:
+        if width is None:
+            yield chunk
+        elif found := lines.feed(chunk):
+            yield ("\n".join(found) + "\n").encode()
+        last = chunk[-1:]
+    if width is None and last != b"\n":
+        yield b"\n"  # the last line, still being written, ends the output
+    yield from (f"{line}\n".encode() for line in lines.rest())

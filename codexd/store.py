@@ -12,9 +12,8 @@ import json
 import os
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from codexd import listing, taskid
 from codexd.errors import StorageError, UnknownTask
@@ -103,8 +102,7 @@ def read_from(path: Path, offset: int, limit: int = READ_LIMIT) -> bytes:
         return b""
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(NamedTuple):
     """One line of a file: whole, or a capped excerpt of it (its start and its end)."""
 
     head: bytes  # the line without its newline, or its first bytes when it is longer than LINE_CAP
@@ -127,7 +125,7 @@ class _Assembly:
         self.tail = b""
         self.size = 0
 
-    def add(self, piece: memoryview) -> None:
+    def add(self, piece: bytes) -> None:
         room = LINE_CAP - len(self.head)
         if room > 0:
             self.head += piece[:room]
@@ -148,18 +146,26 @@ class _Scan:
 
     def __init__(self, pos: int):
         self.pos = pos  # how far the file has been read
-        self.part = _Assembly(pos)  # the line not yet finished there
+        self.part: _Assembly | None = None  # the line not finished there
 
     def lines(self, f: BinaryIO) -> Iterator[Line]:
         while data := f.read(CHUNK):
-            view, i = memoryview(data), 0
-            while (cut := data.find(b"\n", i)) >= 0:
-                self.part.add(view[i:cut])
-                end = self.pos + cut + 1
-                line, self.part, i = self.part.line(end), _Assembly(end), cut + 1
-                yield line
-            self.part.add(view[i:])
-            self.pos += len(data)
+            *done, rest = data.split(b"\n")
+            for piece in done:
+                self.pos += len(piece) + 1
+                yield self._line(piece)
+            if rest:
+                self.part = self.part or _Assembly(self.pos)
+                self.part.add(rest)
+                self.pos += len(rest)
+
+    def _line(self, piece: bytes) -> Line:
+        if self.part is None and len(piece) <= LINE_CAP:
+            return Line(piece, b"", self.pos, len(piece))  # the usual short line, at C speed
+        part = self.part or _Assembly(self.pos - len(piece) - 1)
+        part.add(piece)
+        self.part = None
+        return part.line(self.pos)
 
 
 # A long line still being written is not scanned again from its start at every step:
@@ -180,7 +186,7 @@ def complete_lines(path: Path, offset: int) -> Iterator[Line]:
     with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
         f.seek(scan.pos)
         yield from scan.lines(f)
-    if scan.part.size:  # the end of the file is inside a line: remember how far it was read
+    if scan.part is not None:  # the end of the file is inside a line: remember how far it was read
         _pending[(str(path), scan.part.start)] = scan
         while len(_pending) > PENDING_KEPT:
             del _pending[next(iter(_pending))]
@@ -194,7 +200,7 @@ def lines_from(path: Path, offset: int) -> Iterator[bytes]:
         f.seek(offset)
         for line in scan.lines(f):
             yield line.head
-        if scan.part.size:
+        if scan.part is not None:
             yield scan.part.line(scan.pos).head
 
 

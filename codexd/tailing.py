@@ -1,18 +1,22 @@
 """The last lines of a file, read backwards from its end: a 1 GB log costs one block.
 
-Linear in what is read, however long the lines: blocks are gathered in a list (each
-counted once) and joined once. Callers that need only the end of the last lines (the
-reason in stderr) bound the read; views cut a long line to its start and say so.
+Linear however long the lines: the start of the last lines is found by counting newlines
+block by block (nothing kept), then they are read forwards in chunks. Callers that need
+only the end (the reason in stderr) bound the read; views cut a long line to its start
+and say how much was left out, so they hold no more than that.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import BinaryIO
 
 BLOCK = 64 * 1024
 MAX_BLOCK = 8 << 20  # blocks grow up to this: a 100 MB line is a few reads, not thousands
+CHUNK = 4 << 20  # read forwards this much at a time
 REASON_BYTES = 16 * 1024  # enough of stderr's end for the reason a run failed
-SHOWN_CHARS = 4000  # of one line in progress views: longer ones are cut with a marker
+SHOWN_CHARS = 4000  # bytes of one line in progress views: longer ones are cut with a marker
 CUT_START = "[…] "  # a line whose start was not read
 
 
@@ -26,43 +30,69 @@ def tail_lines(
 ) -> list[str]:
     """The last `n` lines of `path` (before byte `end`), not reading the whole file.
 
-    `max_bytes` bounds what is read (the first line shown may then start with CUT_START);
+    `max_bytes` bounds what is read (the first line may then start with CUT_START);
     `width` cuts each line to its first `width` bytes, saying how many were left out."""
     if n <= 0:
         return []
-    data, whole = _read_back(path, n, end, block, max_bytes)
-    lines = data.split(b"\n")
-    if not lines[-1]:
-        lines.pop()  # the newline that ends the file (or nothing at all)
-    first_cut = not whole and len(lines) <= n
-    shown = [shorten(line, width) for line in lines[-n:]]
-    if first_cut:
+    try:
+        f = open(path, "rb")  # noqa: SIM115  (closed just below; FileNotFoundError is an answer)
+    except FileNotFoundError:
+        return []
+    with f:
+        stop = _end_of(f, end)
+        start, whole = start_of_last(f, n, stop, block, max_bytes)
+        lines = Splitter(width)
+        shown = [text for chunk in chunks(f, start, stop) for text in lines.feed(chunk)]
+        shown += lines.rest()
+    if shown and not whole:
         shown[0] = CUT_START + shown[0]
     return shown
 
 
-def _read_back(
-    path: str | os.PathLike[str], n: int, end: int | None, block: int, max_bytes: int | None
-) -> tuple[bytes, bool]:
-    """The bytes before `end` holding its last `n` lines, and whether the first of them is whole."""
-    try:
-        f = open(path, "rb")  # noqa: SIM115  (closed just below; FileNotFoundError is an answer)
-    except FileNotFoundError:
-        return b"", True
-    with f:
-        size = f.seek(0, os.SEEK_END)
-        pos = size if end is None else min(end, size)
-        floor = 0 if max_bytes is None else max(0, pos - max_bytes)
-        blocks: list[bytes] = []
-        newlines = 0
-        while pos > floor and newlines <= n:
-            step = min(block, pos - floor)
-            pos -= step
-            f.seek(pos)
-            blocks.append(f.read(step))
-            newlines += blocks[-1].count(b"\n")
-            block = min(block * 2, MAX_BLOCK)
-    return b"".join(reversed(blocks)), pos == 0 or newlines > n
+def _end_of(f: BinaryIO, end: int | None) -> int:
+    size = f.seek(0, os.SEEK_END)
+    return size if end is None else min(end, size)
+
+
+def start_of_last(
+    f: BinaryIO, n: int, end: int, block: int = BLOCK, max_bytes: int | None = None
+) -> tuple[int, bool]:
+    """Where the last `n` lines before `end` begin, and False when `max_bytes` cut the first."""
+    floor = 0 if max_bytes is None else max(0, end - max_bytes)
+    if end <= floor:
+        return end, True
+    f.seek(end - 1)
+    needed = n + (f.read(1) == b"\n")  # a newline that ends the file ends a line, it starts none
+    pos = end
+    while pos > floor:
+        step = min(block, pos - floor)
+        pos -= step
+        f.seek(pos)
+        data = f.read(step)
+        found = data.count(b"\n")
+        if found >= needed:
+            cut = len(data)
+            for _ in range(needed):
+                cut = data.rfind(b"\n", 0, cut)
+            return pos + cut + 1, True
+        needed -= found
+        block = min(block * 2, MAX_BLOCK)
+    return floor, _starts_line(f, floor)
+
+
+def _starts_line(f: BinaryIO, pos: int) -> bool:
+    if pos == 0:
+        return True
+    f.seek(pos - 1)
+    return f.read(1) == b"\n"
+
+
+def chunks(f: BinaryIO, start: int, end: int, size: int = CHUNK) -> Iterator[bytes]:
+    """The bytes of `f` from `start` to `end`, a chunk at a time."""
+    f.seek(start)
+    while start < end and (data := f.read(min(size, end - start))):
+        start += len(data)
+        yield data
 
 
 def tail_bytes(path: str | os.PathLike[str], max_bytes: int, start: int = 0, end: int | None = None) -> bytes:
@@ -72,21 +102,19 @@ def tail_bytes(path: str | os.PathLike[str], max_bytes: int, start: int = 0, end
     except FileNotFoundError:
         return b""
     with f:
-        size = f.seek(0, os.SEEK_END)
-        stop = size if end is None else min(end, size)
-        begin = max(start, stop - max_bytes)
-        if begin >= stop:
-            return b""
-        f.seek(begin)
-        return f.read(stop - begin)
+        stop = _end_of(f, end)
+        return b"".join(chunks(f, max(start, stop - max_bytes), stop))
 
 
 def shorten(line: bytes, width: int | None) -> str:
     """The line as text; past `width` bytes, its start and how much was cut."""
     if width is None or len(line) <= width:
         return line.decode("utf-8", "replace")
-    head = line[:width].decode("utf-8", "ignore")  # a character split at the cut is dropped
-    return f"{head}… [{len(line) - width} bytes cut]"
+    return _cut(line[:width], len(line) - width)
+
+
+def _cut(head: bytes, left_out: int) -> str:
+    return f"{head.decode('utf-8', 'ignore')}… [{left_out} bytes cut]"  # a split character is dropped
 
 
 class Splitter:
@@ -108,6 +136,10 @@ class Splitter:
         self._add(pieces[-1])
         return lines
 
+    def rest(self) -> list[str]:
+        """The last line, if it has no newline (yet)."""
+        return [self._finish()] if self._size else []
+
     def _add(self, piece: bytes) -> None:
         self._size += len(piece)
         if self.width is not None:
@@ -118,8 +150,6 @@ class Splitter:
 
     def _finish(self) -> str:
         head = b"".join(self._parts)
-        cut = self._size - len(head)
+        left_out = self._size - len(head)
         self._parts, self._kept, self._size = [], 0, 0
-        if not cut:
-            return head.decode("utf-8", "replace")
-        return f"{head.decode('utf-8', 'ignore')}… [{cut} bytes cut]"
+        return _cut(head, left_out) if left_out else head.decode("utf-8", "replace")
