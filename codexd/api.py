@@ -247,16 +247,13 @@ def log_chunks(tasks: Tasks, task_id: str, raw: bool, n: int | None, keep_follow
     tasks.status_dict(task_id)
     path = tasks.store.file(task_id, store.EVENTS if raw else store.PROGRESS)
     width = None if raw else tailing.SHOWN_CHARS
+    everything, size = n is None and not keep_following, 0
     with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
         size = f.seek(0, os.SEEK_END)
-        start = (
-            0
-            if n is None and not keep_following
-            else tailing.start_of_last(f, 20 if n is None else n, size)[0]
-        )
+        start = 0 if everything else tailing.start_of_last(f, 20 if n is None else n, size)[0]
         yield from _text(tailing.chunks(f, start, size), width)
     if keep_following:
-        lines = follow(path, store.size_of(path), lambda: tasks.status(task_id).is_terminal, width=width)
+        lines = follow(path, size, lambda: tasks.status(task_id).is_terminal, width=width)
         yield from (f"{line}\n".encode() for line in lines)
 
 
