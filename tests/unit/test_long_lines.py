@@ -238,3 +238,32 @@ def test_logs_raw_prints_a_huge_line_whole_and_follow_takes_it_in_few_reads(tmp_
     followed = list(api.follow(events, 0, lambda: True, poll=0))
     assert [len(x) for x in followed] == [30 * MB, 1]
     assert reads.calls <= 40
+
+
+@pytest.mark.parametrize(
+    ("content", "n", "options", "lines"),
+    [
+        (b"a\nb\nc\n", 2, {}, ["b", "c"]),
+        (b"a\nb\nc", 2, {}, ["b", "c"]),  # the last line still being written
+        (b"a\nb\nc", 5, {}, ["a", "b", "c"]),
+        (b"", 3, {}, []),
+        (b"\n\n\n", 2, {}, ["", ""]),
+        (b"a\nb\nc\n", 2, {"end": 4}, ["a", "b"]),
+        (b"a\nb\nc\n", 1, {"block": 1}, ["c"]),
+        (b"abc\ndef\n", 2, {"max_bytes": 6}, ["[…] c", "def"]),
+        (b"abc\ndef\n", 2, {"max_bytes": 4}, ["def"]),
+        (b"a" * 10 + b"\n", 1, {"width": 3}, ["aaa… [7 bytes cut]"]),
+    ],
+)
+def test_tail_lines_edges(tmp_path, content, n, options, lines):
+    path = tmp_path / "log"
+    path.write_bytes(content)
+    assert tailing.tail_lines(path, n, **options) == lines
+
+
+def test_a_splitter_with_a_width_holds_no_more_than_it():
+    lines = tailing.Splitter(5)
+    assert lines.feed(b"abc") == [] and lines.feed(b"d" * (10 * MB)) == []
+    assert lines._kept == 5
+    assert lines.feed(b"e\nshort\nlast") == [f"abcdd… [{10 * MB + 4 - 5} bytes cut]", "short"]
+    assert lines.rest() == ["last"] and lines.rest() == []
