@@ -130,7 +130,7 @@ class _Assembly:
         if room > 0:
             self.head += piece[:room]
         if len(piece) > room:
-            self.tail = (self.tail + bytes(piece[max(room, len(piece) - TAIL_KEPT) :]))[-TAIL_KEPT:]
+            self.tail = (self.tail + piece[max(room, len(piece) - TAIL_KEPT) :])[-TAIL_KEPT:]
         self.size += len(piece)
 
     def line(self, end: int) -> Line:
