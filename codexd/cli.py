@@ -149,8 +149,10 @@ def status(ctx: click.Context, task_id: str, as_json: bool) -> None:
 @click.pass_context
 def logs(ctx: click.Context, task_id: str, lines: int | None, follow: bool, raw: bool) -> None:
     """A task's progress log."""
-    for line in api.log_lines(_tasks(ctx), task_id, raw, lines, follow):
-        click.echo(line)
+    out = sys.stdout.buffer
+    for chunk in api.log_chunks(_tasks(ctx), task_id, raw, lines, follow):
+        out.write(chunk)
+        out.flush()
 
 
 @cli.command()

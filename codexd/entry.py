@@ -90,9 +90,9 @@ def _print_tail(task_id: str, n: int) -> int | None:
     folder = _task_dir(task_id)
     if folder is None:
         return None
-    from codexd.tailing import tail_lines  # each command imports only what it uses
+    from codexd.tailing import SHOWN_CHARS, tail_lines  # each command imports only what it uses
 
-    lines = tail_lines(os.path.join(folder, "progress.log"), n)
+    lines = tail_lines(os.path.join(folder, "progress.log"), n, width=SHOWN_CHARS)
     if lines:
         sys.stdout.buffer.write(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
         sys.stdout.flush()
