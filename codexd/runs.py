@@ -237,7 +237,7 @@ class Runs:
         status = running.status
         task_dir = self.tasks.dir(status.task_id)
         run = outcome.summarize(store.lines_from(task_dir / store.EVENTS, status.daemon.run_start))
-        state, error = outcome.decide(code, run, tail_lines(task_dir / store.STDERR, 5))
+        state, error = outcome.decide(code, run, tail_lines(task_dir / store.STDERR, outcome.STDERR_LINES))
         if state == TaskState.COMPLETED or error is None:
             self._end_run(running, code, now, Ending(TaskState.COMPLETED, "Completed"))
             return
