@@ -1,0 +1,74 @@
+"""Settings that cannot work are refused, in one line each, by `config check`, `doctor` and
+at daemon start; the installed Codex judges `codex.args` in `doctor`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import real_codex
+
+pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(60)]
+
+
+def refused(done, *words: str) -> list[str]:
+    assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    for word in words:
+        assert any(word in line for line in lines), (word, lines)
+    return lines
+
+
+def test_conflicting_codex_args_are_refused_each_in_one_line(env):
+    config = env.write(
+        "c.toml", '[codex]\nargs = ["--skip-git-repo-check", "-C", "/x", "--ephemeral", "-o", "f.txt"]\n'
+    )
+    env.set(CODEXD_CONFIG=str(config))
+    lines = refused(env.codexd("config", "check"), "-C cannot be used", "--ephemeral", "-o cannot be used")
+    assert len(lines) == 3 and all(line.startswith("codexd: codex.args: ") for line in lines), lines
+    refused(env.codexd("daemon"), "--ephemeral")
+
+
+def test_a_merged_flag_passes_config_check(env):
+    env.set(CODEXD_CODEX__ARGS=json.dumps(["--skip-git-repo-check", "--json"]))
+    done = env.codexd("config", "check")
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("command", [["config", "check"], ["doctor"], ["daemon"], ["config", "show"]])
+@pytest.mark.parametrize(
+    ("variable", "value", "word"),
+    [
+        ("CODEXD_CODEX__ARGS", "--skip-git-repo-check", "CODEXD_CODEX__ARGS is not valid JSON"),
+        ("CODEXD_NOTIFY__URLS", "json://localhost:1/x", "CODEXD_NOTIFY__URLS is not valid JSON"),
+        ("CODEXD_HEALTH__INTERVAL", "inf", "health.interval: must be a finite number"),
+        ("CODEXD_HEALTH__STALL_TIMEOUT", "inf", "health.stall_timeout: must be a finite number"),
+        ("CODEXD_HEALTH__INTERVAL", "1e300", "health.interval: must be at most"),
+    ],
+)
+def test_settings_that_cannot_work_are_refused_in_one_line(env, command, variable, value, word):
+    env.set(**{variable: value})
+    done = env.codexd(*command)
+    assert "Traceback" not in done.stderr and "Traceback" not in done.stdout
+    if command == ["doctor"]:
+        assert done.returncode == 1 and f"FAIL  settings: {word}" in done.stdout, done.stdout
+        return
+    lines = refused(done, word)
+    assert len(lines) == 1, lines
+
+
+def test_doctor_has_the_installed_codex_judge_codex_args(env):
+    env.set(CODEXD_CODEX__COMMAND=json.dumps([real_codex()]))
+    env.set(CODEXD_CODEX__ARGS=json.dumps(["--skip-git-repo-check", "-s", "read-only"]))
+    good = env.codexd("doctor")
+    assert "ok    codex.args: --skip-git-repo-check -s read-only: accepted by Codex" in good.stdout, (
+        good.stdout
+    )
+    env.set(CODEXD_CODEX__ARGS=json.dumps(["-s", "read-only", "--no-such-flag"]))
+    bad = env.codexd("doctor")
+    assert bad.returncode == 1
+    line = next(line for line in bad.stdout.splitlines() if "codex.args" in line)
+    assert line.startswith("FAIL") and "error: unexpected argument '--no-such-flag' found" in line, line
+    assert "fix codex.args" in line
