@@ -4,10 +4,12 @@ at daemon start; the installed Codex judges `codex.args` in `doctor`."""
 from __future__ import annotations
 
 import json
+import signal
+import time
 
 import pytest
 
-from tests.conftest import real_codex
+from tests.conftest import real_codex, wait_for
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(60)]
 
@@ -72,3 +74,50 @@ def test_doctor_has_the_installed_codex_judge_codex_args(env):
     line = next(line for line in bad.stdout.splitlines() if "codex.args" in line)
     assert line.startswith("FAIL") and "error: unexpected argument '--no-such-flag' found" in line, line
     assert "fix codex.args" in line
+
+
+@pytest.mark.parametrize(
+    ("bad", "word"),
+    [
+        ("[health]\ninterval = inf\n", "health.interval: must be a finite number"),
+        ("[health]\ninterval = 1e300\n", "health.interval: must be at most"),
+        ("[health]\nstall_timeout = nan\n", "health.stall_timeout: must be a finite number"),
+        ('[codex]\nargs = ["--ephemeral"]\n', "--ephemeral cannot be used"),
+        ("max_parallel = [\n", "not valid TOML"),
+    ],
+)
+def test_sighup_with_bad_settings_keeps_the_old_ones_and_the_daemon_supervising(env, daemon, bad, word):
+    config = env.root / "config.toml"
+    config.write_text('[codex]\ncommand = ["/nonexistent/first"]\n')
+    d = daemon()
+    config.write_text(bad)
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: "settings.reload_failed" in d.output(), 10, "the refused reload")
+    assert word in d.output()
+    time.sleep(0.3)  # a daemon that dies of it would be gone by now
+    assert d.proc.poll() is None, d.output()
+    (env.spool / "after.md").write_text("Do it.\n")  # the config file is broken for the CLI too
+    wait_for(lambda: (env.tasks / "after" / "results.json").exists() or _ended(env), 10, "the task")
+    assert "/nonexistent/first not found" in env.status("after")["error"]  # the old settings, in use
+    assert d.stop() == 0
+
+
+def _ended(env) -> bool:
+    try:
+        return env.status("after")["status"] == "failed"
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e300", "0", "-5", "true", '"900"'])
+def test_a_task_stall_timeout_must_be_finite_seconds(env, daemon, value):
+    text = f"+++\nstall_timeout = {value}\n+++\nDo it.\n"
+    refused(env.codexd("start", "--instructions", "-", input=text.encode()), "stall_timeout")
+    env.spool.mkdir(mode=0o700)
+    (env.spool / "dropped.md").write_text(text)
+    daemon()
+    note = env.spool / "rejected" / "dropped.md.error"
+    wait_for(note.exists, 10, "the refusal")
+    assert "stall_timeout must be a number of seconds" in note.read_text()
+    listed = env.codexd("list", "--json")
+    assert listed.returncode == 0 and json.loads(listed.stdout) == []
