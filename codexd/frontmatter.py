@@ -64,7 +64,8 @@ def _check_fields(fields: dict[str, Any]) -> None:
     timeout = fields.get("stall_timeout")
     if timeout is not None and not (limits.is_duration(timeout) and timeout > 0):
         raise InvalidInput(
-            f"front matter stall_timeout must be a number of seconds above 0 and at most {limits.MAX_SECONDS}"
+            "front matter stall_timeout must be a number of seconds greater than 0 "
+            f"and at most {limits.MAX_SECONDS} (a year)"
         )
 
 

@@ -166,3 +166,11 @@ def test_the_reason_is_codexs_error_line_not_its_usage_text(tail, reason):
     state, error = outcome.decide(2, outcome.RunSummary(), tail)
     assert state == TaskState.FAILED and error is not None
     assert reason in error and "Usage" not in error and "backtrace" not in error, error
+
+
+def test_backoff_after_many_failures_in_a_row_stays_at_its_cap():
+    from codexd import health
+
+    # a notify URL down for 11 days at the default 900 s cap fails about 1,100 times in a row
+    assert health.backoff(5000, 10.0, 900.0) == 900.0
+    assert health.backoff(1, 10.0, 900.0) == 10.0 and health.backoff(3, 10.0, 900.0) == 40.0
