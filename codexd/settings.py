@@ -30,17 +30,14 @@ from pydantic_settings import (
 
 from codexd import codexargs, endpoints, locations
 from codexd.errors import ConfigError
+from codexd.limits import MAX_PARALLEL, MAX_SECONDS, MAX_TRIES
 from codexd.redact import redact
 
 ENV_PREFIX = "CODEXD_"
 NoticeEvent = Literal["completed", "failed", "stalled", "cancelled", "restarted"]
 
 
-# Every duration is finite and at most a year, so that timers, the scheduler and date
-# arithmetic cannot overflow, and a count is what a machine can do.
-MAX_SECONDS = 365 * 86400
-MAX_PARALLEL = 256
-MAX_TRIES = 1000
+# Every duration is finite and at most a year, and a count is what a machine can do (limits.py).
 Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
 Tries = Annotated[int, Field(ge=0, le=MAX_TRIES)]
 
