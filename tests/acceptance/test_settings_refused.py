@@ -62,7 +62,8 @@ def test_settings_that_cannot_work_are_refused_in_one_line(env, command, variabl
 
 
 def test_doctor_has_the_installed_codex_judge_codex_args(env):
-    env.set(CODEXD_CODEX__COMMAND=json.dumps([real_codex()]))
+    env.set(CODEXD_CODEX__COMMAND=json.dumps([real_codex()]), CODEX_HOME=str(env.root / "codex-home"))
+    (env.root / "codex-home").mkdir()
     env.set(CODEXD_CODEX__ARGS=json.dumps(["--skip-git-repo-check", "-s", "read-only"]))
     good = env.codexd("doctor")
     assert "ok    codex.args: --skip-git-repo-check -s read-only: accepted by Codex" in good.stdout, (
@@ -121,3 +122,24 @@ def test_a_task_stall_timeout_must_be_finite_seconds(env, daemon, value):
     assert "stall_timeout must be a number of seconds" in note.read_text()
     listed = env.codexd("list", "--json")
     assert listed.returncode == 0 and json.loads(listed.stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["-c", "notakeyvalue"], "Error parsing -c overrides: Invalid override (missing '='): notakeyvalue"),
+        (["--enable", "no_such_feature"], "Error: Unknown feature flag: no_such_feature"),
+    ],
+)
+def test_doctor_has_codex_read_its_settings_with_the_args_without_a_model(env, args, said):
+    home = env.root / "codex-home"
+    home.mkdir()
+    env.set(CODEXD_CODEX__COMMAND=json.dumps([real_codex()]), CODEX_HOME=str(home))
+    env.set(CODEXD_CODEX__ARGS=json.dumps(args))
+    done = env.codexd("doctor")
+    line = next(line for line in done.stdout.splitlines() if "codex.args" in line)
+    assert line.startswith("FAIL") and said in line and "fix codex.args" in line, line
+    env.set(CODEXD_CODEX__ARGS=json.dumps(["-c", 'model="gpt-5.1-codex"']))
+    good = env.codexd("doctor")
+    assert "ok    codex.args: -c model=" in good.stdout, good.stdout
+    assert not (home / "sessions").exists()  # --ephemeral: the probe keeps no session
