@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from codexd import api, limits, store, views
-from codexd.errors import EXIT_FAILURE, EXIT_USAGE, CodexdError, InvalidInput
+from codexd.errors import EXIT_FAILURE, EXIT_USAGE, CodexdError, ConfigError, InvalidInput
 from codexd.redact import redact
 
 
@@ -561,7 +561,6 @@ def check(ctx: click.Context) -> int:
     """Validate the settings: one line per problem, exit 2 if there are any."""
     from codexd import settings
     from codexd.endpoints import judge
-    from codexd.errors import ConfigError
 
     try:
         loaded, path = settings.load(ctx.meta["config"])
@@ -603,7 +602,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = cli.main(args=argv, prog_name="codexd", standalone_mode=False)
     except CodexdError as exc:
-        click.echo(f"codexd: {redact(str(exc))}", err=True)
+        for problem in exc.problems if isinstance(exc, ConfigError) else [str(exc)]:
+            click.echo(f"codexd: {redact(problem)}", err=True)  # settings: one line per problem
         code = exc.exit_code
     except click.UsageError as exc:
         click.echo(_usage_line(exc), err=True)

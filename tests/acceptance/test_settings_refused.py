@@ -30,7 +30,8 @@ def test_conflicting_codex_args_are_refused_each_in_one_line(env):
     env.set(CODEXD_CONFIG=str(config))
     lines = refused(env.codexd("config", "check"), "-C cannot be used", "--ephemeral", "-o cannot be used")
     assert len(lines) == 3 and all(line.startswith("codexd: codex.args: ") for line in lines), lines
-    refused(env.codexd("daemon"), "--ephemeral")
+    started = refused(env.codexd("daemon"), "-C cannot be used", "--ephemeral", "-o cannot be used")
+    assert started == lines  # the same lines at daemon start
 
 
 def test_a_merged_flag_passes_config_check(env):
@@ -143,3 +144,16 @@ def test_doctor_has_codex_read_its_settings_with_the_args_without_a_model(env, a
     good = env.codexd("doctor")
     assert "ok    codex.args: -c model=" in good.stdout, good.stdout
     assert not (home / "sessions").exists()  # --ephemeral: the probe keeps no session
+
+
+def test_the_largest_allowed_durations_work(env, daemon):
+    year = str(365 * 86400)
+    for name in ("HEALTH__INTERVAL", "HEALTH__STALL_TIMEOUT", "HEALTH__BACKOFF_MAX", "NOTIFY__EXPIRE"):
+        env.set(**{f"CODEXD_{name}": year})
+    env.set(CODEXD_MAX_PARALLEL="256", CODEXD_HEALTH__MAX_RESTARTS="1000", CODEXD_DAEMON__STOP_TIMEOUT=year)
+    assert env.codexd("config", "check").returncode == 0
+    d = daemon()
+    d.signal(signal.SIGHUP)
+    wait_for(lambda: "settings.reloaded" in d.output(), 10, "the reload")
+    assert env.codexd("health").returncode in (0, 1)
+    assert d.stop() == 0, d.output()
