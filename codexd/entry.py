@@ -45,8 +45,8 @@ def quick(argv: list[str]) -> int | None:
 def tasks_root() -> str | None:
     """The tasks folder as the full settings would find it, or None if only they can tell."""
     named = os.environ.get("CODEXD_TASKS_DIR")
-    if named:
-        return dirs.expand(named)
+    if named is not None:
+        return dirs.expand(named) if named.strip() else None  # empty: the full CLI refuses it
     config = os.environ.get("CODEXD_CONFIG")
     path = dirs.expand(config) if config else os.path.join(dirs.config_dir(), "config.toml")
     try:

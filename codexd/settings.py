@@ -124,6 +124,12 @@ class Settings(BaseSettings):
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     types: dict[str, TaskTypeSettings] = Field(default_factory=dict)
 
+    @field_validator("tasks_dir", "spool_dir", mode="before")
+    @classmethod
+    def _a_folder(cls, value: Any, info: ValidationInfo) -> Any:
+        locations.check_folder_setting(str(info.field_name), value)  # the same rule as the light path
+        return value
+
     @field_validator("tasks_dir", "spool_dir")
     @classmethod
     def _absolute(cls, value: Path) -> Path:

@@ -157,3 +157,18 @@ def test_the_largest_allowed_durations_work(env, daemon):
     wait_for(lambda: "settings.reloaded" in d.output(), 10, "the reload")
     assert env.codexd("health").returncode in (0, 1)
     assert d.stop() == 0, d.output()
+
+
+@pytest.mark.parametrize(("where", "value"), [("file", "5"), ("file", '""'), ("env", ""), ("env", " ")])
+@pytest.mark.parametrize(
+    "command", [["config", "check"], ["list"], ["list", "--json"], ["status", "x", "--json"]]
+)
+def test_a_tasks_dir_that_is_not_a_folder_path_is_refused_everywhere(env, where, value, command):
+    """An empty tasks_dir meant the current folder to the daemon and the default one to `list`."""
+    if where == "file":
+        env.vars.pop("CODEXD_TASKS_DIR")
+        (env.root / "config.toml").write_text(f"tasks_dir = {value}\n")
+    else:
+        env.set(CODEXD_TASKS_DIR=value)
+    lines = refused(env.codexd(*command), "tasks_dir: must be a folder path")
+    assert len(lines) == 1, lines
