@@ -174,3 +174,20 @@ def test_backoff_after_many_failures_in_a_row_stays_at_its_cap():
     # a notify URL down for 11 days at the default 900 s cap fails about 1,100 times in a row
     assert health.backoff(5000, 10.0, 900.0) == 900.0
     assert health.backoff(1, 10.0, 900.0) == 10.0 and health.backoff(3, 10.0, 900.0) == 40.0
+
+
+def test_a_status_with_an_infinite_stall_timeout_from_an_older_codexd_is_written_back_valid():
+    from codexd import store
+    from codexd.records import TaskStatus
+
+    data = {
+        "task_id": "t1",
+        "type": "generic",
+        "status": "queued",
+        "created_at": "2025-10-31T11:50:00Z",
+        "stall_timeout": float("inf"),
+    }
+    status = TaskStatus.from_dict(data)
+    assert status.stall_timeout is None
+    json.loads(store.dump_json(status.to_dict()), parse_constant=pytest.fail)
+    assert TaskStatus.from_dict({**data, "stall_timeout": 1800}).stall_timeout == 1800.0
