@@ -191,3 +191,14 @@ def test_a_status_with_an_infinite_stall_timeout_from_an_older_codexd_is_written
     assert status.stall_timeout is None
     json.loads(store.dump_json(status.to_dict()), parse_constant=pytest.fail)
     assert TaskStatus.from_dict({**data, "stall_timeout": 1800}).stall_timeout == 1800.0
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), -1.0, 1e300])
+def test_the_python_api_refuses_a_timeout_that_would_wait_for_ever(tmp_path, timeout):
+    from codexd import CodexTaskMonitor
+    from codexd.errors import InvalidInput
+    from tests.unit.test_api import make_task
+
+    make_task(tmp_path, "t2", TaskState.IN_PROGRESS)
+    with pytest.raises(InvalidInput, match="not seconds from 0"):
+        CodexTaskMonitor("t2", tasks_dir=tmp_path).wait_for_completion(timeout=timeout)
