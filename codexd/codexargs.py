@@ -79,7 +79,8 @@ def split(args: list[str]) -> list[Arg]:
         if inline is not None or name not in TAKES_VALUE:
             found.append(Arg((word,), name, () if inline is None else (inline,)))
             continue
-        values = args[i : i + 1] if i < len(args) else []
+        takes_next = i < len(args) and (args[i] == "-" or not args[i].startswith("-"))  # as Codex's parser
+        values = args[i : i + 1] if takes_next else []
         while (
             name in MANY_VALUES and i + len(values) < len(args) and not args[i + len(values)].startswith("-")
         ):

@@ -96,6 +96,7 @@ def test_user_args_come_first_so_an_image_list_cannot_swallow_the_prompt_or_resu
         (["--"], "--"),
         (["--help"], "--help"),
         (["-m"], "-m needs a value"),
+        (["-m", "--oss"], "-m needs a value"),
         (["-c", "allow_login_shell=true"], "codex.login_shell = true"),
     ],
 )
