@@ -81,14 +81,48 @@ def _command_done(item: dict[str, Any]) -> str:
     return f"{verb} (exit {code}): {shown_command(str(item.get('command', '')))}"
 
 
+def _collab_started(item: dict[str, Any]) -> str:
+    """A subagent tool call (Codex's multi-agent tools): what it asks, or whom it waits for."""
+    about = item.get("prompt") or ", ".join(str(t) for t in item.get("receiver_thread_ids") or [])
+    return f"Subagent {item.get('tool')}" + (f": {one_line(about, 200)}" if about else "")
+
+
+def _collab_done(item: dict[str, Any]) -> str:
+    states = item.get("agents_states") if isinstance(item.get("agents_states"), dict) else {}
+    assert isinstance(states, dict)
+    said = [f"{agent} {_agent_state(state)}" for agent, state in list(states.items())[:5]]
+    return f"Subagent {item.get('tool')} {item.get('status')}" + (f": {'; '.join(said)}" if said else "")
+
+
+def _agent_state(state: Any) -> str:
+    if not isinstance(state, dict):
+        return str(state)
+    message = state.get("message")
+    return str(state.get("status")).replace("_", " ") + (f" ({one_line(message, 120)})" if message else "")
+
+
+def _other_item(item: dict[str, Any]) -> str:
+    """An item type this version of codexd does not know: its type and what it says, not nothing."""
+    kind = str(item.get("type")).replace("_", " ")
+    said = next((item[k] for k in ("text", "message", "query", "status") if isinstance(item.get(k), str)), "")
+    return f"Codex {kind}" + (f": {one_line(said)}" if said else "")
+
+
+_SILENT_ITEMS = {"reasoning", "todo_list"}  # the agent's musings; the plan is followed by _plan
+
+
 def _item_started(item: dict[str, Any]) -> tuple[str, ...]:
     if item.get("type") == "command_execution":
         return (f"Running: {shown_command(str(item.get('command', '')))}",)
+    if item.get("type") == "collab_tool_call":
+        return (_collab_started(item),)
     return ()
 
 
 def _item_completed(item: dict[str, Any]) -> tuple[str, ...]:
     kind = item.get("type")
+    if kind == "command_execution" and item.get("status") == "declined":
+        return (f"Declined: {shown_command(str(item.get('command', '')))}",)
     if kind == "command_execution":
         return (_command_done(item),)
     if kind == "file_change":
@@ -101,7 +135,28 @@ def _item_completed(item: dict[str, Any]) -> tuple[str, ...]:
         return (f"Web search: {one_line(item.get('query', ''), 200)}",)
     if kind == "error":
         return (f"Codex warning: {one_line(item.get('message', ''))}",)
-    return ()
+    return _newer_item_completed(item)
+
+
+def _newer_item_completed(item: dict[str, Any]) -> tuple[str, ...]:
+    """Item types newer Codex CLIs emit (0.169 on), and any type not known yet."""
+    kind = item.get("type")
+    if kind == "collab_tool_call":
+        return (_collab_done(item),)
+    if kind == "plan":
+        return (f"Proposed plan: {one_line(item.get('text') or '')}",)
+    if kind in _SILENT_ITEMS:
+        return ()
+    return (_other_item(item),)
+
+
+def _asked(progress: Progress, event: dict[str, Any]) -> Update:
+    """The agent asks the user (request_user_input): said at once, and what the task waits on."""
+    questions = event.get("questions") if isinstance(event.get("questions"), list) else []
+    assert isinstance(questions, list)
+    said = [str(q.get("question")) for q in questions if isinstance(q, dict) and q.get("question")]
+    line = f"Waiting for input: {one_line('; '.join(said) or 'a question with no text')}"
+    return Update(replace(progress, current=one_line(line, 200)), (line,))
 
 
 def apply_event(progress: Progress, event: dict[str, Any], known_thread: str | None = None) -> Update:
@@ -119,6 +174,8 @@ def apply_event(progress: Progress, event: dict[str, Any], known_thread: str | N
         return Update(progress, _item_started(item))
     if kind == "item.completed":
         return Update(progress, _item_completed(item))
+    if kind == "request_user_input":
+        return _asked(progress, event)
     if kind == "turn.completed":
         return Update(progress, ("Turn completed",))
     if kind == "turn.failed":

@@ -73,6 +73,7 @@ def exec_argv(
         argv += ["-c", f"{codexargs.LOGIN_SHELL_KEY}=false"]
     if output_schema is not None:
         argv += ["--output-schema", str(output_schema)]
+    argv += ["-c", "features.goals=false"]  # goals: nothing in exec's events; `--enable goals` in args wins
     tail = ["resume", *resume] if resume else ["-"]
     return [*argv, *tail]
 

@@ -23,12 +23,41 @@ ROOT = Path(__file__).resolve().parent.parent
 CODEXD = [sys.executable, "-m", "codexd"]
 
 
-def real_codex() -> str:
-    """The pinned Codex CLI that `./dev test` installs; its absence is a failure, not a skip."""
-    path = os.environ.get("CODEXD_TEST_CODEX")
+# The Codex CLIs `./dev test` installs: the pinned release, and the newest, which tests marked
+# both_codex also run against. Each is named by the variable holding its path and its version's.
+CODEX_CLIS = {
+    "pinned": ("CODEXD_TEST_CODEX", "CODEXD_TEST_CODEX_VERSION"),
+    "newest": ("CODEXD_TEST_CODEX_NEWEST", "CODEXD_TEST_CODEX_NEWEST_VERSION"),
+}
+
+
+def real_codex(which: str = "pinned") -> str:
+    """A Codex CLI that `./dev test` installs; its absence is a failure, not a skip."""
+    variable = CODEX_CLIS[which][0]
+    path = os.environ.get(variable)
     if not path or not os.access(path, os.X_OK):
-        pytest.fail("CODEXD_TEST_CODEX is not set to the Codex CLI: run the tests with ./dev test")
+        pytest.fail(f"{variable} is not set to the Codex CLI: run the tests with ./dev test")
     return path
+
+
+def codex_id(which: str) -> str:
+    """`codex-0.171.0`: a test id that says which release ran."""
+    return f"codex-{os.environ.get(CODEX_CLIS[which][1]) or which}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "both_codex: runs against the pinned and the newest Codex CLI")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "codex_cli" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_codex"):
+        metafunc.parametrize("codex_cli", list(CODEX_CLIS), indirect=True, ids=codex_id)
+
+
+@pytest.fixture
+def codex_cli(request: pytest.FixtureRequest) -> str:
+    """The path of the Codex CLI a test runs: the pinned one unless the test is marked both_codex."""
+    return real_codex(getattr(request, "param", "pinned"))
 
 
 @dataclass
@@ -103,7 +132,7 @@ def kill_task_processes(root: Path) -> None:
 
 
 @pytest.fixture
-def model_world(env: Env) -> Callable[[dict[str, list[Step]]], FakeModel]:
+def model_world(env: Env, codex_cli: str) -> Callable[[dict[str, list[Step]]], FakeModel]:
     """Starts a fake model with the given scenarios and points the real Codex CLI at it."""
     stack = contextlib.ExitStack()
 
@@ -113,7 +142,7 @@ def model_world(env: Env) -> Callable[[dict[str, list[Step]]], FakeModel]:
         env.set(
             CODEX_HOME=str(home),
             MOCK_API_KEY="test",
-            CODEXD_CODEX__COMMAND=json.dumps([real_codex()]),
+            CODEXD_CODEX__COMMAND=json.dumps([codex_cli]),
             CODEXD_CODEX__ARGS=json.dumps(["-s", "danger-full-access"]),
         )
         return model

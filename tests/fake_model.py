@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -57,13 +57,22 @@ class Once:
     a resumed session sees `then` where the first run saw `first`.
     """
 
-    first: Call | Say | Fail | Hang
-    then: Call | Say | Fail | Hang
+    first: Answer
+    then: Answer
     times: int = 1
 
 
-Step = Call | Say | Fail | Hang | Once
-Answer = Call | Say | Fail | Hang
+@dataclass(frozen=True)
+class Tool:
+    """The model calls any tool Codex offers by name, e.g. request_user_input or update_plan."""
+
+    name: str
+    arguments: str  # JSON text, as the model sends it; $AGENT_ID: the subagent spawned last
+    namespace: str | None = None  # e.g. multi_agent_v1 for spawn_agent and wait_agent
+
+
+Step = Call | Say | Fail | Hang | Tool | Once
+Answer = Call | Say | Fail | Hang | Tool
 
 
 @dataclass
@@ -81,9 +90,11 @@ class FakeModel:
         if not found:
             return Say("no scenario named in the prompt")
         steps = self.scenarios[found[0]]
-        done = sum(1 for item in body.get("input", []) if item.get("type") == "function_call_output")
+        done = sum(1 for item in body.get("input", []) if _answers_a_call(item))
         index = min(done, len(steps) - 1)
         step = steps[index]
+        if isinstance(step, Tool):
+            return _filled(step, body)
         if not isinstance(step, Once):
             return step
         key = (str(body.get("prompt_cache_key")), index)
@@ -117,6 +128,28 @@ class FakeModel:
         return home
 
 
+def _answers_a_call(item: dict[str, Any]) -> bool:
+    """A tool result for one of the model's calls; Codex's own goal_objective output has no call id."""
+    return item.get("type") == "function_call_output" and bool(item.get("call_id"))
+
+
+def _filled(step: Tool, body: dict[str, Any]) -> Tool:
+    """The call with $AGENT_ID replaced by the id spawn_agent last returned in this thread."""
+    if "$AGENT_ID" not in step.arguments:
+        return step
+    spawned = [_agent_id(item) for item in body.get("input", []) if _answers_a_call(item)]
+    found = [agent for agent in spawned if agent]
+    return replace(step, arguments=step.arguments.replace("$AGENT_ID", found[-1] if found else "none"))
+
+
+def _agent_id(item: dict[str, Any]) -> str | None:
+    try:
+        output = json.loads(item.get("output") or "")
+    except (TypeError, ValueError):
+        return None
+    return str(output["agent_id"]) if isinstance(output, dict) and "agent_id" in output else None
+
+
 def _sse(kind: str, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
 
@@ -131,7 +164,10 @@ def _usage() -> dict[str, Any]:
     }
 
 
-def _output_item(step: Call | Say, n: int) -> dict[str, Any]:
+def _output_item(step: Call | Say | Tool, n: int) -> dict[str, Any]:
+    if isinstance(step, Tool):
+        call = {"type": "function_call", "name": step.name, "arguments": step.arguments, "call_id": f"c{n}"}
+        return call if step.namespace is None else {**call, "namespace": step.namespace}
     if isinstance(step, Call):
         args = {"cmd": step.cmd, "yield_time_ms": step.yield_ms}
         return {

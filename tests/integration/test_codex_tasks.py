@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.fake_model import Call, Fail, Say
 
-pytestmark = [pytest.mark.codex, pytest.mark.timeout(90)]
+pytestmark = [pytest.mark.codex, pytest.mark.both_codex, pytest.mark.timeout(90)]
 
 PR_ANSWER = json.dumps(
     {

@@ -11,7 +11,7 @@ from tests.conftest import wait_for
 from tests.fake_model import Call, Fail, Hang, Once, Say
 from tests.integration.test_codex_tasks import _status, _task_procs, finished, log_text, submit
 
-pytestmark = [pytest.mark.codex, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.codex, pytest.mark.both_codex, pytest.mark.timeout(120)]
 
 SCENARIOS = {
     "silent_once": [Call("echo step >> steps.txt"), Once(Hang(), Say("finished after resume"))],
