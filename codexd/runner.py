@@ -67,13 +67,14 @@ def exec_argv(
     The user's `codex.args` come first, without what codexd passes itself (Codex refuses a
     flag given twice), so that an option taking several values (`-i a.png`) ends there.
     """
-    argv = [*command, "exec", *codexargs.merged(args, login_shell), "--json", "--skip-git-repo-check"]
-    argv += ["-C", str(cwd), "-o", str(task_dir / store.LAST_MESSAGE)]
+    # goals: nothing in exec's events. A default, so before the user's args: a later -c wins
+    # (`--enable goals` wins wherever it stands).
+    argv = [*command, "exec", "-c", "features.goals=false", *codexargs.merged(args, login_shell)]
+    argv += ["--json", "--skip-git-repo-check", "-C", str(cwd), "-o", str(task_dir / store.LAST_MESSAGE)]
     if not login_shell:
         argv += ["-c", f"{codexargs.LOGIN_SHELL_KEY}=false"]
     if output_schema is not None:
         argv += ["--output-schema", str(output_schema)]
-    argv += ["-c", "features.goals=false"]  # goals: nothing in exec's events; `--enable goals` in args wins
     tail = ["resume", *resume] if resume else ["-"]
     return [*argv, *tail]
 

@@ -76,8 +76,8 @@ def test_a_flag_codexd_passes_too_is_passed_once(given):
 
 def test_user_args_come_first_so_an_image_list_cannot_swallow_the_prompt_or_resume():
     built = argv(["-i", "a.png", "b.png"], resume=("thread", "go on"))
-    assert built[:5] == ["codex", "exec", "-i", "a.png", "b.png"]
-    assert built[5] == "--json" and built[-3:] == ["resume", "thread", "go on"]
+    assert built[:7] == ["codex", "exec", "-c", "features.goals=false", "-i", "a.png", "b.png"]
+    assert built[7] == "--json" and built[-3:] == ["resume", "thread", "go on"]
 
 
 @pytest.mark.parametrize(
@@ -109,7 +109,7 @@ def test_a_conflicting_argument_is_refused_naming_it_and_the_fix(given, named):
 
 def test_an_option_unknown_to_the_table_keeps_its_value_for_codex_to_judge():
     assert codexargs.problems(["--some-new-option", "value", "-s", "read-only"], login_shell=False) == []
-    assert argv(["--some-new-option", "value"])[2:4] == ["--some-new-option", "value"]
+    assert argv(["--some-new-option", "value"])[4:6] == ["--some-new-option", "value"]
 
 
 def test_config_problems_are_one_line_each(tmp_path, monkeypatch):
