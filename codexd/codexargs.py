@@ -4,7 +4,7 @@ codexd runs `codex exec --json --skip-git-repo-check -C CWD -o FILE ... -` and r
 `... resume THREAD PROMPT`. Codex refuses a flag given twice, so a flag codexd passes
 anyway is dropped from `codex.args` (merged); one that would change what codexd relies on
 (where Codex works, where the answer goes, a prompt, a resumable session) is refused.
-The option table is Codex 0.169's (`codex exec --help`); an option not in it is passed on
+The option table is Codex 0.169's and 0.171's (`codex exec --help`); an option not in it is passed on
 as it is, for `codexd doctor` to let the installed Codex judge.
 """
 
@@ -19,6 +19,7 @@ TAKES_VALUE = frozenset(
         "-c", "--config", "--enable", "--disable", "-i", "--image", "-m", "--model", "--local-provider",
         "-p", "--profile", "-s", "--sandbox", "-C", "--cd", "--add-dir", "--thread-source",
         "--cyber-access-program", "--output-schema", "--color", "-o", "--output-last-message",
+        "--remote", "--remote-auth-token-env",  # 0.171
     }
 )  # fmt: skip
 MANY_VALUES = frozenset({"-i", "--image"})
