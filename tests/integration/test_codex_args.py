@@ -18,9 +18,10 @@ def test_a_flag_codexd_passes_too_in_codex_args_does_not_fail_the_task(env, mode
     env.set(CODEXD_CODEX__ARGS=json.dumps(["--skip-git-repo-check", "--json", "-s", "danger-full-access"]))
     assert env.codexd("config", "check").returncode == 0
     daemon()
-    status = finished(env, submit(env, "ok"))
+    task_id = submit(env, "ok")
+    status = finished(env, task_id)
     assert status["status"] == "completed", status["error"]
-    assert status["results"] is None or "summary" not in status["results"]
+    assert json.loads((env.tasks / task_id / "results.json").read_text()) == {"summary": "fine"}
 
 
 def test_a_flag_codex_refuses_fails_the_task_with_codexs_error_line(env, model_world, daemon):
