@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from codexd import intake, locations, lock, reports, store, tailing, tasktypes
+from codexd import intake, limits, locations, lock, reports, store, tailing, tasktypes
 from codexd.clock import iso, parse_iso
 from codexd.errors import CodexdError, InvalidInput, UnknownTask, WaitTimeout
 from codexd.records import Progress, TaskStatus
@@ -127,6 +127,8 @@ class Tasks:
         timeout: float | None = None,
         poll: float = 0.1,
     ) -> TaskStatus:
+        if timeout is not None and not limits.is_duration(timeout):  # nan would wait for ever
+            raise InvalidInput(f"timeout {timeout!r} is not seconds from 0 to {limits.MAX_SECONDS}")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             status = self.status(task_id)

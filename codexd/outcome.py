@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from codexd.progress import is_chatter, one_line
 from codexd.states import TaskState
+
+STDERR_LINES = 40  # enough of stderr's end to hold the error line above Codex's usage text
+# `error: the argument '--x' cannot be used multiple times`, `Error: Unknown feature flag: x`,
+# `Error parsing -c overrides: ...`, `Failed to read output schema file ...`
+_CAUSE = re.compile(r"^(error\b|failed to )", re.IGNORECASE)
+# What Codex prints around the cause: clap's usage and tips, Rust backtraces, warnings.
+_NOISE = re.compile(
+    r"^(usage:|codex( exec)? \[|for more information|tip:|stack backtrace:|\d+: |at \S|warning:"
+    r"|reading (prompt|additional input) from stdin)",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -48,8 +60,14 @@ def _signal_name(code: int) -> str:
 
 
 def stderr_reason(tail: list[str]) -> str | None:
+    """Why Codex stopped, from the end of its stderr: its own `error:` line when there is one
+    (the usage text and backtrace after it are noise), else the last meaningful lines."""
     meaningful = [line.strip() for line in tail if line.strip()]
-    return one_line(" | ".join(meaningful[-3:]), 500) if meaningful else None
+    causes = [line for line in meaningful if _CAUSE.match(line)]
+    if causes:
+        return one_line(causes[-1], 500)
+    kept = [line for line in meaningful if not _NOISE.match(line)]
+    return one_line(" | ".join(kept[-3:]), 500) if kept else None
 
 
 def decide(exit_code: int | None, run: RunSummary, stderr_tail: list[str]) -> tuple[TaskState, str | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from codexd.limits import is_duration
 from codexd.states import ACTIVE, TERMINAL, TaskState
 
 
@@ -211,10 +212,15 @@ class TaskStatus:
             restarts=int(data.get("restarts") or 0),
             stalls=int(data.get("stalls") or 0),
             retries=int(data.get("retries") or 0),
-            stall_timeout=data.get("stall_timeout"),
+            stall_timeout=_duration(data.get("stall_timeout")),
             exit_code=data.get("exit_code"),
             error=data.get("error"),
             last_log=LastLog(last["at"], last["text"]) if last else None,
             cwd=data.get("cwd"),
             daemon=Cursor.from_dict(data.get("daemon")),
         )
+
+
+def _duration(value: Any) -> float | None:
+    """A task's own stall_timeout; one an older codexd let through (Infinity) is dropped for the default."""
+    return float(value) if is_duration(value) and value > 0 else None

@@ -242,7 +242,7 @@ class Runs:
         status = running.status
         task_dir = self.tasks.dir(status.task_id)
         run = outcome.summarize(store.lines_from(task_dir / store.EVENTS, status.daemon.run_start))
-        stderr = tail_lines(task_dir / store.STDERR, 5, max_bytes=tailing.REASON_BYTES)
+        stderr = tail_lines(task_dir / store.STDERR, outcome.STDERR_LINES, max_bytes=tailing.REASON_BYTES)
         state, error = outcome.decide(code, run, stderr)
         if state == TaskState.COMPLETED or error is None:
             self._end_run(running, code, now, Ending(TaskState.COMPLETED, "Completed"))
