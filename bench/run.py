@@ -418,6 +418,108 @@ def logs_figure(reps: int) -> Row:
     return timing_row(figure, ours, bare, "≤ 50 ms", lambda o, b: o <= 0.05, "`tail -n 20`")
 
 
+# -- any amount of output: huge lines and floods ---------------------------------------------
+
+
+def huge_line_figures(reps: int) -> list[Row]:
+    """`logs --raw -n 2` on a 100 MB event line, and the reason read from a 40 MB stderr line."""
+    from codexd import tailing
+
+    with world() as w:
+        folder = w.tasks / "big"
+        folder.mkdir(parents=True)
+        (folder / "status.json").write_text(json.dumps({"task_id": "big", "status": "completed"}) + "\n")
+        events = folder / "events.jsonl"
+        with events.open("wb") as f:
+            f.write(b'{"type":"item.completed","item":{"type":"command_execution","aggregated_output":"')
+            f.write(b"y" * (100 << 20) + b'"}}\n{"type":"turn.completed"}\n')
+        ours = [timed([CODEXD, "logs", "big", "--raw", "-n", "2"], w.env) for _ in range(reps)]
+        bare = [timed(["tail", "-n", "2", str(events)]) for _ in range(reps)]
+        stderr = folder / "stderr.log"
+        stderr.write_bytes(b"y" * (40 << 20) + b"\nerror: boom\n")
+        reason = []
+        for _ in range(reps):
+            began = time.perf_counter()
+            tailing.tail_lines(stderr, 5, max_bytes=tailing.REASON_BYTES)
+            reason.append(time.perf_counter() - began)
+        tail_c = [timed(["tail", "-c", str(tailing.REASON_BYTES), str(stderr)]) for _ in range(reps)]
+    return [
+        timing_row(
+            "`codexd logs ID --raw -n 2` on a 100 MB event line",
+            ours,
+            bare,
+            "≤ 1 s",
+            lambda o, b: o <= 1.0,
+            "`tail -n 2`",
+        ),
+        timing_row(
+            "the failure reason from a 40 MB stderr line (in the loop)",
+            reason,
+            tail_c,
+            "≤ 10 ms",
+            lambda o, b: o <= 0.01,
+            "`tail -c 16384`, a process",
+        ),
+    ]
+
+
+def flood_figures(megabytes: int) -> list[Row]:
+    """A short task submitted while another floods `megabytes` MB of short events."""
+    quiet = flood_run()
+    command = json.dumps([str(BENCH / "flood-codex")])
+    with world(CODEXD_CODEX__COMMAND=command, BENCH_FLOOD_MB=str(megabytes), BENCH_CODEX_SECONDS="1") as w:
+        daemon = w.start()
+        w.spool.mkdir(exist_ok=True)
+        drop(w.spool, "flood.md")
+        events = w.tasks / "flood" / "events.jsonl"
+        wait_for(lambda: events.exists() and events.stat().st_size > megabytes << 19, 60, "the flood")
+        peak, latency = flood_latency(w, daemon, "flood")
+    return [
+        Row(
+            f"a 1 s task, submitted to ended, while another floods {megabytes} MB of events",
+            f"{latency:.2f} s",
+            f"{quiet:.2f} s (no flood)",
+            f"{latency / quiet:.2f}x",
+            "≤ 1 s more",
+            latency <= quiet + 1.0,
+        ),
+        Row(
+            f"the daemon's peak memory (RSS) under that flood of {megabytes} MB",
+            f"{peak / 1e6:.0f} MB",
+            "-",
+            "-",
+            "≤ 300 MB",
+            peak <= 300e6,
+        ),
+    ]
+
+
+def flood_run() -> float:
+    with world(BENCH_CODEX_SECONDS="1") as w:
+        daemon = w.start()
+        w.spool.mkdir(exist_ok=True)
+        return flood_latency(w, daemon, None)[1]
+
+
+def flood_latency(w: World, daemon: psutil.Popen, flooding: str | None) -> tuple[int, float]:
+    """Peak RSS of the daemon until every task ended, and a 1 s task's time to end."""
+    began = drop(w.spool, "second.md")
+    peak = 0
+    names = ["second"] + ([flooding] if flooding else [])
+    ended: dict[str, float] = {}
+    deadline = time.monotonic() + 300
+    while len(ended) < len(names) and time.monotonic() < deadline:
+        peak = max(peak, daemon.memory_info().rss)
+        for name in names:
+            status = w.status(name)
+            if name not in ended and status and status["status"] in ("completed", "failed"):
+                ended[name] = time.time()
+        time.sleep(0.05)
+    if len(ended) < len(names):
+        raise SystemExit("bench: the flood did not end in 5 minutes")
+    return peak, ended["second"] - began
+
+
 # -- 200 tasks under supervision, and supervisord with the same 200 processes ------------------
 
 
@@ -516,6 +618,8 @@ def main() -> None:
         lambda: bulk_figures(1000, 10_000),
         lambda: [list_figure(10_000, max(5, reps // 3))],
         lambda: [logs_figure(reps)],
+        lambda: huge_line_figures(max(3, reps // 5)),
+        lambda: flood_figures(200),
         lambda: [load_figure(200, 10 if args.quick else 30)],
     ]
     rows: list[Row] = []

@@ -9,12 +9,12 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from codexd import intake, jsonlines, locations, lock, reports, store, tasktypes
+from codexd import intake, jsonlines, limits, locations, lock, reports, store, tailing, tasktypes
 from codexd.clock import iso, parse_iso
 from codexd.errors import BrokenRecord, CodexdError, InvalidInput, UnknownTask, WaitTimeout
 from codexd.records import Progress, TaskStatus
@@ -126,6 +126,8 @@ class Tasks:
         timeout: float | None = None,
         poll: float = 0.1,
     ) -> TaskStatus:
+        if timeout is not None and not limits.is_duration(timeout):  # nan would wait for ever
+            raise InvalidInput(f"timeout {timeout!r} is not seconds from 0 to {limits.MAX_SECONDS}")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             status = self.status(task_id)
@@ -199,7 +201,7 @@ class CodexTaskMonitor:
         return self.tasks.results(self.task_id)
 
     def tail_logs(self, n: int = 20) -> list[str]:
-        return tail_lines(self.tasks.store.file(self.task_id, store.PROGRESS), n)
+        return tail_lines(self.tasks.store.file(self.task_id, store.PROGRESS), n, width=tailing.SHOWN_CHARS)
 
     def wait_for_completion(self, timeout: float | None = None) -> dict[str, Any]:
         """The task's results once it ends; TimeoutError if it is still going after `timeout`."""
@@ -227,35 +229,48 @@ def task_dir_from_env() -> Path | None:
     return Path(value) if value else None
 
 
-def follow(path: Path, offset: int, ended: Callable[[], bool], poll: float = 0.1) -> Iterator[str]:
-    """Lines appended to `path` after `offset`, until `ended()` and nothing more is left."""
-    pending = b""
+def follow(
+    path: Path, offset: int, ended: Callable[[], bool], poll: float = 0.1, width: int | None = None
+) -> Iterator[str]:
+    """Lines appended to `path` after `offset`, until `ended()` and nothing more is left;
+    with `width`, each cut to its first `width` bytes."""
+    lines = tailing.Splitter(width)
     while True:
         data = store.read_from(path, offset)
         offset += len(data)
-        pending += data
-        *lines, pending = pending.split(b"\n")
-        for line in lines:
-            yield line.decode("utf-8", "replace")
+        yield from lines.feed(data)
         if not data:
             if ended() and not store.read_from(path, offset, 1):
                 return
             time.sleep(poll)
 
 
-def log_lines(tasks: Tasks, task_id: str, raw: bool, n: int | None, keep_following: bool) -> Iterator[str]:
-    """`codexd logs`: the whole log or its last `n` lines, then new lines while the task runs."""
+def log_chunks(tasks: Tasks, task_id: str, raw: bool, n: int | None, keep_following: bool) -> Iterator[bytes]:
+    """`codexd logs`: the whole log or its last `n` lines, then new lines while the task runs,
+    as bytes to print. Linear in what is printed, in bounded memory: raw events are copied
+    as they are, however long; progress.log lines past SHOWN_CHARS are cut."""
     tasks.status_dict(task_id)
     path = tasks.store.file(task_id, store.EVENTS if raw else store.PROGRESS)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        size = 0
-    if n is None and not keep_following:
-        with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
-            for line in f:
-                yield line.decode("utf-8", "replace").rstrip("\n")
-        return
-    yield from tail_lines(path, 20 if n is None else n, end=size)
+    width = None if raw else tailing.SHOWN_CHARS
+    everything, size = n is None and not keep_following, 0
+    with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        start = 0 if everything else tailing.start_of_last(f, 20 if n is None else n, size)[0]
+        yield from _text(tailing.chunks(f, start, size), width)
     if keep_following:
-        yield from follow(path, size, lambda: tasks.status(task_id).is_terminal)
+        lines = follow(path, size, lambda: tasks.status(task_id).is_terminal, width=width)
+        yield from (f"{line}\n".encode() for line in lines)
+
+
+def _text(data: Iterable[bytes], width: int | None) -> Iterator[bytes]:
+    """Chunks of a log as lines to print: copied when whole lines are wanted, else cut at `width`."""
+    lines, last = tailing.Splitter(width), b"\n"
+    for chunk in data:
+        if width is None:
+            yield chunk
+        elif found := lines.feed(chunk):
+            yield ("\n".join(found) + "\n").encode()
+        last = chunk[-1:]
+    if width is None and last != b"\n":
+        yield b"\n"  # the last line, still being written, ends the output
+    yield from (f"{line}\n".encode() for line in lines.rest())

@@ -7,16 +7,17 @@ need them, so `status`, `list`, `logs`, `results`, `wait` and `progress` start f
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from codexd import api, fields, store, views
-from codexd.errors import EXIT_FAILURE, EXIT_USAGE, BrokenRecord, CodexdError, InvalidInput
+from codexd import api, fields, limits, store, views
+from codexd.errors import EXIT_FAILURE, EXIT_USAGE, BrokenRecord, CodexdError, ConfigError, InvalidInput
 from codexd.redact import redact
 
 
@@ -29,11 +30,51 @@ def _tasks(ctx: click.Context) -> api.Tasks:
     return tasks
 
 
+if TYPE_CHECKING:  # generic from click 8.2 on; the pyproject allows 8.1
+    _FloatType = click.ParamType[float, Any]
+    _IntType = click.ParamType[int, Any]
+else:
+    _FloatType = _IntType = click.ParamType
+
+
+class Seconds(_FloatType):
+    """Every duration on the command line: a finite number of seconds from 0 to a year."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not limits.is_duration(number):
+            self.fail(f"{value!r} is not a number of seconds from 0 to {limits.MAX_SECONDS}", param, ctx)
+        return number
+
+
+class Count(_IntType):
+    """A count on the command line (`-n`, `--total`): a whole number from 0, in ASCII digits."""
+
+    name = "count"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        text = str(value).strip()
+        if not (text.isascii() and text.isdigit()):
+            self.fail(f"{value!r} is not a whole number from 0 (like 20)", param, ctx)
+        return int(text)
+
+
+SECONDS = Seconds()
+COUNT = Count()
+
+
 def _confirm_timeout(default: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """`--timeout`: how long a command waits for the daemon to carry out its request."""
     return click.option(
         "--timeout",
-        type=click.FloatRange(min=0),
+        type=SECONDS,
         default=default,
         show_default=True,
         help="Seconds to wait for the daemon to confirm.",
@@ -154,14 +195,16 @@ def status(ctx: click.Context, task_id: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("task_id")
-@click.option("-n", "lines", type=click.IntRange(min=0), help="Only the last N lines.")
+@click.option("-n", "lines", type=COUNT, help="Only the last N lines.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the task ends.")
 @click.option("--raw", is_flag=True, help="Codex's raw events (events.jsonl) instead of progress.log.")
 @click.pass_context
 def logs(ctx: click.Context, task_id: str, lines: int | None, follow: bool, raw: bool) -> None:
     """A task's progress log."""
-    for line in api.log_lines(_tasks(ctx), task_id, raw, lines, follow):
-        click.echo(line)
+    out = sys.stdout.buffer
+    for chunk in api.log_chunks(_tasks(ctx), task_id, raw, lines, follow):
+        out.write(chunk)
+        out.flush()
 
 
 @cli.command()
@@ -280,9 +323,7 @@ def aggregate(
 
 @cli.command()
 @click.argument("task_id")
-@click.option(
-    "--timeout", type=click.FloatRange(min=0), metavar="SECONDS", help="Give up after this long (exit 124)."
-)
+@click.option("--timeout", type=SECONDS, metavar="SECONDS", help="Give up after this long (exit 124).")
 @click.pass_context
 def wait(ctx: click.Context, task_id: str, timeout: float | None) -> int:
     """Block until the task ends; exit 0 if it completed, 1 if it failed or was cancelled."""
@@ -355,7 +396,7 @@ def health(ctx: click.Context, as_json: bool) -> int:
 
 
 @cli.command()
-@click.option("--total", type=click.IntRange(min=0), help="How many items the task has.")
+@click.option("--total", type=COUNT, help="How many items the task has.")
 @click.option("--current", metavar="TEXT", help="The item being worked on now.")
 @click.option("--done", metavar="TEXT", help="An item that is finished.")
 @click.option(
@@ -539,7 +580,6 @@ def check(ctx: click.Context) -> int:
     """Validate the settings: one line per problem, exit 2 if there are any."""
     from codexd import settings
     from codexd.endpoints import judge
-    from codexd.errors import ConfigError
 
     try:
         loaded, path = settings.load(ctx.meta["config"])
@@ -581,7 +621,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = cli.main(args=argv, prog_name="codexd", standalone_mode=False)
     except CodexdError as exc:
-        click.echo(f"codexd: {redact(str(exc))}", err=True)
+        for problem in exc.problems if isinstance(exc, ConfigError) else [str(exc)]:
+            click.echo(f"codexd: {redact(problem)}", err=True)  # settings: one line per problem
         code = exc.exit_code
     except click.UsageError as exc:
         click.echo(_usage_line(exc), err=True)

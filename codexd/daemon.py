@@ -71,16 +71,31 @@ def run(loaded: settings.Settings, config: str | Path | None, stop_tasks: bool =
 
 
 def _reload(supervisor: Supervisor, config: str | Path | None) -> None:
+    """SIGHUP: new settings, or the ones in use kept, whatever went wrong; the daemon goes on."""
     sdnotify.reloading()
     try:
         new, _ = settings.load(config)
     except CodexdError as exc:
         problems = exc.problems if isinstance(exc, ConfigError) else [str(exc)]
         log.error("settings.reload_failed", problems=problems, kept="the settings in use")
+    except Exception as exc:  # a reload must never end the daemon (signals are not Exceptions)
+        log.exception("settings.reload_failed", problems=[repr(exc)], kept="the settings in use")
     else:
+        _apply(supervisor, new)
+    sdnotify.notify("READY=1")
+
+
+def _apply(supervisor: Supervisor, new: settings.Settings) -> None:
+    old = supervisor.settings
+    try:
         supervisor.reload(new)
         logs.configure(new.daemon.log_level)
-    sdnotify.notify("READY=1")
+    except Exception as exc:
+        log.exception("settings.reload_failed", problems=[repr(exc)], kept="the settings in use")
+        try:
+            supervisor.reload(old)
+        except Exception:
+            log.exception("settings.restore_failed")
 
 
 def _exit_after(seconds: float) -> None:

@@ -21,7 +21,7 @@ from textual.widgets import DataTable, Footer, Header, Log, ProgressBar, Static
 
 from codexd import api, store, views
 from codexd.errors import BrokenRecord, CodexdError, UnknownTask
-from codexd.tailing import tail_lines
+from codexd.tailing import SHOWN_CHARS, Splitter, tail_lines
 
 Now = Callable[[], datetime]
 POLL = 0.5  # seconds between looks at the task files: changes show within a second
@@ -178,7 +178,7 @@ class LogView(Screen[None]):
         super().__init__()
         self.tasks, self.task_id, self.raw = tasks, task_id, raw
         self._offset = 0
-        self._partial = b""
+        self._lines = Splitter(SHOWN_CHARS)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -198,16 +198,15 @@ class LogView(Screen[None]):
         self.title = f"{self.task_id}: {'events.jsonl' if self.raw else 'progress.log'}"
         log = self.query_one(Log)
         log.clear()
-        self._offset, self._partial = store.size_of(self.path), b""
-        log.write_lines(tail_lines(self.path, LOG_LINES, end=self._offset))
+        self._offset, self._lines = store.size_of(self.path), Splitter(SHOWN_CHARS)
+        log.write_lines(tail_lines(self.path, LOG_LINES, end=self._offset, width=SHOWN_CHARS))
 
     def follow(self) -> None:
         data = store.read_from(self.path, self._offset)
         if not data:
             return
         self._offset += len(data)
-        *lines, self._partial = (self._partial + data).split(b"\n")
-        self.query_one(Log).write_lines(line.decode("utf-8", "replace") for line in lines)
+        self.query_one(Log).write_lines(self._lines.feed(data))
 
     def action_toggle_raw(self) -> None:
         self.raw = not self.raw

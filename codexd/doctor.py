@@ -53,6 +53,21 @@ def check_codex(command: list[str]) -> Check:
     return Check("codex", True, f"{done.stdout.strip()} at {program}")
 
 
+def check_codex_args(command: list[str], args: list[str], login_shell: bool) -> Check:
+    """The installed Codex takes the command line codexd would give it (no model is asked)."""
+    from codexd import codexprobe
+
+    shown = " ".join(args) if args else "(none)"
+    try:
+        said = codexprobe.parse_error(command, args, login_shell)
+        said = said or codexprobe.start_error(command, args, login_shell)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Check("codex.args", False, f"{command[0]} exec did not answer ({exc}): reinstall Codex")
+    if said is None:
+        return Check("codex.args", True, f"{shown}: accepted by Codex")
+    return Check("codex.args", False, f"Codex refuses {shown}: {said}: fix codex.args")
+
+
 def check_folder(name: str, path: Path) -> Check:
     try:
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -159,7 +174,10 @@ def run(config: str | None) -> Iterator[Check]:
             yield Check("settings", False, problem)
         return
     yield Check("settings", True, f"valid ({path}{'' if path.exists() else ', not present: defaults'})")
-    yield check_codex(loaded.codex.command)
+    codex = check_codex(loaded.codex.command)
+    yield codex
+    if codex.ok:
+        yield check_codex_args(loaded.codex.command, loaded.codex.args, loaded.codex.login_shell)
     yield check_folder("tasks_dir", loaded.tasks_dir)
     yield check_spool(loaded.spool_dir)
     yield check_daemon(loaded.tasks_dir)

@@ -34,7 +34,8 @@ def quick(argv: list[str]) -> int | None:
     """Exit code when answered here; None hands the call to the full command line."""
     if len(argv) == 3 and argv[0] == "status" and argv[2] == "--json":
         return _print_status(argv[1])
-    if len(argv) == 4 and argv[0] == "logs" and argv[2] == "-n" and argv[3].isdigit():
+    # isascii: str.isdigit() is also true for '²', which int() refuses
+    if len(argv) == 4 and argv[0] == "logs" and argv[2] == "-n" and argv[3].isascii() and argv[3].isdigit():
         return _print_tail(argv[1], int(argv[3]))
     if argv == ["list", "--json"]:
         return _print_list()
@@ -44,8 +45,8 @@ def quick(argv: list[str]) -> int | None:
 def tasks_root() -> str | None:
     """The tasks folder as the full settings would find it, or None if only they can tell."""
     named = os.environ.get("CODEXD_TASKS_DIR")
-    if named:
-        return dirs.expand(named)
+    if named is not None:
+        return dirs.expand(named) if named.strip() else None  # empty: the full CLI refuses it
     config = os.environ.get("CODEXD_CONFIG")
     path = dirs.expand(config) if config else os.path.join(dirs.config_dir(), "config.toml")
     try:
@@ -92,9 +93,9 @@ def _print_tail(task_id: str, n: int) -> int | None:
     found = _task_record(task_id)
     if found is None:
         return None
-    from codexd.tailing import tail_lines  # each command imports only what it uses
+    from codexd.tailing import SHOWN_CHARS, tail_lines  # each command imports only what it uses
 
-    lines = tail_lines(os.path.join(found[0], "progress.log"), n)
+    lines = tail_lines(os.path.join(found[0], "progress.log"), n, width=SHOWN_CHARS)
     if lines:
         sys.stdout.buffer.write(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
         sys.stdout.flush()

@@ -9,7 +9,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
-from codexd import taskid
+from codexd import limits, taskid
 from codexd.errors import InvalidInput
 
 FENCE = "+++"
@@ -62,13 +62,11 @@ def _check_fields(fields: dict[str, Any]) -> None:
         taskid.check(fields["task_id"])
     _check_notify(fields)
     timeout = fields.get("stall_timeout")
-    if timeout is not None and (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise InvalidInput("front matter stall_timeout must be a number of seconds greater than 0")
+    if timeout is not None and not (limits.is_duration(timeout) and timeout > 0):
+        raise InvalidInput(
+            "front matter stall_timeout must be a number of seconds greater than 0 "
+            f"and at most {limits.MAX_SECONDS} (a year)"
+        )
 
 
 def _string_list(fields: dict[str, Any], key: str) -> list[str]:

@@ -55,7 +55,8 @@ def classify(error: str) -> Failure:
 
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Seconds before attempt `attempt` (1, 2, 3...): base, 2*base, 4*base..., at most cap."""
-    return float(min(cap, base * 2 ** max(0, attempt - 1)))
+    doublings = min(max(0, attempt - 1), 64)  # 2**1024 seconds overflows a float; 2**64 is plenty
+    return float(min(cap, base * 2**doublings))
 
 
 def is_stalled(idle: float, stall_timeout: float) -> bool:

@@ -68,9 +68,22 @@ class Locations:
     type_names: frozenset[str]
 
 
+def check_folder_setting(key: str, value: Any) -> None:
+    """`tasks_dir` and `spool_dir` are non-empty paths (an empty one would mean the current folder
+    to the daemon and the default folder to quick commands)."""
+    if not isinstance(value, str | os.PathLike) or not str(value).strip():
+        raise ValueError(f"{key}: must be a folder path (a non-empty string); remove it for the default")
+
+
 def _setting(env_key: str, table: dict[str, Any], key: str, default: Path) -> Path:
-    value = os.environ.get(env_key) or table.get(key)
-    return expand(value) if value else default
+    value = os.environ.get(env_key, table.get(key))
+    if value is None:
+        return default
+    try:
+        check_folder_setting(key, value)
+    except ValueError as exc:
+        raise ConfigError([str(exc)]) from None
+    return expand(value)
 
 
 def resolve(explicit_config: str | Path | None = None) -> Locations:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -9,6 +10,17 @@ from dataclasses import dataclass
 from codexd import jsonlines
 from codexd.progress import failure, is_chatter, one_line
 from codexd.states import TaskState
+
+STDERR_LINES = 40  # enough of stderr's end to hold the error line above Codex's usage text
+# `error: the argument '--x' cannot be used multiple times`, `Error: Unknown feature flag: x`,
+# `Error parsing -c overrides: ...`, `Failed to read output schema file ...`
+_CAUSE = re.compile(r"^(error\b|failed to )", re.IGNORECASE)
+# What Codex prints around the cause: clap's usage and tips, Rust backtraces, warnings.
+_NOISE = re.compile(
+    r"^(usage:|codex( exec)? \[|for more information|tip:|stack backtrace:|\d+: |at \S|warning:"
+    r"|reading (prompt|additional input) from stdin)",
+    re.IGNORECASE,
+)
 
 
 @dataclass(frozen=True)
@@ -22,6 +34,8 @@ def summarize(lines: Iterable[bytes]) -> RunSummary:
     """What one run's events say about its end (the last turn decides)."""
     completed, failed, last_error = False, None, None
     for line in lines:
+        if b'"turn.' not in line and b'"error"' not in line:
+            continue  # most lines of a long run: not worth parsing (a 1 GB run is judged in seconds)
         event = jsonlines.object_of(line) or {}
         kind = event.get("type")
         message = event.get("message")
@@ -44,8 +58,14 @@ def _signal_name(code: int) -> str:
 
 
 def stderr_reason(tail: list[str]) -> str | None:
+    """Why Codex stopped, from the end of its stderr: its own `error:` line when there is one
+    (the usage text and backtrace after it are noise), else the last meaningful lines."""
     meaningful = [line.strip() for line in tail if line.strip()]
-    return one_line(" | ".join(meaningful[-3:]), 500) if meaningful else None
+    causes = [line for line in meaningful if _CAUSE.match(line)]
+    if causes:
+        return one_line(causes[-1], 500)
+    kept = [line for line in meaningful if not _NOISE.match(line)]
+    return one_line(" | ".join(kept[-3:]), 500) if kept else None
 
 
 def decide(exit_code: int | None, run: RunSummary, stderr_tail: list[str]) -> tuple[TaskState, str | None]:

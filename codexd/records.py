@@ -8,6 +8,7 @@ from typing import Any
 
 from codexd.dirs import is_task_id
 from codexd.fields import Fields, warn
+from codexd.limits import is_duration
 from codexd.states import ACTIVE, TERMINAL, TaskState
 
 MAX_PID = 2**31
@@ -247,7 +248,7 @@ class TaskStatus:
             restarts=f.integer("restarts") or 0,
             stalls=f.integer("stalls") or 0,
             retries=f.integer("retries") or 0,
-            stall_timeout=f.number("stall_timeout", None, 0.0),
+            stall_timeout=_stall_timeout(f),
             exit_code=f.integer("exit_code", None, -(2**31), 2**31),
             error=f.text("error"),
             last_log=LastLog.read(f.within("last_log")),
@@ -268,6 +269,15 @@ def _identity(f: Fields) -> tuple[str, TaskState, str]:
     if created is None:
         raise ValueError(f"created_at {f.data.get('created_at')!r} is not a time")
     return task_id, TaskState(state), created
+
+
+def _stall_timeout(f: Fields) -> float | None:
+    """A task's own; one an older codexd let through (Infinity) or a hand made one beyond a year
+    is dropped for the default."""
+    found = f.data.get("stall_timeout")
+    if found is None:
+        return None
+    return float(found) if is_duration(found) and found > 0 else f.ignore("stall_timeout", None)
 
 
 def _pid(f: Fields) -> int | None:

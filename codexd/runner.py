@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from codexd import store
+from codexd import codexargs, store
 from codexd.errors import CodexdError
 
 ENV_TASK_ID = "CODEXD_TASK_ID"
@@ -62,16 +62,21 @@ def exec_argv(
     resume: tuple[str, str] | None = None,
 ) -> list[str]:
     """`codex exec --json ... -` (instructions on stdin), or with `resume`, the
-    `codex exec --json ... resume <thread_id> <prompt>` that continues a recorded session."""
-    argv = [*command, "exec", "--json", "--skip-git-repo-check", "-C", str(cwd)]
-    argv += ["-o", str(task_dir / store.LAST_MESSAGE)]
+    `codex exec --json ... resume <thread_id> <prompt>` that continues a recorded session.
+
+    The user's `codex.args` come first, without what codexd passes itself (Codex refuses a
+    flag given twice), so that an option taking several values (`-i a.png`) ends there.
+    """
+    # goals: nothing in exec's events. A default, so before the user's args: a later -c wins
+    # (`--enable goals` wins wherever it stands).
+    argv = [*command, "exec", "-c", "features.goals=false", *codexargs.merged(args, login_shell)]
+    argv += ["--json", "--skip-git-repo-check", "-C", str(cwd), "-o", str(task_dir / store.LAST_MESSAGE)]
     if not login_shell:
-        argv += ["-c", "allow_login_shell=false"]
+        argv += ["-c", f"{codexargs.LOGIN_SHELL_KEY}=false"]
     if output_schema is not None:
         argv += ["--output-schema", str(output_schema)]
-    argv += ["-c", "features.goals=false"]  # goals: nothing in exec's events; `--enable goals` in args wins
     tail = ["resume", *resume] if resume else ["-"]
-    return [*argv, *args, *tail]
+    return [*argv, *tail]
 
 
 def spawn(launch: Launch) -> subprocess.Popen[bytes]:

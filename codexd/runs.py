@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import structlog
 
-from codexd import checkup, follower, frontmatter, health, outcome, runner, store, tasktypes
+from codexd import checkup, follower, frontmatter, health, outcome, runner, store, tailing, tasktypes
 from codexd.clock import Clock, duration, iso
 from codexd.errors import CodexdError
 from codexd.ledger import AfterExit, Ledger, Running
@@ -63,6 +63,7 @@ class Runs:
         self.clock = clock
         self.post = post
         self._runs = 0
+        self.behind = False  # a task's output is not all read yet: the loop should not wait
 
     def adopt(self, status: TaskStatus, proc: psutil.Process | None, now: datetime) -> Running:
         """Take over a task an earlier daemon ran; its stall clock carries on from the record."""
@@ -169,16 +170,19 @@ class Runs:
 
     # -- following a task, and noticing when it stops moving -----------------------------
 
-    def follow(self, running: Running, now: datetime) -> None:
+    def follow(self, running: Running, now: datetime) -> bool:
+        """Record one bounded step of what the task wrote; True when more is left to read."""
         moved = follower.advance(self.tasks.dir(running.status.task_id), running.status)
         if moved is None:
-            return
+            return False
         status = moved.status
         if moved.active:
             status = status.with_(daemon=replace(status.daemon, active_at=now.timestamp()))
         self.book.append(running, now, moved.lines, status)  # may fail: then it is read again
         if moved.active:
             running.active = self.clock.monotonic()
+        self.behind = self.behind or moved.more
+        return moved.more
 
     def check_deadlines(self, running: Running, now: datetime) -> None:
         if self.running.get(running.status.task_id) is not running:
@@ -215,8 +219,9 @@ class Runs:
 
     def exited(self, running: Running, code: int | None, now: datetime) -> None:
         running.proc = running.popen = None
-        running.exit = (code,)  # until its last events are recorded: a full disk means later
-        self.follow(running, now)
+        running.exit = (code,)  # until its last events are recorded: a full disk or a backlog means later
+        if self.follow(running, now):
+            return  # the rest is read in the next ticks' steps (finish_exit), then the run is judged
         running.exit = None
         after, stall = running.after_exit, running.stall
         if after == AfterExit.CANCEL:
@@ -237,7 +242,8 @@ class Runs:
         status = running.status
         task_dir = self.tasks.dir(status.task_id)
         run = outcome.summarize(store.lines_from(task_dir / store.EVENTS, status.daemon.run_start))
-        state, error = outcome.decide(code, run, tail_lines(task_dir / store.STDERR, 5))
+        stderr = tail_lines(task_dir / store.STDERR, outcome.STDERR_LINES, max_bytes=tailing.REASON_BYTES)
+        state, error = outcome.decide(code, run, stderr)
         if state == TaskState.COMPLETED or error is None:
             self._end_run(running, code, now, Ending(TaskState.COMPLETED, "Completed"))
             return

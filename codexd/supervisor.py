@@ -88,8 +88,9 @@ class Supervisor:
 
     def step(self) -> None:
         """Wait for a message or the poll interval, then do one round of work."""
+        wait = 0.0 if self.runs.behind else self.settings.daemon.poll_interval  # a backlog: at once
         with contextlib.suppress(queue.Empty):
-            self._pending.append(self.inbox.get(timeout=self.settings.daemon.poll_interval))
+            self._pending.append(self.inbox.get(timeout=wait))
         self.tick()
 
     def tick(self) -> None:
@@ -99,6 +100,7 @@ class Supervisor:
         if self.clock.monotonic() >= self.schedule.rescan_at or self._spool_retry_due():
             self._intake(now)
             self._take_requests(now)
+        self.runs.behind = False  # each task's follow step says again
         for running in list(self.running.values()):
             self._guard(self.runs.finish_exit, running, now)
             self._guard(self.runs.follow, running, now)
@@ -293,7 +295,7 @@ class Supervisor:
         elif message == "changed":
             self.schedule.rescan_at = 0.0
 
-    def _guard(self, action: Callable[..., None], *args: Any) -> None:
+    def _guard(self, action: Callable[..., object], *args: Any) -> None:
         """One failing task never stops the loop; the error is logged and retried next tick.
 
         The same error again (a full disk, every tick) is logged once a minute, not ten
