@@ -325,3 +325,9 @@ def test_any_event_and_report_files_are_followed(events, reports):
         if moved is not None:
             written(moved.status)
             assert all(isinstance(line, str) and line.encode() for line in moved.lines)
+
+
+def test_the_quick_commands_know_every_state():
+    from codexd import listing
+
+    assert {s.value for s in TaskState} == listing.STATES
