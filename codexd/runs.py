@@ -263,22 +263,33 @@ class Runs:
         streak, afresh = status.daemon.streak, status.daemon.afresh
         next_step = health.after_failure(error, streak, self.settings.health, afresh)
         if next_step.action == "retry":
-            running.status = status.with_(daemon=replace(status.daemon, streak=streak + 1))
+            counted = status.with_(daemon=replace(status.daemon, streak=streak + 1))
             reason = f"the model endpoint failed ({error})"
-            self._owe(running, now, Resume(0, "retry", reason), next_step.delay, next_step.line)
+            self._owe(running, now, Resume(0, "retry", reason), next_step.delay, next_step.line, counted)
         elif next_step.action == "fresh":
-            running.status = status.with_(thread_id=None, daemon=replace(status.daemon, afresh=afresh + 1))
-            self._owe(running, now, Resume(0, "fresh", ""), next_step.delay, next_step.line)
+            counted = status.with_(thread_id=None, daemon=replace(status.daemon, afresh=afresh + 1))
+            self._owe(running, now, Resume(0, "fresh", ""), next_step.delay, next_step.line, counted)
         else:
             self._end_run(running, code, now, Ending(TaskState.FAILED, next_step.line, next_step.error))
 
-    def _owe(self, running: Running, now: datetime, resume: Resume, delay: float, line: str) -> None:
-        """The task runs again after `delay` seconds (kept in status.json across restarts)."""
+    def _owe(
+        self,
+        running: Running,
+        now: datetime,
+        resume: Resume,
+        delay: float,
+        line: str,
+        status: TaskStatus | None = None,
+    ) -> None:
+        """The task runs again after `delay` seconds (kept in status.json across restarts).
+        Nothing changes until its line is written: a full disk means the exit is handled again."""
+        status = status or running.status
+        due = replace(resume, at=now.timestamp() + delay)
+        self.book.append(
+            running, now, [line], status.with_(pid=None, daemon=replace(status.daemon, resume=due))
+        )
         running.after_exit, running.stall = AfterExit.FINISH, None
         running.resume_due = self.clock.monotonic() + delay
-        due = replace(resume, at=now.timestamp() + delay)
-        running.status = running.status.with_(pid=None, daemon=replace(running.status.daemon, resume=due))
-        self.book.append(running, now, [line])
         log.info("task.resume_owed", task_id=running.status.task_id, kind=resume.kind, delay=delay)
 
     def _end_run(self, running: Running, code: int | None, now: datetime, ending: Ending) -> None:

@@ -56,7 +56,6 @@ class Note:
 Message = Exited | Sweep | Note | str
 NOTICE_GRACE = 2.0  # at shutdown, deliveries under way get this long to be recorded
 REPEAT_QUIET = 60.0  # seconds before the same error is logged again
-__all__ = ["STRIKES", "Supervisor"]
 # What the loop was doing for a task, for the error of a task that a bug ended.
 DOING = {
     "follow": "following its events",
@@ -69,6 +68,17 @@ DOING = {
     "_act_on_finding": "acting on a health check",
     "note": "writing its log",
 }
+ONE_TIME = frozenset({"launch", "_recover_one"})  # steps not tried again: a bug there ends the task at once
+
+
+@dataclass(frozen=True)
+class Handled:
+    """A stop or restart request acted on: it stays until its effect is recorded."""
+
+    stamp: int  # the request file's mtime_ns: a newer request is acted on again
+    task_id: str
+    kind: str
+    run: int  # the run it acted on: a restart is carried out when the next one began
 
 
 @dataclass
@@ -101,7 +111,7 @@ class Supervisor:
         self._pending: list[Message] = []
         self._said: dict[str, float] = {}  # error -> when it was last logged
         self._strikes: dict[tuple[str | None, str], int] = {}  # (task, action) -> unexpected errors in a row
-        self._handled: dict[str, tuple[int, int]] = {}  # request file -> (its mtime_ns, the run it acted on)
+        self._handled: dict[Path, Handled] = {}  # requests acted on, until their effect is recorded
 
     # -- the small public surface -------------------------------------------------
 
@@ -130,6 +140,8 @@ class Supervisor:
             self._guard(self.runs.check_deadlines, running, now)
         self._start_queued(now)
         self.book.flush(self.clock.monotonic())
+        if self._handled:
+            self._guard(self._settle_requests)
 
     @property
     def settings(self) -> Settings:
@@ -361,7 +373,7 @@ class Supervisor:
                 self._strikes.pop((_task_of(args), action.__name__), None)
 
     def _unexpected(self, action: str, args: tuple[Any, ...], exc: Exception) -> None:
-        """A bug while handling a task: tried again while the task is on the books, up to
+        """A bug while handling a task: the step is tried again (next tick, next pass) up to
         STRIKES times in a row; then, or at once for a one-time step, the task ends `failed`."""
         task_id = _task_of(args)
         key = (task_id, action)
@@ -370,7 +382,7 @@ class Supervisor:
         if strikes == 1 or self._said.get(str(key), float("-inf")) + REPEAT_QUIET <= mono:
             self._said[str(key)] = mono
             log.error("task.internal_error", task_id=task_id, action=action, strikes=strikes, exc_info=exc)
-        if task_id is None or (strikes < STRIKES and task_id in self.running):
+        if task_id is None or (strikes < STRIKES and action not in ONE_TIME):
             return
         del self._strikes[key]
         what = f"{type(exc).__name__}: {exc} while {DOING.get(action, action)}"
@@ -463,18 +475,23 @@ class Supervisor:
                 self._guard(self._take_request, task_id, request, kind, now)
 
     def _take_request(self, task_id: str, request: Path, kind: str, now: datetime) -> None:
-        """Act on a request once; remove it only when its effect is recorded, so a daemon
+        """Act on a request once; it is removed only when its effect is recorded, so a daemon
         killed in between leaves it to the next (acting on it again changes nothing)."""
         stamp = request.stat().st_mtime_ns
-        seen = self._handled.get(request.name)
-        if seen is None or seen[0] != stamp:
+        seen = self._handled.get(request)
+        if seen is None or seen.stamp != stamp:
             running = self.running.get(task_id)
             run = running.run if running else 0
             (self._cancel if kind == "stop" else self._restart_by_hand)(task_id, now)
-            self._handled[request.name] = seen = (stamp, run)
-        if self._carried_out(task_id, kind, seen[1]):
-            request.unlink(missing_ok=True)
-            self._handled.pop(request.name, None)
+            self._handled[request] = Handled(stamp, task_id, kind, run)
+        self._settle_requests()
+
+    def _settle_requests(self) -> None:
+        """Remove the requests whose effect is recorded."""
+        for request, handled in list(self._handled.items()):
+            if self._carried_out(handled.task_id, handled.kind, handled.run):
+                request.unlink(missing_ok=True)
+                del self._handled[request]
 
     def _carried_out(self, task_id: str, kind: str, run: int) -> bool:
         """A stop when the task is off the books (its end recorded); a restart when its next run began."""

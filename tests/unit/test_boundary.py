@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import structlog
 
-from codexd import follower, intake, runner, runs, store, supervisor, tasktypes
+from codexd import follower, health, intake, runner, runs, store, tasktypes
 from codexd.runs import Exited
 from codexd.watcher import FolderWatcher
 from tests.unit.test_health import THREAD, FakeProcesses, World
@@ -97,7 +97,7 @@ def test_an_unexpected_error_in_one_task_fails_that_task_and_the_others_go_on(wo
         "internal error: AttributeError: 'NoneType' object has no attribute 'get' while following "
         "its events (see the daemon log)"
     )
-    assert len(calls) == supervisor.STRIKES  # tried again, then given up, not every tick for ever
+    assert len(calls) == health.STRIKES  # tried again, then given up, not every tick for ever
     events = w.settings.tasks_dir / "bad" / "events.jsonl"
     assert status["daemon"]["events"] == events.stat().st_size  # a new daemon does not hit it again
     errors = [e for e in logged if e["event"] == "task.internal_error"]
@@ -109,6 +109,26 @@ def test_an_unexpected_error_in_one_task_fails_that_task_and_the_others_go_on(wo
     w.events("good", {"type": "turn.started"}, {"type": "turn.completed", "usage": {}})
     w.procs.started[1].end(0)
     w.tick_until(lambda: w.status("good")["status"] == "completed")
+
+
+def test_a_bug_in_judging_a_runs_end_is_tried_again_then_fails_the_task(world, monkeypatch):
+    w = world()
+    w.submit()
+    judged: list[int] = []
+
+    def decide(*args: Any) -> Any:
+        judged.append(1)
+        raise KeyError("turn")
+
+    monkeypatch.setattr(runs.outcome, "decide", decide)
+    w.procs.current.end(1)
+    w.tick_until(lambda: w.status()["status"] == "failed")
+    assert (
+        w.status()["error"]
+        == "internal error: KeyError: 'turn' while handling the end of its run (see the daemon log)"
+    )
+    assert len(judged) == health.STRIKES + 1  # the exit, then finish_exit until it gives up
+    assert "t1" not in w.sup.running
 
 
 def test_a_task_that_cannot_even_be_ended_leaves_the_books_and_frees_its_slot(world, monkeypatch):
@@ -132,7 +152,7 @@ def test_a_task_that_cannot_even_be_ended_leaves_the_books_and_frees_its_slot(wo
         raise RuntimeError("cannot end either")
 
     monkeypatch.setattr(w.sup.book, "end", no_end)
-    for _ in range(supervisor.STRIKES + 1):
+    for _ in range(health.STRIKES + 1):
         w.advance(0)
     assert "bad" not in w.sup.running
     monkeypatch.undo()
@@ -175,7 +195,7 @@ def test_a_bug_with_one_spool_file_rejects_that_file_and_takes_the_others(world,
     monkeypatch.setattr(intake, "check", check)
     (w.settings.spool_dir / "a-poison.md").write_text("poison\n")
     (w.settings.spool_dir / "b-fine.md").write_text("fine\n")
-    for _ in range(supervisor.STRIKES + 1):
+    for _ in range(health.STRIKES + 1):
         w.sup.schedule.rescan_at = 0.0
         w.advance(0)
     assert w.status("b-fine")["status"] == "in_progress"
@@ -251,9 +271,7 @@ def test_a_stop_request_stays_until_the_cancellation_is_recorded(world, monkeypa
     assert "Stopping" in w.log() and w.log().count("Stopping") == 1  # handled once, not every pass
     w.procs.current.end(-9)
     w.tick_until(lambda: w.status()["status"] == "cancelled")
-    w.sup.schedule.rescan_at = 0.0
-    w.advance(0)
-    assert not request.exists()
+    assert not request.exists()  # at once, not at the next rescan: a `retry` may come next
 
 
 def test_a_new_daemon_finishes_a_stop_the_last_one_began(world, monkeypatch):
