@@ -236,11 +236,11 @@ class Supervisor:
             except (KeyError, ValueError, TypeError) as exc:
                 log.error("task.unreadable", task_id=data.get("task_id"), error=str(exc))
                 continue
-            self._guard(self._recover_one, status, live, wanted.get(status.task_id, set()), now)
+            self._guard(self._recover_one, status, live, wanted.get(status.task_id, {}), now)
         self.queued.sort(key=lambda s: (s.created_at, s.daemon.accepted_ns))
 
     def _recover_one(
-        self, status: TaskStatus, live: dict[str, list[psutil.Process]], wanted: set[str], now: datetime
+        self, status: TaskStatus, live: dict[str, list[psutil.Process]], wanted: dict[str, int], now: datetime
     ) -> None:
         if status.status == TaskState.QUEUED and not self._take_over(status, live, now):
             self._kill_strays(status.task_id, live)  # a tree it cannot make sense of, if any
@@ -248,13 +248,14 @@ class Supervisor:
         elif status.is_active:
             self._readopt(status, live, wanted, now)
 
-    def _requested(self) -> dict[str, set[str]]:
-        """Stop and restart requests waiting in the requests folder, by task."""
-        found: dict[str, set[str]] = {}
+    def _requested(self) -> dict[str, dict[str, int]]:
+        """Stop and restart requests waiting in the requests folder: by task, kind -> mtime_ns."""
+        found: dict[str, dict[str, int]] = {}
         with contextlib.suppress(OSError):
             for request in (self.settings.tasks_dir / store.REQUESTS).glob("[!.]*.*"):
                 task_id, _, kind = request.name.rpartition(".")
-                found.setdefault(task_id, set()).add(kind)
+                with contextlib.suppress(OSError):
+                    found.setdefault(task_id, {})[kind] = request.stat().st_mtime_ns
         return found
 
     def _take_over(self, status: TaskStatus, live: dict[str, list[psutil.Process]], now: datetime) -> bool:
@@ -295,7 +296,7 @@ class Supervisor:
         self.runs.exited(running, None, now)  # it has ended: its event log decides how
 
     def _readopt(
-        self, status: TaskStatus, live: dict[str, list[psutil.Process]], wanted: set[str], now: datetime
+        self, status: TaskStatus, live: dict[str, list[psutil.Process]], wanted: dict[str, int], now: datetime
     ) -> None:
         if status.daemon.log and store.truncate_to(
             self.tasks.file(status.task_id, store.PROGRESS), status.daemon.log
@@ -310,7 +311,8 @@ class Supervisor:
             return
         self._kill_strays(status.task_id, live)
         owed = status.daemon.resume
-        if "stop" in wanted or ("restart" in wanted and owed is None):
+        restart = "restart" in wanted and not began_after(status, wanted["restart"])
+        if "stop" in wanted or (restart and owed is None):
             # The last daemon was stopping or restarting it when it died: carry that out.
             running.after_exit = AfterExit.CANCEL if "stop" in wanted else AfterExit.RESTART_NOW
             self.runs.exited(running, None, now)
@@ -450,6 +452,9 @@ class Supervisor:
         if self._health is not None and not self._health.alive:
             log.error("health.restarted")
             self._health.restart()
+        if self._watcher is not None and not self._watcher.alive:
+            log.error("watcher.restarted")
+            self._watcher.restart()
 
     def _spool_retry_due(self) -> bool:
         retry = self.schedule.spool_retry_at
@@ -479,12 +484,19 @@ class Supervisor:
         killed in between leaves it to the next (acting on it again changes nothing)."""
         stamp = request.stat().st_mtime_ns
         seen = self._handled.get(request)
+        if seen is None and kind == "restart" and self._began_after(task_id, stamp):
+            request.unlink(missing_ok=True)  # carried out by a daemon that died before removing it
+            return
         if seen is None or seen.stamp != stamp:
             running = self.running.get(task_id)
             run = running.run if running else 0
             (self._cancel if kind == "stop" else self._restart_by_hand)(task_id, now)
             self._handled[request] = Handled(stamp, task_id, kind, run)
         self._settle_requests()
+
+    def _began_after(self, task_id: str, stamp: int) -> bool:
+        running = self.running.get(task_id)
+        return running is not None and began_after(running.status, stamp)
 
     def _settle_requests(self) -> None:
         """Remove the requests whose effect is recorded."""
@@ -581,3 +593,10 @@ def folder_problem(path: Path, known: tuple[int, int] | None) -> str | None:
     if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
         return f"its folder {path} cannot be read or written"
     return None
+
+
+def began_after(status: TaskStatus, stamp: int) -> bool:
+    """The task's current Codex run began (well) after a request written at `stamp` (ns):
+    a restart request older than the run was carried out by a daemon that died since."""
+    began = status.daemon.pid_create_time
+    return began is not None and began > stamp / 1e9 + runner.CREATE_TIME_TOLERANCE

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +300,23 @@ def test_a_restart_request_is_handled_once(world):
     assert not (w.settings.tasks_dir / ".requests" / "t1.restart").exists()
 
 
+def test_a_restart_request_older_than_the_current_run_is_not_carried_out_again(world, monkeypatch):
+    w = world()
+    monkeypatch.setattr(runner, "create_time", lambda pid: time.time())
+    w.submit()
+    w.events("t1", THREAD)
+    w.advance(0)
+    request = w.settings.tasks_dir / ".requests" / "t1.restart"
+    request.write_text("now")
+    os.utime(request, (time.time() - 60, time.time() - 60))  # written before this run began
+    w.sup.close()  # a daemon that restarted it and died before removing the request
+    monkeypatch.setattr(runner, "find", lambda *a: None)  # the run ended meanwhile, on its own
+    w.events("t1", {"type": "turn.started"}, {"type": "turn.completed", "usage": {}})
+    w.sup = w.new_supervisor()
+    w.tick_until(lambda: w.status()["status"] == "completed")
+    assert len(w.procs.started) == 1 and not request.exists()
+
+
 # -- a task's folder ------------------------------------------------------------------------------
 
 
@@ -448,3 +466,17 @@ def test_a_health_schedule_that_died_is_started_again(world):
         w.advance(0)
     assert health.alive
     assert any(e["event"] == "health.restarted" for e in logged)
+
+
+def test_a_folder_watcher_thread_that_died_is_started_again(world):
+    w = world()
+    watcher = w.sup._watcher
+    assert watcher is not None
+    dead = threading.Thread(target=lambda: None)
+    dead.start()
+    dead.join()
+    watcher._thread = dead  # (as if it died of something its own guard did not catch)
+    with structlog.testing.capture_logs() as logged:
+        w.sup.schedule.rescan_at = 0.0
+        w.advance(0)
+    assert watcher.alive and any(e["event"] == "watcher.restarted" for e in logged)
