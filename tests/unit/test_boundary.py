@@ -15,6 +15,7 @@ import pytest
 import structlog
 
 from codexd import follower, health, intake, runner, runs, store, tasktypes
+from codexd.errors import StorageError
 from codexd.runs import Exited
 from codexd.watcher import FolderWatcher
 from tests.unit.test_health import THREAD, FakeProcesses, World
@@ -480,3 +481,26 @@ def test_a_folder_watcher_thread_that_died_is_started_again(world):
         w.sup.schedule.rescan_at = 0.0
         w.advance(0)
     assert watcher.alive and any(e["event"] == "watcher.restarted" for e in logged)
+
+
+def test_a_full_disk_while_owing_a_restart_redoes_the_whole_end_of_the_run(world, monkeypatch):
+    w = world()
+    w.submit()
+    w.events("t1", THREAD)
+    w.advance(0)
+    real = store.append_line
+    failed: list[str] = []
+
+    def append_line(path: Path, line: str) -> int:
+        if "Restarting in" in line and not failed:
+            failed.append(line)
+            raise StorageError(f"cannot append to {path}: No space left on device")
+        return real(path, line)
+
+    monkeypatch.setattr(store, "append_line", append_line)
+    w.advance(900)
+    w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
+    w.advance(10)
+    assert failed and w.log().count("Restarting in 10s") == 1
+    assert len(w.procs.started) == 2 and w.procs.current.argv[-3:-1] == ["resume", "th-1"]
+    assert w.status()["status"] == "in_progress" and w.status()["restarts"] == 1
