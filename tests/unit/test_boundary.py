@@ -504,3 +504,26 @@ def test_a_full_disk_while_owing_a_restart_redoes_the_whole_end_of_the_run(world
     assert failed and w.log().count("Restarting in 10s") == 1
     assert len(w.procs.started) == 2 and w.procs.current.argv[-3:-1] == ["resume", "th-1"]
     assert w.status()["status"] == "in_progress" and w.status()["restarts"] == 1
+
+
+def test_a_delivery_lane_whose_bookkeeping_fails_is_freed_and_tried_again(tmp_path, monkeypatch):
+    from tests.unit.test_notify import Endpoints, Harness, delivery
+
+    h = Harness(tmp_path, Endpoints())
+    broken: list[int] = []
+    real = h.box.delivered
+
+    def delivered(d: Any) -> None:
+        if not broken:
+            broken.append(1)
+            raise ValueError("outbox bug")
+        real(d)
+
+    monkeypatch.setattr(h.box, "delivered", delivered)
+    h.put(delivery("a", "json://x/up"))
+    with structlog.testing.capture_logs() as logged:
+        h.pump()
+    assert any(e["event"] == "notice.settle_failed" for e in logged)
+    assert not any(lane.busy for lane in h.courier._lanes.values())  # before: busy for ever
+    h.pump()
+    assert h.fake.tried == ["a", "a"] and h.box.pending() == []
