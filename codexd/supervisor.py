@@ -3,6 +3,8 @@
 One thread owns every task's state. Other threads (the folder watcher, a waiter per
 process, tree killers, the health job) only post messages to the inbox; `tick()` acts.
 Deadlines run on the clock's monotonic time, so tests move them with a fake clock.
+Every step runs inside `_guard`, the one boundary: a bug while handling one task ends that
+task (`failed`, "internal error"), never the daemon, at start-up or later.
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def test_a_bug_with_one_task_fails_that_task_and_no_daemon_meets_it_again(env, d
     wait_for(lambda: not tree_of(env, "poisoned"), 10, "its tree to be ended")
     assert first.proc.poll() is None
     logged = [line for line in first.output().splitlines() if "task.internal_error" in line]
-    assert len(logged) == 1 and "AttributeError" in logged[0] and "follower.py" in logged[0]  # the traceback
+    assert len(logged) == 1 and "AttributeError" in logged[0] and "sitecustomize.py" in logged[0]  # traceback
     assert first.stop() == 0
     second = daemon()  # a new daemon does not read the input that set the bug off again
     time.sleep(0.5)
