@@ -103,6 +103,8 @@ class Cursor:
     active_at: float | None = None  # epoch seconds of the last real progress (stall clock)
     streak: int = 0  # runs in a row that failed for a passing reason (busy endpoint)
     resume: Resume | None = None
+    stderr_start: int = 0  # stderr.log's size when the current run began: its reason is past it
+    afresh: int = 0  # fresh starts after a lost Codex session (one is allowed)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +117,8 @@ class Cursor:
             "active_at": self.active_at,
             "streak": self.streak,
             "resume": self.resume.to_dict() if self.resume else None,
+            "stderr_start": self.stderr_start,
+            "afresh": self.afresh,
         }
 
     @classmethod
@@ -130,6 +134,8 @@ class Cursor:
             active_at=data.get("active_at"),
             streak=int(data.get("streak") or 0),
             resume=Resume.from_dict(data.get("resume")),
+            stderr_start=int(data.get("stderr_start") or 0),
+            afresh=int(data.get("afresh") or 0),
         )
 
 
