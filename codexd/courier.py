@@ -141,6 +141,10 @@ class Courier:
                 self._settle(delivery, attempt)
         except (StorageError, OSError) as exc:
             log.error("notice.outbox_failed", task_id=delivery.task_id, error=str(exc))
+        except Exception as exc:  # a bug: logged, and the lane freed so its notices go on
+            log.error("notice.settle_failed", task_id=delivery.task_id, exc_info=exc)
+            with self._lock:
+                self._lanes[delivery.lane].busy = False
         finally:
             with self._lock:
                 self._senders.discard(threading.current_thread())

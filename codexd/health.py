@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from codexd.settings import HealthSettings
 
 
+STRIKES = 3  # the same unexpected error this many times in a row ends the task (or file) it is about
+
+
 class Failure(StrEnum):
     TRANSIENT = "transient"  # rate-limited or briefly unavailable: it passes, so retry
     AUTH = "auth"  # not logged in, or the credentials were refused: a person must act
@@ -96,11 +99,14 @@ def after_stall(stalls: int, idle: float, stall_timeout: float, policy: HealthSe
     )
 
 
-def after_failure(error: str, streak: int, policy: HealthSettings) -> Next:
-    """A run ended with `error`; `streak` earlier runs in a row failed for a passing reason."""
+def after_failure(error: str, streak: int, policy: HealthSettings, afresh: int = 0) -> Next:
+    """A run ended with `error`; `streak` earlier runs in a row failed for a passing reason;
+    `afresh` fresh starts were made after a lost session (one is allowed: then it fails)."""
     kind = classify(error)
-    if kind == Failure.SESSION_LOST:
-        return Next("fresh", "The Codex session could not be resumed; starting the task afresh")
+    if kind == Failure.SESSION_LOST and afresh == 0:
+        delay = backoff(1, policy.backoff, policy.backoff_max)
+        line = f"The Codex session could not be resumed; starting the task afresh in {duration(delay)}"
+        return Next("fresh", line, delay=delay)
     if kind == Failure.AUTH:
         fix = "log in to Codex (`codex login`, or set the provider's API key), then submit the task again"
         message = f"Codex could not authenticate with the model provider: {fix} ({error})"

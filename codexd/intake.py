@@ -19,12 +19,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from codexd import frontmatter, locations, store, taskid
 from codexd.errors import CodexdError, InvalidInput
+from codexd.health import STRIKES
 from codexd.records import Cursor, TaskStatus
 from codexd.states import TaskState
 from codexd.store import TaskStore
 
+log = structlog.get_logger()
 REJECTED = "rejected"
 IGNORED_SUFFIXES = (".tmp", ".part")
 SETTLE_SECONDS = 0.25  # without leases: a file modified more recently may still be being written
@@ -129,6 +133,7 @@ class Spool:
         self.tasks = tasks
         self.known_types = frozenset(known_types)
         self.now = now
+        self._strikes: dict[str, int] = {}  # file name -> unexpected errors in a row
 
     def candidates(self) -> list[Path]:
         try:
@@ -145,6 +150,11 @@ class Spool:
                 result = self.take(path)
             except FileNotFoundError:
                 continue  # gone meanwhile: taken by someone else or moved away
+            except OSError:
+                raise  # the folder's trouble (a full disk): the daemon logs it and scans again later
+            except Exception as exc:  # a bug with one file stops neither the others nor the daemon
+                self._unexpected(path, exc)
+                continue
             if isinstance(result, float):
                 retry_at = result if retry_at is None else min(retry_at, result)
             elif result is not None:
@@ -238,6 +248,15 @@ class Spool:
             if status:
                 done.append(status)
         return done
+
+    def _unexpected(self, path: Path, exc: Exception) -> None:
+        """Logged with its traceback; the same file failing STRIKES times is rejected, saying why."""
+        strikes = self._strikes[path.name] = self._strikes.get(path.name, 0) + 1
+        if strikes == 1:
+            log.error("spool.internal_error", file=str(path), exc_info=exc)
+        if strikes >= STRIKES:
+            del self._strikes[path.name]
+            self.reject(path, f"internal error: {type(exc).__name__}: {exc} (see the daemon log)")
 
     def reject(self, path: Path, reason: str, name: str | None = None) -> None:
         rejected = self.dir / REJECTED

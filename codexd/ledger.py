@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -62,6 +63,7 @@ class Running:
     killer: threading.Thread | None = None  # ending its process tree
     exit: tuple[int | None] | None = None  # an exit (its code) whose last events are still to be read
     ending: tuple[int | None, Any] | None = None  # an end still to be written (exit code, Ending)
+    folder: tuple[int, int] | None = None  # its folder's (device, inode): one replaced is not its own
 
     @property
     def being_killed(self) -> bool:
@@ -82,6 +84,14 @@ class Running:
             with contextlib.suppress(psutil.Error):
                 return psutil.Process(self.popen.pid)
         return self.proc
+
+
+def folder_id(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 class Ledger:
@@ -128,9 +138,12 @@ class Ledger:
                 try:
                     self.tasks.write_status(running.status, durable=force)
                     running.dirty, running.written_at = False, now
-                except StorageError as exc:
-                    if running.task_id not in self.failing:  # said once, not every second
-                        log.error("status.write_failed", task_id=running.task_id, error=str(exc))
+                except Exception as exc:  # a full disk, or a record that cannot be written: said once
+                    if running.task_id not in self.failing:
+                        trace = None if isinstance(exc, StorageError) else exc
+                        log.error(
+                            "status.write_failed", task_id=running.task_id, error=str(exc), exc_info=trace
+                        )
                     self.failing.add(running.task_id)
                     continue
                 if running.task_id in self.failing:

@@ -131,6 +131,8 @@ class Cursor:
     active_at: float | None = None  # epoch seconds of the last real progress (stall clock)
     streak: int = 0  # runs in a row that failed for a passing reason (busy endpoint)
     resume: Resume | None = None
+    stderr_start: int = 0  # stderr.log's size when the current run began: its reason is past it
+    afresh: int = 0  # fresh starts after a lost Codex session (one is allowed)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,6 +145,8 @@ class Cursor:
             "active_at": self.active_at,
             "streak": self.streak,
             "resume": self.resume.to_dict() if self.resume else None,
+            "stderr_start": self.stderr_start,
+            "afresh": self.afresh,
         }
 
     @classmethod
@@ -161,6 +165,8 @@ class Cursor:
             active_at=f.number("active_at"),
             streak=f.integer("streak") or 0,
             resume=Resume.read(f.within("resume")),
+            stderr_start=f.integer("stderr_start") or 0,
+            afresh=f.integer("afresh") or 0,
         )
 
 

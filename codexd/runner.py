@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -79,9 +80,35 @@ def exec_argv(
     return [*argv, *tail]
 
 
+def check_cwd(cwd: Path) -> None:
+    """The folder Codex is to work in, checked before starting it: a missing folder is not
+    a missing Codex (Popen says FileNotFoundError for both)."""
+    try:
+        info = cwd.stat()
+    except FileNotFoundError:
+        raise LaunchError(
+            f"the task's folder {cwd} no longer exists: create it again, or submit the task again "
+            "with an existing --cwd"
+        ) from None
+    except OSError as exc:
+        raise LaunchError(
+            f"cannot reach {cwd} (the task's folder): {exc.strerror or exc}: fix its path"
+        ) from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise LaunchError(
+            f"the task's folder {cwd} is not a folder: submit the task again with a folder as --cwd"
+        )
+    if not os.access(cwd, os.R_OK | os.X_OK):
+        raise LaunchError(
+            f"cannot enter {cwd} (the task's folder): permission denied: give your user access "
+            f"(chmod u+rx {cwd})"
+        )
+
+
 def spawn(launch: Launch) -> subprocess.Popen[bytes]:
     """Start Codex in its own session; its output goes to the task's files, not through us."""
     task_dir = launch.task_dir
+    check_cwd(launch.cwd)
     with contextlib.suppress(FileNotFoundError):
         (task_dir / store.LAST_MESSAGE).unlink()  # so a stale answer is never taken for this run's
     # A resume gets its prompt as an argument; stdin is then empty and closed.

@@ -6,9 +6,9 @@ their news back through `post`; they never touch a task's record.
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -21,13 +21,14 @@ import structlog
 from codexd import checkup, follower, frontmatter, health, outcome, runner, store, tailing, tasktypes
 from codexd.clock import Clock, duration, iso
 from codexd.errors import CodexdError
-from codexd.ledger import AfterExit, Ledger, Running
+from codexd.ledger import AfterExit, Ledger, Running, folder_id
 from codexd.records import Resume, TaskStatus
 from codexd.settings import Settings
 from codexd.states import TaskState
-from codexd.tailing import tail_lines
 
 log = structlog.get_logger()
+KILL_TRIES = 3  # a killer that fails (a process-table hiccup) tries again this often
+KILL_RETRY = 1.0  # seconds between those tries
 
 
 @dataclass(frozen=True)
@@ -136,10 +137,12 @@ class Runs:
         instructions = (task_dir / store.INSTRUCTIONS).read_bytes()
         offset = None if resume else frontmatter.parse(instructions).body_offset
         run_start = store.size_of(task_dir / store.EVENTS)
+        stderr_start = store.size_of(task_dir / store.STDERR)
         popen = runner.spawn(runner.Launch(status.task_id, task_dir, argv, cwd, offset))
         cursor = replace(
             status.daemon,
             run_start=run_start,
+            stderr_start=stderr_start,
             pid_create_time=runner.create_time(popen.pid),
             resume=None,
             active_at=now.timestamp(),
@@ -149,6 +152,7 @@ class Runs:
     def track(self, status: TaskStatus) -> Running:
         self._runs += 1
         running = Running(status, self._runs, active=self.clock.monotonic())
+        running.folder = folder_id(self.tasks.dir(status.task_id))
         self.running[status.task_id] = running
         return running
 
@@ -160,13 +164,23 @@ class Runs:
         self.in_thread(self._wait_child, running.status.task_id, running.run, popen)
 
     def _wait_child(self, task_id: str, run: int, popen: subprocess.Popen[bytes]) -> None:
-        code = popen.wait()
-        self.post(Exited(task_id, run, code))
+        code = None
+        try:
+            code = popen.wait()
+        except Exception as exc:  # never a silent end: the loop hears of the exit all the same
+            log.error("task.wait_failed", task_id=task_id, exc_info=exc)
+        finally:
+            self.post(Exited(task_id, run, code))
 
     def _wait_adopted(self, task_id: str, run: int, proc: psutil.Process) -> None:
-        with contextlib.suppress(psutil.Error):
+        try:
             proc.wait()
-        self.post(Exited(task_id, run, None))
+        except psutil.Error:
+            pass
+        except Exception as exc:
+            log.error("task.wait_failed", task_id=task_id, exc_info=exc)
+        finally:
+            self.post(Exited(task_id, run, None))
 
     # -- following a task, and noticing when it stops moving -----------------------------
 
@@ -219,10 +233,13 @@ class Runs:
 
     def exited(self, running: Running, code: int | None, now: datetime) -> None:
         running.proc = running.popen = None
-        running.exit = (code,)  # until its last events are recorded: a full disk or a backlog means later
+        running.exit = (code,)  # until its end is handled: a full disk, a backlog (or a bug) means later
         if self.follow(running, now):
             return  # the rest is read in the next ticks' steps (finish_exit), then the run is judged
+        self._after_exit(running, code, now)
         running.exit = None
+
+    def _after_exit(self, running: Running, code: int | None, now: datetime) -> None:
         after, stall = running.after_exit, running.stall
         if after == AfterExit.CANCEL:
             line = "Cancelled: the task's processes were stopped"
@@ -242,30 +259,41 @@ class Runs:
         status = running.status
         task_dir = self.tasks.dir(status.task_id)
         run = outcome.summarize(store.lines_from(task_dir / store.EVENTS, status.daemon.run_start))
-        stderr = tail_lines(task_dir / store.STDERR, outcome.STDERR_LINES, max_bytes=tailing.REASON_BYTES)
+        stderr = run_stderr(task_dir / store.STDERR, status.daemon.stderr_start)
         state, error = outcome.decide(code, run, stderr)
         if state == TaskState.COMPLETED or error is None:
             self._end_run(running, code, now, Ending(TaskState.COMPLETED, "Completed"))
             return
-        streak = status.daemon.streak
-        next_step = health.after_failure(error, streak, self.settings.health)
+        streak, afresh = status.daemon.streak, status.daemon.afresh
+        next_step = health.after_failure(error, streak, self.settings.health, afresh)
         if next_step.action == "retry":
-            running.status = status.with_(daemon=replace(status.daemon, streak=streak + 1))
+            counted = status.with_(daemon=replace(status.daemon, streak=streak + 1))
             reason = f"the model endpoint failed ({error})"
-            self._owe(running, now, Resume(0, "retry", reason), next_step.delay, next_step.line)
+            self._owe(running, now, Resume(0, "retry", reason), next_step.delay, next_step.line, counted)
         elif next_step.action == "fresh":
-            running.status = status.with_(thread_id=None)
-            self._owe(running, now, Resume(0, "fresh", ""), 0.0, next_step.line)
+            counted = status.with_(thread_id=None, daemon=replace(status.daemon, afresh=afresh + 1))
+            self._owe(running, now, Resume(0, "fresh", ""), next_step.delay, next_step.line, counted)
         else:
             self._end_run(running, code, now, Ending(TaskState.FAILED, next_step.line, next_step.error))
 
-    def _owe(self, running: Running, now: datetime, resume: Resume, delay: float, line: str) -> None:
-        """The task runs again after `delay` seconds (kept in status.json across restarts)."""
+    def _owe(
+        self,
+        running: Running,
+        now: datetime,
+        resume: Resume,
+        delay: float,
+        line: str,
+        status: TaskStatus | None = None,
+    ) -> None:
+        """The task runs again after `delay` seconds (kept in status.json across restarts).
+        Nothing changes until its line is written: a full disk means the exit is handled again."""
+        status = status or running.status
+        due = replace(resume, at=now.timestamp() + delay)
+        self.book.append(
+            running, now, [line], status.with_(pid=None, daemon=replace(status.daemon, resume=due))
+        )
         running.after_exit, running.stall = AfterExit.FINISH, None
         running.resume_due = self.clock.monotonic() + delay
-        due = replace(resume, at=now.timestamp() + delay)
-        running.status = running.status.with_(pid=None, daemon=replace(running.status.daemon, resume=due))
-        self.book.append(running, now, [line])
         log.info("task.resume_owed", task_id=running.status.task_id, kind=resume.kind, delay=delay)
 
     def _end_run(self, running: Running, code: int | None, now: datetime, ending: Ending) -> None:
@@ -284,7 +312,7 @@ class Runs:
         )
         running.ending = (code, ending)  # until it is on disk: a full disk means trying again
         self.book.end(done, ending.state, now, ending.line, results)
-        self.in_thread(runner.kill_tree, None, task_dir, self.settings.daemon.stop_grace)
+        self.in_thread(kill_tree, None, task_dir, self.settings.daemon.stop_grace)
 
     def finish_exit(self, running: Running, now: datetime) -> None:
         """An exit or an end that could not be written (a full disk) is, when it can be."""
@@ -340,9 +368,26 @@ class Runs:
             return  # one killer per tree: a second would take the next run for a straggler
         task_dir = self.tasks.dir(running.status.task_id)
         grace = self.settings.daemon.stop_grace
-        running.killer = self.in_thread(runner.kill_tree, running.root, task_dir, grace)
+        running.killer = self.in_thread(kill_tree, running.root, task_dir, grace)
 
     def in_thread(self, target: Callable[..., Any], *args: Any) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, daemon=True, name=f"codexd-{target.__name__}")
         thread.start()
         return thread
+
+
+def kill_tree(root: psutil.Process | None, task_dir: Path, grace: float) -> None:
+    """`runner.kill_tree` on a killer thread: one that fails is logged and tried again."""
+    for attempt in range(1, KILL_TRIES + 1):
+        try:
+            runner.kill_tree(root, task_dir, grace)
+            return
+        except Exception as exc:
+            log.error("task.kill_failed", task_id=task_dir.name, attempt=attempt, exc_info=exc)
+            time.sleep(KILL_RETRY)
+
+
+def run_stderr(path: Path, start: int) -> list[str]:
+    """The last lines the current run wrote to stderr.log (which began at `start`)."""
+    data = tailing.tail_bytes(path, tailing.REASON_BYTES, start=start)
+    return data.decode("utf-8", "replace").splitlines()[-outcome.STDERR_LINES :]

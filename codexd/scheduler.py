@@ -21,6 +21,16 @@ class HealthSchedule:
         self._interval = interval
         self._scheduler = BackgroundScheduler(timezone=UTC)
 
+    @property
+    def alive(self) -> bool:
+        return bool(self._scheduler.running) and self._scheduler.get_job(JOB_ID) is not None
+
+    def restart(self) -> None:
+        """A new scheduler for one that died (or lost its job)."""
+        self.stop()
+        self._scheduler = BackgroundScheduler(timezone=UTC)
+        self.start()
+
     def start(self) -> None:
         self._scheduler.add_job(
             self._job,

@@ -27,6 +27,15 @@ class FolderWatcher:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive() or self._stop.is_set()
+
+    def restart(self) -> None:
+        """A new thread for one that died all the same (the loop checks)."""
+        self._thread = threading.Thread(target=self._run, name="codexd-watcher", daemon=True)
+        self._thread.start()
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)

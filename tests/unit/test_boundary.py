@@ -1,0 +1,529 @@
+"""The daemon's one total boundary: a bug while handling one task ends that task, never the
+daemon; runs that end at once cannot loop; side threads that die are redone. The supervisor
+is driven with a fake clock and fake processes (see test_health)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+
+from codexd import follower, health, intake, runner, runs, store, tasktypes
+from codexd.errors import StorageError
+from codexd.runs import Exited
+from codexd.watcher import FolderWatcher
+from tests.unit.test_health import THREAD, FakeProcesses, World
+
+pytestmark = pytest.mark.timeout(30)
+LOST = "Error: thread/resume failed: no rollout found for thread id th-1\n"
+
+
+class TaskProcesses(FakeProcesses):
+    """Fake processes whose kill ends only the task's own (FakeProcesses ends them all)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.owners: dict[int, str] = {}
+
+    def spawn(self, launch: runner.Launch) -> Any:
+        child = super().spawn(launch)
+        self.owners[child.pid] = launch.task_id
+        return child
+
+    def kill_tree(self, root: Any, task_dir: Path, grace: float) -> list[Any]:
+        self.kills += 1
+        for child in self.started:
+            if child.code is None and self.owners[child.pid] == task_dir.name:
+                child.end(-15)
+        return []
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    procs = TaskProcesses()
+    monkeypatch.setattr(runner, "spawn", procs.spawn)
+    monkeypatch.setattr(runner, "kill_tree", procs.kill_tree)
+    monkeypatch.setattr(runner, "processes_by_task", lambda root: {})
+    made: list[World] = []
+
+    def make(**health_settings: Any) -> World:
+        made.append(World(tmp_path, procs, **health_settings))
+        return made[-1]
+
+    yield make
+    for w in made:
+        w.sup.close()
+
+
+def breaks_for(monkeypatch, task_id: str, error: BaseException) -> list[str]:
+    """follower.advance raises `error` for one task (a malformed event, say); counts the calls."""
+    calls: list[str] = []
+    real = follower.advance
+
+    def advance(task_dir: Path, status: Any) -> Any:
+        if status.task_id == task_id:
+            calls.append(task_id)
+            raise error
+        return real(task_dir, status)
+
+    monkeypatch.setattr(follower, "advance", advance)
+    return calls
+
+
+def stderr(w: World, task_id: str, text: str) -> None:
+    with (w.settings.tasks_dir / task_id / "stderr.log").open("a") as f:
+        f.write(text)
+
+
+# -- one task's bug is that task's failure ----------------------------------------------------
+
+
+def test_an_unexpected_error_in_one_task_fails_that_task_and_the_others_go_on(world, monkeypatch):
+    w = world()
+    w.submit(task_id="bad")
+    w.submit(task_id="good")
+    w.events("bad", THREAD, {"type": "turn.started"})
+    calls = breaks_for(monkeypatch, "bad", AttributeError("'NoneType' object has no attribute 'get'"))
+    with structlog.testing.capture_logs() as logged:
+        for _ in range(5):
+            w.advance(0)
+    status = w.status("bad")
+    assert status["status"] == "failed"
+    assert status["error"] == (
+        "internal error: AttributeError: 'NoneType' object has no attribute 'get' while following "
+        "its events (see the daemon log)"
+    )
+    assert len(calls) == health.STRIKES  # tried again, then given up, not every tick for ever
+    events = w.settings.tasks_dir / "bad" / "events.jsonl"
+    assert status["daemon"]["events"] == events.stat().st_size  # a new daemon does not hit it again
+    errors = [e for e in logged if e["event"] == "task.internal_error"]
+    assert len(errors) == 1 and errors[0]["task_id"] == "bad" and errors[0]["exc_info"]
+    assert errors[0]["action"] == "follow"
+    assert "bad" not in w.sup.running
+    w.tick_until(lambda: w.procs.kills >= 1)  # its tree is ended
+    assert w.status("good")["status"] == "in_progress"
+    w.events("good", {"type": "turn.started"}, {"type": "turn.completed", "usage": {}})
+    w.procs.started[1].end(0)
+    w.tick_until(lambda: w.status("good")["status"] == "completed")
+
+
+def test_a_bug_in_judging_a_runs_end_is_tried_again_then_fails_the_task(world, monkeypatch):
+    w = world()
+    w.submit()
+    judged: list[int] = []
+
+    def decide(*args: Any) -> Any:
+        judged.append(1)
+        raise KeyError("turn")
+
+    monkeypatch.setattr(runs.outcome, "decide", decide)
+    w.procs.current.end(1)
+    w.tick_until(lambda: w.status()["status"] == "failed")
+    assert (
+        w.status()["error"]
+        == "internal error: KeyError: 'turn' while handling the end of its run (see the daemon log)"
+    )
+    assert len(judged) == health.STRIKES + 1  # the exit, then finish_exit until it gives up
+    assert "t1" not in w.sup.running
+
+
+def test_a_task_that_cannot_even_be_ended_leaves_the_books_and_frees_its_slot(world, monkeypatch):
+    w = world()
+    w.settings.max_parallel = 1
+    w.submit(task_id="bad")
+    intake.submit(
+        b"Next.\n",
+        "n.md",
+        tasks=w.sup.tasks,
+        spool_dir=w.settings.spool_dir,
+        known_types=tasktypes.BUILTIN,
+        overrides={"task_id": "next", "cwd": str(w.tmp)},
+    )
+    w.sup.schedule.rescan_at = 0.0
+    w.advance(0)
+    assert w.status("next")["status"] == "queued"
+    breaks_for(monkeypatch, "bad", RuntimeError("boom"))
+
+    def no_end(*args: Any) -> None:
+        raise RuntimeError("cannot end either")
+
+    monkeypatch.setattr(w.sup.book, "end", no_end)
+    for _ in range(health.STRIKES + 1):
+        w.advance(0)
+    assert "bad" not in w.sup.running
+    monkeypatch.undo()
+    w.tick_until(lambda: w.status("next")["status"] == "in_progress")
+
+
+def test_keyboard_interrupt_and_system_exit_are_not_swallowed(world, monkeypatch):
+    w = world()
+    w.submit(task_id="t1")
+    for error in (KeyboardInterrupt(), SystemExit(3)):
+        breaks_for(monkeypatch, "t1", error)
+        with pytest.raises(type(error)):
+            w.advance(0)
+
+
+def test_a_bug_at_start_up_fails_that_task_and_the_daemon_starts(world, monkeypatch):
+    w = world()
+    w.submit(task_id="t1")
+    w.sup.close()
+
+    def broken(*args: Any) -> None:
+        raise TypeError("unexpected record")
+
+    monkeypatch.setattr(runner, "find", broken)
+    w.sup = w.new_supervisor()  # before: the TypeError ended start-up, and every start after it
+    status = w.status("t1")
+    assert status["status"] == "failed" and status["error"].startswith("internal error: TypeError")
+    assert "t1" not in w.sup.running
+
+
+def test_a_bug_with_one_spool_file_rejects_that_file_and_takes_the_others(world, monkeypatch):
+    w = world()
+    real = intake.check
+
+    def check(raw: bytes, known: Any, base: Any = None) -> Any:
+        if b"poison" in raw:
+            raise ValueError("a parser bug")
+        return real(raw, known, base)
+
+    monkeypatch.setattr(intake, "check", check)
+    (w.settings.spool_dir / "a-poison.md").write_text("poison\n")
+    (w.settings.spool_dir / "b-fine.md").write_text("fine\n")
+    for _ in range(health.STRIKES + 1):
+        w.sup.schedule.rescan_at = 0.0
+        w.advance(0)
+    assert w.status("b-fine")["status"] == "in_progress"
+    rejected = w.settings.spool_dir / "rejected"
+    assert (rejected / "a-poison.md").exists()
+    assert "internal error: ValueError: a parser bug" in (rejected / "a-poison.md.error").read_text()
+
+
+# -- runs that end at once cannot loop ---------------------------------------------------------
+
+
+def test_a_lost_session_starts_afresh_once_then_fails(world):
+    w = world()
+    w.submit()
+    w.events("t1", THREAD, {"type": "turn.started"})
+    stderr(w, "t1", LOST)
+    w.procs.current.end(1)
+    w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
+    assert len(w.procs.started) == 1  # not at once: after a backoff
+    w.advance(10)
+    assert len(w.procs.started) == 2 and w.procs.current.argv[-1] == "-"  # afresh
+    w.events("t1", THREAD, {"type": "turn.started"})
+    stderr(w, "t1", LOST)
+    w.procs.current.end(1)
+    w.tick_until(lambda: w.status()["status"] == "failed")
+    for _ in range(3):
+        w.advance(60)
+    assert len(w.procs.started) == 2
+    assert "no rollout found" in w.status()["error"]
+
+
+def test_the_reason_comes_from_this_runs_stderr_only(world):
+    w = world()
+    w.submit()
+    w.events("t1", THREAD, {"type": "turn.started"})
+    stderr(w, "t1", LOST)
+    w.procs.current.end(1)
+    w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
+    w.advance(10)
+    w.procs.current.end(1)  # the fresh run says nothing on stderr
+    w.tick_until(lambda: w.status()["status"] == "failed")
+    assert w.status()["error"] == "Codex exited with code 1"  # not the old run's "no rollout found"
+    assert len(w.procs.started) == 2
+
+
+def test_every_spawn_records_where_its_stderr_begins(world):
+    w = world()
+    w.submit()
+    cursor = w.status()["daemon"]
+    assert cursor["stderr_start"] == 0
+    stderr(w, "t1", "one line\n")
+    w.events("t1", THREAD, {"type": "turn.started"})
+    w.advance(0)
+    w.advance(900)  # a stall: resumed after its backoff
+    w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
+    w.advance(10)
+    assert w.status()["daemon"]["stderr_start"] == len("one line\n")
+
+
+# -- requests are removed only once their effect is recorded -------------------------------------
+
+
+def test_a_stop_request_stays_until_the_cancellation_is_recorded(world, monkeypatch):
+    w = world()
+    w.submit()
+    monkeypatch.setattr(runner, "kill_tree", lambda *a: [])  # a tree that takes its time to end
+    request = w.settings.tasks_dir / ".requests" / "t1.stop"
+    request.write_text("now")
+    for _ in range(3):
+        w.sup.schedule.rescan_at = 0.0
+        w.advance(0)
+    assert request.exists() and w.status()["status"] == "in_progress"
+    assert "Stopping" in w.log() and w.log().count("Stopping") == 1  # handled once, not every pass
+    w.procs.current.end(-9)
+    w.tick_until(lambda: w.status()["status"] == "cancelled")
+    assert not request.exists()  # at once, not at the next rescan: a `retry` may come next
+
+
+def test_a_new_daemon_finishes_a_stop_the_last_one_began(world, monkeypatch):
+    w = world()
+    w.submit()
+    (w.settings.tasks_dir / ".requests" / "t1.stop").write_text("now")
+    w.sup.close()  # (a daemon killed before it handled or recorded the stop)
+    monkeypatch.setattr(runner, "find", lambda *a: None)  # its Codex ended meanwhile
+    w.sup = w.new_supervisor()
+    w.tick_until(lambda: w.status()["status"] == "cancelled")
+    assert not (w.settings.tasks_dir / ".requests" / "t1.stop").exists()
+
+
+def test_a_restart_request_is_handled_once(world):
+    w = world()
+    w.submit()
+    w.events("t1", THREAD)
+    (w.settings.tasks_dir / ".requests" / "t1.restart").write_text("now")
+    w.sup.schedule.rescan_at = 0.0
+    w.tick_until(lambda: len(w.procs.started) == 2)
+    for _ in range(3):
+        w.sup.schedule.rescan_at = 0.0
+        w.advance(0)
+    assert len(w.procs.started) == 2 and w.status()["restarts"] == 1
+    assert not (w.settings.tasks_dir / ".requests" / "t1.restart").exists()
+
+
+def test_a_restart_request_older_than_the_current_run_is_not_carried_out_again(world, monkeypatch):
+    w = world()
+    monkeypatch.setattr(runner, "create_time", lambda pid: time.time())
+    w.submit()
+    w.events("t1", THREAD)
+    w.advance(0)
+    request = w.settings.tasks_dir / ".requests" / "t1.restart"
+    request.write_text("now")
+    os.utime(request, (time.time() - 60, time.time() - 60))  # written before this run began
+    w.sup.close()  # a daemon that restarted it and died before removing the request
+    monkeypatch.setattr(runner, "find", lambda *a: None)  # the run ended meanwhile, on its own
+    w.events("t1", {"type": "turn.started"}, {"type": "turn.completed", "usage": {}})
+    w.sup = w.new_supervisor()
+    w.tick_until(lambda: w.status()["status"] == "completed")
+    assert len(w.procs.started) == 1 and not request.exists()
+
+
+# -- a task's folder ------------------------------------------------------------------------------
+
+
+def test_a_task_whose_folder_vanished_leaves_the_books_and_frees_its_slot(world):
+    w = world()
+    w.settings.max_parallel = 1
+    w.submit(task_id="gone")
+    intake.submit(
+        b"Next.\n",
+        "n.md",
+        tasks=w.sup.tasks,
+        spool_dir=w.settings.spool_dir,
+        known_types=tasktypes.BUILTIN,
+        overrides={"task_id": "next", "cwd": str(w.tmp)},
+    )
+    w.sup.schedule.rescan_at = 0.0
+    w.advance(0)
+    with structlog.testing.capture_logs() as logged:
+        shutil.rmtree(w.settings.tasks_dir / "gone")
+        for _ in range(3):
+            w.advance(0)
+    assert "gone" not in w.sup.running
+    w.tick_until(lambda: w.procs.kills == 1)
+    assert [e["event"] for e in logged].count("task.folder_gone") == 1
+    w.tick_until(lambda: w.status("next")["status"] == "in_progress")
+
+
+def test_a_task_whose_folder_was_replaced_leaves_the_books(world):
+    w = world()
+    w.submit(task_id="moved")
+    folder = w.settings.tasks_dir / "moved"
+    folder.rename(w.tmp / "elsewhere")
+    folder.mkdir()
+    w.advance(0)
+    assert "moved" not in w.sup.running
+    w.tick_until(lambda: w.procs.kills == 1)
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda p: None, "no longer exists"),
+        (lambda p: p.write_text("a file"), "is not a folder"),
+    ],
+)
+def test_a_bad_cwd_is_named_with_its_fix_not_taken_for_a_missing_codex(tmp_path, make, expected):
+    task_dir = tmp_path / "task"
+    task_dir.mkdir()
+    (task_dir / store.INSTRUCTIONS).write_text("Do it.\n")
+    cwd = tmp_path / "work"
+    make(cwd)
+    launch = runner.Launch("t1", task_dir, ["true"], cwd, 0)
+    with pytest.raises(runner.LaunchError) as raised:
+        runner.spawn(launch)
+    assert str(cwd) in str(raised.value) and expected in str(raised.value)
+    assert "install Codex" not in str(raised.value)
+
+
+def test_an_unenterable_cwd_is_named_with_its_fix(tmp_path, monkeypatch):
+    task_dir = tmp_path / "task"
+    task_dir.mkdir()
+    (task_dir / store.INSTRUCTIONS).write_text("Do it.\n")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: str(p) != str(tmp_path) and real(p, mode))
+    with pytest.raises(runner.LaunchError) as raised:
+        runner.spawn(runner.Launch("t1", task_dir, ["true"], tmp_path, 0))
+    assert f"cannot enter {tmp_path}" in str(raised.value) and "chmod" in str(raised.value)
+
+
+# -- side threads --------------------------------------------------------------------------------
+
+
+class BrokenChild:
+    pid = 900_200_001
+
+    def wait(self) -> int:
+        raise OSError("wait failed")
+
+    def poll(self) -> int | None:
+        return None
+
+
+def test_a_waiter_that_fails_still_reports_the_exit(tmp_path):
+    posted: list[Exited] = []
+    done = threading.Event()
+    sink = runs.Runs.__new__(runs.Runs)
+    sink.post = lambda m: (posted.append(m), done.set())  # type: ignore[method-assign,assignment]
+    thread = threading.Thread(target=sink._wait_child, args=("t1", 7, BrokenChild()))
+    thread.start()
+    assert done.wait(5) and posted == [Exited("t1", 7, None)]
+
+
+def test_a_killer_that_fails_is_tried_again(world, monkeypatch):
+    w = world()
+    w.submit()
+    tries: list[int] = []
+    real = w.procs.kill_tree
+
+    def flaky(*args: Any) -> list[Any]:
+        tries.append(1)
+        if len(tries) == 1:
+            raise RuntimeError("process table hiccup")
+        return real(*args)
+
+    monkeypatch.setattr(runner, "kill_tree", flaky)
+    monkeypatch.setattr(runs, "KILL_RETRY", 0.01)
+    (w.settings.tasks_dir / ".requests" / "t1.stop").write_text("now")
+    w.sup.schedule.rescan_at = 0.0
+    w.tick_until(lambda: w.status()["status"] == "cancelled")
+    assert len(tries) >= 2
+
+
+def test_a_folder_watcher_that_fails_is_logged_and_started_again(tmp_path, monkeypatch):
+    import watchfiles
+
+    calls: list[int] = []
+    changed = threading.Event()
+
+    def watch(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("inotify gone")
+        yield {("added", "x")}
+        kwargs["stop_event"].wait(5)
+
+    monkeypatch.setattr(watchfiles, "watch", watch)
+    with structlog.testing.capture_logs() as logged:
+        watcher = FolderWatcher([tmp_path], lambda: calls.append(0) or changed.set(), restart_delay=0.01)
+        watcher.start()
+        assert changed.wait(5)
+        deadline = threading.Event()
+        while calls.count(1) < 2 and not deadline.wait(0.01):
+            pass
+        watcher.stop()
+    assert calls.count(1) >= 2
+    assert any(e["event"] == "watcher.failed" for e in logged)
+
+
+def test_a_health_schedule_that_died_is_started_again(world):
+    w = world()
+    health = w.sup._health
+    assert health is not None
+    health.stop()  # (as if APScheduler's thread died)
+    assert not health.alive
+    with structlog.testing.capture_logs() as logged:
+        w.sup.schedule.rescan_at = 0.0
+        w.advance(0)
+    assert health.alive
+    assert any(e["event"] == "health.restarted" for e in logged)
+
+
+def test_a_folder_watcher_thread_that_died_is_started_again(world):
+    w = world()
+    watcher = w.sup._watcher
+    assert watcher is not None
+    dead = threading.Thread(target=lambda: None)
+    dead.start()
+    dead.join()
+    watcher._thread = dead  # (as if it died of something its own guard did not catch)
+    with structlog.testing.capture_logs() as logged:
+        w.sup.schedule.rescan_at = 0.0
+        w.advance(0)
+    assert watcher.alive and any(e["event"] == "watcher.restarted" for e in logged)
+
+
+def test_a_full_disk_while_owing_a_restart_redoes_the_whole_end_of_the_run(world, monkeypatch):
+    w = world()
+    w.submit()
+    w.events("t1", THREAD)
+    w.advance(0)
+    real = store.append_line
+    failed: list[str] = []
+
+    def append_line(path: Path, line: str) -> int:
+        if "Restarting in" in line and not failed:
+            failed.append(line)
+            raise StorageError(f"cannot append to {path}: No space left on device")
+        return real(path, line)
+
+    monkeypatch.setattr(store, "append_line", append_line)
+    w.advance(900)
+    w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
+    w.advance(10)
+    assert failed and w.log().count("Restarting in 10s") == 1
+    assert len(w.procs.started) == 2 and w.procs.current.argv[-3:-1] == ["resume", "th-1"]
+    assert w.status()["status"] == "in_progress" and w.status()["restarts"] == 1
+
+
+def test_a_delivery_lane_whose_bookkeeping_fails_is_freed_and_tried_again(tmp_path, monkeypatch):
+    from tests.unit.test_notify import Endpoints, Harness, delivery
+
+    h = Harness(tmp_path, Endpoints())
+    broken: list[int] = []
+    real = h.box.delivered
+
+    def delivered(d: Any) -> None:
+        if not broken:
+            broken.append(1)
+            raise ValueError("outbox bug")
+        real(d)
+
+    monkeypatch.setattr(h.box, "delivered", delivered)
+    h.put(delivery("a", "json://x/up"))
+    with structlog.testing.capture_logs() as logged:
+        h.pump()
+    assert any(e["event"] == "notice.settle_failed" for e in logged)
+    assert not any(lane.busy for lane in h.courier._lanes.values())  # before: busy for ever
+    h.pump()
+    assert h.fake.tried == ["a", "a"] and h.box.pending() == []
