@@ -5,7 +5,6 @@ Precedence: environment (`CODEXD_*`, `__` for nesting) over the TOML file over d
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -28,7 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from codexd import codexargs, endpoints, locations
+from codexd import codexargs, endpoints, jsonlines, locations
 from codexd.errors import ConfigError
 from codexd.limits import MAX_PARALLEL, MAX_SECONDS, MAX_TRIES
 from codexd.redact import redact
@@ -189,9 +188,7 @@ def env_problems(environ: Mapping[str, str]) -> list[str]:
         annotation = _field_at(_env_path(name)) if name.upper().startswith(ENV_PREFIX) else None
         if not _is_structured(annotation):
             continue
-        try:
-            json.loads(value)
-        except ValueError:
+        if jsonlines.value(value) is jsonlines.NOT_JSON:  # deep nesting and NaN too
             kind, like = ("list", '["..."]') if get_origin(annotation) is list else ("table", '{"key": ...}')
             found.append(f"{name} is not valid JSON: a {kind} set by environment must be JSON, like '{like}'")
     return found

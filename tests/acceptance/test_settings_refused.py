@@ -49,6 +49,8 @@ def test_a_merged_flag_passes_config_check(env):
         ("CODEXD_HEALTH__INTERVAL", "inf", "health.interval: must be a finite number"),
         ("CODEXD_HEALTH__STALL_TIMEOUT", "inf", "health.stall_timeout: must be a finite number"),
         ("CODEXD_HEALTH__INTERVAL", "1e300", "health.interval: must be at most"),
+        ("CODEXD_CODEX__ARGS", "[" * 100_000, "CODEXD_CODEX__ARGS is not valid JSON"),
+        ("CODEXD_CODEX__ARGS", "[" * 200 + "]" * 200, "CODEXD_CODEX__ARGS is not valid JSON"),
     ],
 )
 def test_settings_that_cannot_work_are_refused_in_one_line(env, command, variable, value, word):
