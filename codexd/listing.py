@@ -25,14 +25,24 @@ class _Plain:
     parse_float, parse_int, parse_constant = float, int, float
 
 
+_SCANNER: list[object] = []  # made once, on first use
+
+
+def _scan(text: str) -> tuple[object, int]:
+    if not _SCANNER:
+        from _json import make_scanner
+
+        _SCANNER.append(make_scanner(_Plain()))  # type: ignore[arg-type]  # duck-typed
+    found, end = _SCANNER[0](text, 0)  # type: ignore[operator]
+    return found, end
+
+
 def _parsed(data: bytes) -> object:
     """The JSON value in `data`, or None: the C scanner alone, as `import json` costs more
-    than the rest of a quick command."""
-    from _json import make_scanner
-
+    than the rest of a quick command. One scanner serves every file."""
     try:
         text = data.decode()
-        found, end = make_scanner(_Plain())(text, 0)  # type: ignore[arg-type]  # duck-typed
+        found, end = _scan(text)
     except (ValueError, StopIteration, RecursionError):
         return None
     return found if not text[end:].strip() else None
