@@ -1,4 +1,4 @@
-"""New lines of a task's events.jsonl and reports.jsonl, turned into its next record.
+"""New lines of a task's events.jsonl, reports.jsonl and stderr.log, turned into its next record.
 
 Reads from the cursor in status.json, so a new daemon carries on where the last stopped.
 One step reads at most a budget of each file, so a flood of output is taken in bounded
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from codexd import jsonlines, store
-from codexd.progress import apply_event, apply_report
+from codexd.progress import apply_event, apply_report, from_stderr
 from codexd.records import Cursor, Progress, TaskStatus
 
 STEP_BYTES = 1 << 20  # of each file per step: a backlog of 1 GB is read in 1 MiB steps
@@ -66,6 +66,7 @@ def advance(task_dir: Path, status: TaskStatus) -> Advance | None:
             step.lines += update.lines
             step.active = True
         step.cursor = replace(step.cursor, reports=line.end)
+    _take_stderr(task_dir, step)
     if step.cursor == status.daemon:
         return None
     moved = status.with_(progress=step.progress, thread_id=step.thread, daemon=step.cursor)
@@ -79,6 +80,15 @@ def _budget(path: Path, offset: int, step: _Step) -> Iterator[store.Line]:
             step.more = True  # this line is for the next step
             return
         yield line
+
+
+def _take_stderr(task_dir: Path, step: _Step) -> None:
+    """What Codex says only on stderr (a question it declined for the agent). Not progress:
+    its diagnostics come whether or not the work moves."""
+    start = max(step.cursor.stderr, step.cursor.stderr_start)
+    for line in _budget(task_dir / store.STDERR, start, step):
+        step.lines += from_stderr(line.head)
+        step.cursor = replace(step.cursor, stderr=line.end)
 
 
 def _take_event(step: _Step, event: dict[str, Any] | None) -> None:

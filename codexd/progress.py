@@ -17,6 +17,8 @@ _WRAPPED = re.compile(
     r"""^(?:/usr)?/bin/(?:ba|z|da)?sh -l?c (?:'(?P<single>.*)'|"(?P<double>.*)")$""", re.DOTALL
 )
 _CHATTER = re.compile(r"^\s*(Reconnecting|Retrying)\b", re.IGNORECASE)
+# Codex 0.169-0.171 decline the agent's question in `codex exec` and say so on stderr only.
+_DECLINED_QUESTION = re.compile(rb"request_user_input is (?:unavailable|not supported)")
 _THREAD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")  # what Codex prints (a UUID), nothing else
 MAX_TEXT = 300
 
@@ -183,6 +185,16 @@ def _asked(progress: Progress, event: dict[str, Any]) -> Update:
     said = [_text(q.get("question")) for q in questions if isinstance(q, dict) and _text(q.get("question"))]
     line = f"Waiting for input: {one_line('; '.join(said) or 'a question with no text')}"
     return Update(replace(progress, current=one_line(line, 200)), (line,))
+
+
+def from_stderr(line: bytes) -> tuple[str, ...]:
+    """Lines for progress.log from one line of Codex's stderr (nearly all of it is noise)."""
+    if _DECLINED_QUESTION.search(line):
+        return (
+            "The agent asked for input, which codex exec cannot give: Codex declined the question "
+            "and the agent goes on without an answer",
+        )
+    return ()
 
 
 def apply_event(progress: Progress, event: dict[str, Any], known_thread: str | None = None) -> Update:

@@ -133,6 +133,7 @@ class Cursor:
     resume: Resume | None = None
     stderr_start: int = 0  # stderr.log's size when the current run began: its reason is past it
     afresh: int = 0  # fresh starts after a lost Codex session (one is allowed)
+    stderr: int = 0  # bytes of stderr.log already looked through for what Codex says there
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -147,6 +148,7 @@ class Cursor:
             "resume": self.resume.to_dict() if self.resume else None,
             "stderr_start": self.stderr_start,
             "afresh": self.afresh,
+            "stderr": self.stderr,
         }
 
     @classmethod
@@ -167,6 +169,7 @@ class Cursor:
             resume=Resume.read(f.within("resume")),
             stderr_start=f.integer("stderr_start") or 0,
             afresh=f.integer("afresh") or 0,
+            stderr=f.integer("stderr") or 0,
         )
 
 

@@ -96,7 +96,9 @@ class Supervisor:
         self.tasks = store.TaskStore(settings.tasks_dir)
         types = tasktypes.from_settings(settings.types)
         self.spool = Spool(settings.spool_dir, self.tasks, types, lambda: iso(self.clock.now()))
-        self.inbox: queue.Queue[Message] = queue.Queue()
+        # SimpleQueue: put() is reentrant, so a signal handler that posts while the loop is
+        # inside get() cannot deadlock it (queue.Queue holds a lock there).
+        self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
         self.book = Ledger(self.tasks, settings.daemon.status_interval)
         self.running = self.book.running
         self.notices = Notifications(
@@ -423,7 +425,9 @@ class Supervisor:
         """The cursor moved past everything written so far: a new daemon does not read it again."""
         task_dir = self.tasks.dir(status.task_id)
         events, reports = store.size_of(task_dir / store.EVENTS), store.size_of(task_dir / store.REPORTS)
-        return status.with_(daemon=replace(status.daemon, events=events, reports=reports, resume=None))
+        stderr = store.size_of(task_dir / store.STDERR)
+        cursor = replace(status.daemon, events=events, reports=reports, stderr=stderr, resume=None)
+        return status.with_(daemon=cursor)
 
     def _end_tree(self, running: Running | None, task_id: str) -> None:
         root = None

@@ -182,7 +182,10 @@ class Daemon:
     def stop(self, timeout: float = 15) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"daemon did not stop within {timeout} s: {self.output()[-4000:]}") from None
         self.log.close()
         return code
 

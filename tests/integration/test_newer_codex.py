@@ -76,7 +76,9 @@ def test_a_question_for_the_user_is_declined_by_codex_and_the_task_goes_on(env, 
     assert time.monotonic() - began < 15 and status["stalls"] == 0
     answer = model.requests[-1]["input"][-1]
     assert answer["type"] == "function_call_output" and "unavailable" in answer["output"]
-    assert "Agent: Went on with main." in log_text(env, task_id)
+    log = log_text(env, task_id)
+    assert "Agent: Went on with main." in log
+    assert "The agent asked for input, which codex exec cannot give" in log  # said on stderr only
 
 
 def test_subagents_show_in_the_log(env, model_world, daemon):

@@ -78,3 +78,26 @@ def test_a_question_for_the_user_is_said_at_once_and_becomes_current():
 def test_odd_values_in_newer_events_give_a_line_not_an_exception(event):
     update = apply_event(Progress(), event)
     assert all(isinstance(line, str) and line for line in update.lines)
+
+
+DECLINED = (
+    b"2026-11-26T13:40:02.123Z ERROR codex_core::tools::router: "
+    b"error=request_user_input is unavailable in Default mode\n"
+)
+
+
+def test_a_question_codex_declined_on_stderr_is_said_once_and_is_not_progress(tmp_path):
+    from codexd import follower, store
+    from codexd.records import Cursor, TaskStatus
+    from codexd.states import TaskState
+
+    old_run = b"error=request_user_input is not supported in exec mode\n"  # before this run: said already
+    (tmp_path / store.STDERR).write_bytes(old_run + b"Reading additional input from stdin...\n" + DECLINED)
+    status = TaskStatus(
+        "t", "generic", TaskState.IN_PROGRESS, "2026-11-26T13:40:00Z", "2026-11-26T13:40:00Z", "",
+        daemon=Cursor(stderr_start=len(old_run)),
+    )  # fmt: skip
+    moved = follower.advance(tmp_path, status)
+    assert moved is not None and not moved.active  # stderr chatter does not reset the stall clock
+    assert len(moved.lines) == 1 and moved.lines[0].startswith("The agent asked for input")
+    assert follower.advance(tmp_path, moved.status) is None  # read once, never again
