@@ -9,6 +9,8 @@ SIGHUP reloads the settings. Under systemd it speaks the notify protocol.
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import os
 import signal
 import threading
@@ -102,7 +104,9 @@ def _exit_after(seconds: float) -> None:
     """A shutdown that hangs (a stuck filesystem, a task that will not die) is cut short."""
 
     def force() -> None:
-        log.error("daemon.stop_timeout", seconds=seconds)
+        log.error("daemon.stop_timeout", seconds=seconds, fix="the threads' stacks follow: report them")
+        with contextlib.suppress(Exception):
+            faulthandler.dump_traceback(all_threads=True)  # what it hung on, for the bug report
         os._exit(EXIT_FORCED)
 
     timer = threading.Timer(seconds, force)

@@ -112,6 +112,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
         CODEXD_TASKS_DIR=str(tmp_path / "tasks"),
         CODEXD_SPOOL_DIR=str(tmp_path / "spool"),
         CODEXD_DAEMON__STOP_GRACE="2",
+        CODEXD_DAEMON__STOP_TIMEOUT="10",  # a shutdown that hangs dumps its stacks before a test gives up
         CODEXD_DAEMON__RESCAN_INTERVAL="2",
         CODEXD_DAEMON__STATUS_INTERVAL="0.2",
         CODEXD_DAEMON__LOG_LEVEL="debug",
