@@ -58,6 +58,7 @@ class Note:
 Message = Exited | Sweep | Note | str
 NOTICE_GRACE = 2.0  # at shutdown, deliveries under way get this long to be recorded
 REPEAT_QUIET = 60.0  # seconds before the same error is logged again
+FOLDER_CHECK = 1.0  # seconds between checks that running tasks' folders are still theirs
 # What the loop was doing for a task, for the error of a task that a bug ended.
 DOING = {
     "follow": "following its events",
@@ -87,6 +88,7 @@ class Handled:
 class Schedule:
     rescan_at: float = 0.0
     spool_retry_at: float | None = None
+    folders_at: float = 0.0  # when running tasks' folders are next checked
 
 
 class Supervisor:
@@ -138,8 +140,9 @@ class Supervisor:
             self._take_requests(now)
             self._keep_alive()
         self.runs.behind = False  # each task's follow step says again
+        check_folders = self._folders_due()
         for running in list(self.running.values()):
-            if self._folder_lost(running):
+            if check_folders and self._folder_lost(running):
                 continue
             self._guard(self.runs.finish_exit, running, now)
             self._guard(self.runs.follow, running, now)
@@ -437,6 +440,14 @@ class Supervisor:
 
     def _queued_status(self, task_id: str) -> TaskStatus | None:
         return next((s for s in self.queued if s.task_id == task_id), None)
+
+    def _folders_due(self) -> bool:
+        """Once a second, not every tick: a folder removed by hand is rare, the tick is hot."""
+        mono = self.clock.monotonic()
+        if mono < self.schedule.folders_at:
+            return False
+        self.schedule.folders_at = mono + FOLDER_CHECK
+        return True
 
     def _folder_lost(self, running: Running) -> bool:
         """A task whose folder was removed, replaced or made unreadable by hand: its tree is

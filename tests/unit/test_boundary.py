@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import structlog
 
-from codexd import follower, health, intake, runner, runs, store, tasktypes
+from codexd import follower, health, intake, runner, runs, store, supervisor, tasktypes
 from codexd.errors import StorageError
 from codexd.runs import Exited
 from codexd.watcher import FolderWatcher
@@ -338,7 +338,7 @@ def test_a_task_whose_folder_vanished_leaves_the_books_and_frees_its_slot(world)
     with structlog.testing.capture_logs() as logged:
         shutil.rmtree(w.settings.tasks_dir / "gone")
         for _ in range(3):
-            w.advance(0)
+            w.advance(supervisor.FOLDER_CHECK)
     assert "gone" not in w.sup.running
     w.tick_until(lambda: w.procs.kills == 1)
     assert [e["event"] for e in logged].count("task.folder_gone") == 1
@@ -351,7 +351,7 @@ def test_a_task_whose_folder_was_replaced_leaves_the_books(world):
     folder = w.settings.tasks_dir / "moved"
     folder.rename(w.tmp / "elsewhere")
     folder.mkdir()
-    w.advance(0)
+    w.advance(supervisor.FOLDER_CHECK)
     assert "moved" not in w.sup.running
     w.tick_until(lambda: w.procs.kills == 1)
 
