@@ -66,7 +66,8 @@ def advance(task_dir: Path, status: TaskStatus) -> Advance | None:
             step.lines += update.lines
             step.active = True
         step.cursor = replace(step.cursor, reports=line.end)
-    _take_stderr(task_dir, step)
+    if step.cursor.events != status.daemon.events:  # Codex goes on after what it says there
+        _take_stderr(task_dir, step)
     if step.cursor == status.daemon:
         return None
     moved = status.with_(progress=step.progress, thread_id=step.thread, daemon=step.cursor)

@@ -97,7 +97,11 @@ def test_a_question_codex_declined_on_stderr_is_said_once_and_is_not_progress(tm
         "t", "generic", TaskState.IN_PROGRESS, "2026-11-26T13:40:00Z", "2026-11-26T13:40:00Z", "",
         daemon=Cursor(stderr_start=len(old_run)),
     )  # fmt: skip
+    assert follower.advance(tmp_path, status) is None  # looked at when the events move: Codex goes on
+    (tmp_path / store.EVENTS).write_bytes(b'{"type":"turn.started"}\n')
     moved = follower.advance(tmp_path, status)
-    assert moved is not None and not moved.active  # stderr chatter does not reset the stall clock
-    assert len(moved.lines) == 1 and moved.lines[0].startswith("The agent asked for input")
-    assert follower.advance(tmp_path, moved.status) is None  # read once, never again
+    assert moved is not None
+    assert moved.lines == ["The agent asked for input, which codex exec cannot give: Codex declined the "
+                           "question and the agent goes on without an answer"]  # fmt: skip
+    (tmp_path / store.EVENTS).write_bytes(b'{"type":"turn.started"}\n{"type":"turn.started"}\n')
+    assert follower.advance(tmp_path, moved.status).lines == []  # read once, never again
