@@ -112,7 +112,6 @@ def env(tmp_path: Path) -> Iterator[Env]:
         CODEXD_TASKS_DIR=str(tmp_path / "tasks"),
         CODEXD_SPOOL_DIR=str(tmp_path / "spool"),
         CODEXD_DAEMON__STOP_GRACE="2",
-        CODEXD_DAEMON__STOP_TIMEOUT="10",  # a shutdown that hangs dumps its stacks before a test gives up
         CODEXD_DAEMON__RESCAN_INTERVAL="2",
         CODEXD_DAEMON__STATUS_INTERVAL="0.2",
         CODEXD_DAEMON__LOG_LEVEL="debug",
@@ -157,7 +156,11 @@ class Daemon:
         self.env = env
         self.log = (env.root / "daemon.log").open("ab")
         self.proc = subprocess.Popen(
-            [*CODEXD, "daemon", *args], env=env.vars, stdout=self.log, stderr=self.log
+            [*CODEXD, "daemon", *args],
+            # A shutdown that hangs dumps its stacks into the log before stop() gives up.
+            env={"CODEXD_DAEMON__STOP_TIMEOUT": "10", **env.vars},
+            stdout=self.log,
+            stderr=self.log,
         )
         self.wait_ready()
 
