@@ -145,13 +145,16 @@ def drop(spool: Path, name: str, text: str = "Do it.\n") -> float:
 # -- the figures -----------------------------------------------------------------------------
 
 
+def record(task_id: str) -> dict[str, Any]:
+    """The least a status.json needs to be a task record."""
+    return {"task_id": task_id, "status": "completed", "created_at": "2025-10-31T12:00:00Z"}
+
+
 def status_figure(reps: int) -> Row:
     with world() as w:
         w.tasks.mkdir(parents=True)
         (w.tasks / "t1").mkdir()
-        (w.tasks / "t1" / "status.json").write_text(
-            json.dumps({"task_id": "t1", "status": "completed"}, indent=2) + "\n"
-        )
+        (w.tasks / "t1" / "status.json").write_text(json.dumps(record("t1"), indent=2) + "\n")
         ours, bare = [], []
         for _ in range(reps):  # interleaved, so both see the same machine
             ours.append(timed([CODEXD, "status", "t1", "--json"], w.env))
@@ -403,9 +406,7 @@ def logs_figure(reps: int) -> Row:
     with world() as w:
         folder = w.tasks / "big"
         folder.mkdir(parents=True)
-        (folder / "status.json").write_text(
-            json.dumps({"task_id": "big", "status": "completed"}, indent=2) + "\n"
-        )
+        (folder / "status.json").write_text(json.dumps(record("big"), indent=2) + "\n")
         log = folder / "progress.log"
         line = b"2025-10-31T12:00:00Z Running: gh pr diff 602 -- a line of a long progress log\n"
         chunk = line * (8 * 1024 * 1024 // len(line))
@@ -428,7 +429,7 @@ def huge_line_figures(reps: int) -> list[Row]:
     with world() as w:
         folder = w.tasks / "big"
         folder.mkdir(parents=True)
-        (folder / "status.json").write_text(json.dumps({"task_id": "big", "status": "completed"}) + "\n")
+        (folder / "status.json").write_text(json.dumps(record("big")) + "\n")
         events = folder / "events.jsonl"
         with events.open("wb") as f:
             f.write(b'{"type":"item.completed","item":{"type":"command_execution","aggregated_output":"')
