@@ -75,7 +75,7 @@ def _task_record(task_id: str) -> tuple[str, bytes] | None:
             data = f.read()
     except OSError:
         return None
-    from codexd.listing import in_daemon_format
+    from codexd.daemonfmt import in_daemon_format
 
     return (folder, data) if in_daemon_format(data, task_id) else None
 

@@ -328,6 +328,6 @@ def test_any_event_and_report_files_are_followed(events, reports):
 
 
 def test_the_quick_commands_know_every_state():
-    from codexd import listing
+    from codexd import daemonfmt
 
-    assert {s.value for s in TaskState} == listing.STATES
+    assert {s.value for s in TaskState} == daemonfmt.STATES
