@@ -86,6 +86,7 @@ class World:
             "CODEXD_SPOOL_DIR": str(self.spool),
             "CODEXD_CODEX__COMMAND": json.dumps([str(BENCH / "fake-codex")]),
             "CODEXD_MAX_PARALLEL": "8",
+            "CODEXD_CODEX__ENV": '["BENCH_CODEX_SECONDS", "BENCH_FLOOD_MB"]',  # the fakes' knobs
             "CODEXD_DAEMON__LOG_LEVEL": "info",
             **settings,
         }

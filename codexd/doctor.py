@@ -14,6 +14,8 @@ from pathlib import Path
 from codexd import intake, lock
 from codexd.errors import CodexdError, ConfigError
 
+WITHHELD_SHOWN = 8  # names of withheld variables doctor shows
+
 
 @dataclass(frozen=True)
 class Check:
@@ -143,6 +145,20 @@ def provider_key() -> str | None:
     return str(found.get("env_key") or "OPENAI_API_KEY")
 
 
+def check_agent_env(extra: list[str]) -> Iterator[Check]:
+    """What of this environment a task's Codex would see: names only, never values."""
+    from codexd import agentenv
+
+    passed, withheld = agentenv.split(os.environ, extra)
+    few = ", ".join(withheld[:WITHHELD_SHOWN]) + (", ..." if len(withheld) > WITHHELD_SHOWN else "")
+    yield Check("agent env", True, f"passes {', '.join(sorted(passed)) or '(nothing)'}")
+    shown = f" ({few})" if few else ""
+    yield Check("agent env", True, f"withholds {len(withheld)}{shown}; pass more by name with codex.env")
+    unset = [name for name in extra if name not in os.environ]
+    if unset:
+        yield Check("agent env", True, f"codex.env names {', '.join(unset)}, not set here", warning=True)
+
+
 def check_service(config: str | None, codex: str, stop_timeout: float) -> Iterator[Check]:
     """The installed unit or agent: present, current, and able to find codex and node."""
     from codexd import locations, service
@@ -185,5 +201,6 @@ def run(config: str | None) -> Iterator[Check]:
     if shutil.which(loaded.codex.command[0]):
         yield check_login(loaded.codex.command)
     yield from check_notify([u.get_secret_value() for u in loaded.notify.urls])
+    yield from check_agent_env(loaded.codex.env)
     if os.environ.get("CODEXD_TASK_ID"):
         yield Check("environment", True, f"running inside task {os.environ['CODEXD_TASK_ID']}")

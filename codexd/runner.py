@@ -8,13 +8,13 @@ import shutil
 import stat
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from codexd import codexargs, store
+from codexd import agentenv, codexargs, store
 from codexd.errors import CodexdError
 
 ENV_TASK_ID = "CODEXD_TASK_ID"
@@ -33,6 +33,7 @@ class Launch:
     argv: list[str]
     cwd: Path
     stdin_offset: int | None  # the instructions' body starts here; None: a resume, no stdin
+    env: tuple[str, ...] = ()  # codex.env: names passed beyond the allowlist
 
 
 def codexd_bin_dir() -> Path | None:
@@ -42,8 +43,11 @@ def codexd_bin_dir() -> Path | None:
     return Path(found).parent if found else None
 
 
-def child_env(task_id: str, task_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET" and not k.startswith("WATCHDOG_")}
+def child_env(
+    task_id: str, task_dir: Path, extra: Iterable[str] = (), environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Codex's environment: an allowlist (see agentenv), the task's own two, and `codexd` on PATH."""
+    env = agentenv.for_agent(environ, extra)
     env[ENV_TASK_ID] = task_id
     env[ENV_TASK_DIR] = str(task_dir)
     bin_dir = codexd_bin_dir()
@@ -126,7 +130,7 @@ def spawn(launch: Launch) -> subprocess.Popen[bytes]:
                 stdout=stdout,
                 stderr=stderr,
                 cwd=launch.cwd,
-                env=child_env(launch.task_id, task_dir),
+                env=child_env(launch.task_id, task_dir, launch.env),
                 start_new_session=True,
                 close_fds=True,
             )

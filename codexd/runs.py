@@ -138,7 +138,7 @@ class Runs:
         offset = None if resume else frontmatter.parse(instructions).body_offset
         run_start = store.size_of(task_dir / store.EVENTS)
         stderr_start = store.size_of(task_dir / store.STDERR)
-        popen = runner.spawn(runner.Launch(status.task_id, task_dir, argv, cwd, offset))
+        popen = runner.spawn(runner.Launch(status.task_id, task_dir, argv, cwd, offset, tuple(codex.env)))
         cursor = replace(
             status.daemon,
             run_start=run_start,

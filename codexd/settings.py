@@ -27,7 +27,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from codexd import codexargs, endpoints, jsonlines, locations
+from codexd import agentenv, codexargs, endpoints, jsonlines, locations
 from codexd.errors import ConfigError
 from codexd.limits import MAX_PARALLEL, MAX_SECONDS, MAX_TRIES
 from codexd.redact import redact
@@ -51,6 +51,15 @@ class CodexSettings(_Table):
     # profile may reset PATH, hiding `codexd` from the agent. Off unless asked for.
     login_shell: bool = False
     args: list[str] = Field(default_factory=list)  # after login_shell: its check needs it
+    env: list[str] = Field(default_factory=list)  # names passed to the agent beyond the allowlist
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: list[str]) -> list[str]:
+        found = [p for p in map(agentenv.name_problem, value) if p]
+        if found:
+            raise ValueError("\n".join(found))
+        return value
 
     @field_validator("args")
     @classmethod

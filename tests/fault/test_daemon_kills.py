@@ -42,6 +42,7 @@ def test_sigkill_at_random_moments_loses_nothing(env, daemon):
         env.set(
             CODEXD_CODEX__COMMAND=json.dumps([str(ROOT / "bench" / "fake-codex")]),
             BENCH_CODEX_SECONDS="1.5",
+            CODEXD_CODEX__ENV='["BENCH_CODEX_SECONDS"]',  # the agent sees only what is named
             CODEXD_MAX_PARALLEL="6",
             CODEXD_NOTIFY__URLS=json.dumps([hook.url()]),
             CODEXD_NOTIFY__EVENTS='["completed"]',

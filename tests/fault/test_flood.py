@@ -70,7 +70,11 @@ def ended(env, task_id: str) -> bool:
 def test_a_flood_of_events_keeps_memory_flat_and_holds_up_no_other_task(env, daemon):
     script = env.root / "flooder.py"
     script.write_text(FAKE_CODEX)
-    env.set(CODEXD_CODEX__COMMAND=json.dumps([sys.executable, str(script)]), FLOOD_MB=str(FLOOD_MB))
+    env.set(
+        CODEXD_CODEX__COMMAND=json.dumps([sys.executable, str(script)]),
+        FLOOD_MB=str(FLOOD_MB),
+        CODEXD_CODEX__ENV='["FLOOD_MB"]',
+    )
     d = daemon()
     peak = Peak(d.proc.pid)
     start(env, "flood")
