@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from codexd import intake, jsonlines, limits, locations, lock, reports, store, tailing, tasktypes
+from codexd import intake, jsonlines, limits, locations, lock, reports, store, tailing, taskid, tasktypes
 from codexd.clock import iso, parse_iso
 from codexd.errors import BrokenRecord, CodexdError, InvalidInput, UnknownTask, WaitTimeout
 from codexd.records import Progress, TaskStatus
@@ -42,6 +42,7 @@ class Tasks:
         return TaskStatus.from_dict(self.status_dict(task_id))
 
     def status_dict(self, task_id: str) -> dict[str, Any]:
+        taskid.check(task_id)  # before any path is built from it: `../x` names no task
         try:
             return self.store.read_status_dict(task_id)
         except UnknownTask:
@@ -110,6 +111,7 @@ class Tasks:
         return status
 
     def _request(self, task_id: str, kind: str) -> None:
+        taskid.check(task_id)  # the request file stays inside its folder
         folder = self.root / store.REQUESTS
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         store.write_atomic(folder / f"{task_id}.{kind}", iso(datetime.now(UTC)).encode())

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from codexd import api, fields, limits, store, views
+from codexd import api, fields, limits, store, taskid, views
 from codexd.errors import EXIT_FAILURE, EXIT_USAGE, BrokenRecord, CodexdError, ConfigError, InvalidInput
 from codexd.redact import redact
 
@@ -111,17 +111,13 @@ def daemon(ctx: click.Context, stop_tasks: bool) -> None:
 
 
 def _read_instructions(source: str) -> tuple[bytes, str]:
+    """The instruction file's bytes and name; a regular file or stdin, under the size cap."""
+    from codexd import intake
+
     if source == "-":
-        return sys.stdin.buffer.read(), "task"
+        return intake.read_stdin(), "task"
     path = Path(source).expanduser()
-    try:
-        return path.read_bytes(), path.name
-    except FileNotFoundError:
-        raise InvalidInput(f"instruction file {source} does not exist: check the path") from None
-    except IsADirectoryError:
-        raise InvalidInput(f"{source} is a folder: pass the instruction file itself") from None
-    except OSError as exc:
-        raise InvalidInput(f"cannot read {source}: {exc.strerror}") from None
+    return intake.read_instruction_file(path), path.name
 
 
 @cli.command()
@@ -229,9 +225,7 @@ def _write_out(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    if not output.parent.is_dir():
-        raise InvalidInput(f"cannot write {output}: the folder {output.parent} does not exist")
-    store.write_atomic(output, text.encode())
+    store.write_output(output, text.encode())
     click.echo(f"wrote {output}", err=True)
 
 
@@ -239,7 +233,7 @@ def _output_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
         "-o",
         "--output",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=click.Path(path_type=Path),
         help="Write to FILE instead of stdout.",
     )(fn)
 
@@ -419,7 +413,7 @@ def progress(
         raise InvalidInput("--outcome goes with --done: codexd progress --done TEXT --outcome OUTCOME")
     if total is None and current is None and done is None:
         raise InvalidInput("nothing to report: give --total N, --current TEXT or --done TEXT")
-    task_dir = _tasks(ctx).store.dir(task_id) if task_id else api.task_dir_from_env()
+    task_dir = _tasks(ctx).store.dir(taskid.check(task_id)) if task_id else api.task_dir_from_env()
     if task_dir is None:
         raise InvalidInput(
             "codexd progress runs inside a task (CODEXD_TASK_DIR is not set); from outside, pass --task ID"

@@ -184,11 +184,7 @@ class Spool:
             raise InvalidInput("not a regular file: only .md instruction files are taken")
         if not path.name.endswith(".md"):
             raise InvalidInput(f"only .md instruction files are taken: rename it to {path.stem}.md")
-        if info.st_size > frontmatter.MAX_BYTES:
-            raise InvalidInput(f"file is {info.st_size} bytes, over the 1 MiB limit: shorten it")
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as f:
-            return f.read(frontmatter.MAX_BYTES + 1)
+        return read_instruction_file(path, follow=False)  # checked again on the opened file
 
     def _task_id(self, path: Path, checked: Checked) -> str:
         wanted = checked.fields.get("task_id")
@@ -270,6 +266,59 @@ class Spool:
         os.rename(path, target)
         note = f"{self.now()} refused {path.name!r}: {reason}\n"
         store.write_atomic(target.with_name(target.name + ".error"), note.encode())
+
+
+def read_instruction_file(path: Path, follow: bool = True) -> bytes:
+    """An instruction file's bytes: a regular file under the size cap, checked on the opened
+    descriptor (never the path checked and then opened) and read no further than the cap."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)  # O_NONBLOCK: a FIFO opens at once, to be refused below
+    except FileNotFoundError:
+        raise InvalidInput(f"instruction file {path} does not exist: check the path") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow:
+            raise InvalidInput("the file is a symbolic link: put the file itself into the spool") from None
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise InvalidInput(f"{path} is a folder: pass the instruction file itself")
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidInput(f"{path} is not a regular file (a device, FIFO or socket): save it to a file")
+        _check_size(info.st_size)
+        return _read_capped(fd, str(path))
+    finally:
+        os.close(fd)
+
+
+def read_stdin() -> bytes:
+    """Instructions from standard input, read no further than the size cap."""
+    try:
+        os.fstat(0)
+    except OSError:
+        raise InvalidInput("stdin is closed: pipe the instructions in, or pass --instructions FILE") from None
+    return _read_capped(0, "stdin")
+
+
+def _check_size(size: int) -> None:
+    if size > frontmatter.MAX_BYTES:
+        raise InvalidInput(f"file is {size} bytes, over the 1 MiB limit: shorten it")
+
+
+def _read_capped(fd: int, name: str) -> bytes:
+    """At most one byte more than the cap, so that an endless source is refused, not read."""
+    chunks: list[bytes] = []
+    left = frontmatter.MAX_BYTES + 1
+    try:
+        while left > 0 and (chunk := os.read(fd, min(left, 1 << 16))):
+            chunks.append(chunk)
+            left -= len(chunk)
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {name}: {exc.strerror}") from None
+    if left <= 0:
+        raise InvalidInput(f"{name} is over the 1 MiB limit of instructions: shorten it")
+    return b"".join(chunks)
 
 
 def _spool_taken(tasks: TaskStore, spool_dir: Path) -> Callable[[str], bool]:

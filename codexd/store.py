@@ -12,12 +12,13 @@ import json
 import math
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from codexd import jsonlines, listing, taskid
-from codexd.errors import BrokenRecord, StorageError, UnknownTask
+from codexd.errors import BrokenRecord, InvalidInput, StorageError, UnknownTask
 from codexd.fields import unreadable
 from codexd.records import TaskStatus
 
@@ -55,7 +56,7 @@ def status_from(raw: bytes) -> TaskStatus:
     return TaskStatus.from_dict(data)
 
 
-def write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
+def write_atomic(path: Path, data: bytes, durable: bool = True, mode: int = 0o644) -> None:
     """Replace `path` with `data` so that readers see the old or the new file, never a mix.
 
     `durable` also flushes it to the disk first (fsync), so that even a power cut leaves
@@ -65,6 +66,8 @@ def write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
+            if mode != 0o644:
+                os.fchmod(fd, mode)
             os.write(fd, data)
             if durable:
                 os.fsync(fd)
@@ -75,6 +78,38 @@ def write_atomic(path: Path, data: bytes, durable: bool = True) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def write_output(path: Path, data: bytes) -> None:
+    """What `-o` writes: a new file, or an existing regular one replaced whole, keeping its mode.
+
+    Devices, FIFOs, folders and symbolic links are refused, and so is a read-only file even
+    for root (whose access() says yes to everything): the mode bits decide.
+    """
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        info = None
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from None
+    if info is not None:
+        _check_output(path, info)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(f"cannot create the folder {path.parent}: {exc.strerror}") from None
+    write_atomic(path, data, mode=0o644 if info is None else stat.S_IMODE(info.st_mode))
+
+
+def _check_output(path: Path, info: os.stat_result) -> None:
+    if stat.S_ISLNK(info.st_mode):
+        raise InvalidInput(f"{path} is a symbolic link: give the path of a regular file")
+    if stat.S_ISDIR(info.st_mode):
+        raise InvalidInput(f"{path} is a folder: give a file name inside it")
+    if not stat.S_ISREG(info.st_mode):
+        raise InvalidInput(f"{path} is not a regular file (a device or a FIFO): give a file path")
+    if not info.st_mode & 0o222 or not os.access(path, os.W_OK):
+        raise InvalidInput(f"{path} is read-only: choose another file or make it writable first")
 
 
 def append_line(path: Path, line: str) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 import psutil
 import structlog
 
-from codexd import checkup, runner, runs, store, tasktypes
+from codexd import checkup, runner, runs, store, taskid, tasktypes
 from codexd.clock import Clock, SystemClock, iso
 from codexd.errors import CodexdError, StorageError
 from codexd.health import STRIKES
@@ -495,7 +495,7 @@ class Supervisor:
         folder = self.settings.tasks_dir / store.REQUESTS
         for request in sorted(folder.glob("[!.]*.*")):  # not the writers' hidden temp files
             task_id, _, kind = request.name.rpartition(".")
-            if kind in ("stop", "restart"):
+            if kind in ("stop", "restart") and taskid.is_valid(task_id):  # no other name is acted on
                 self._guard(self._take_request, task_id, request, kind, now)
 
     def _take_request(self, task_id: str, request: Path, kind: str, now: datetime) -> None:

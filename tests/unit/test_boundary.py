@@ -527,3 +527,15 @@ def test_a_delivery_lane_whose_bookkeeping_fails_is_freed_and_tried_again(tmp_pa
     assert not any(lane.busy for lane in h.courier._lanes.values())  # before: busy for ever
     h.pump()
     assert h.fake.tried == ["a", "a"] and h.box.pending() == []
+
+
+def test_a_request_whose_name_is_no_task_id_is_not_acted_on(world, monkeypatch):
+    w = world()
+    w.submit()
+    acted: list[str] = []
+    monkeypatch.setattr(w.sup, "_cancel", lambda task_id, now: acted.append(task_id))
+    for name in ("a b.stop", "ü.stop", "x" * 129 + ".stop", "t1.stop"):
+        (w.settings.tasks_dir / ".requests" / name).write_text("now")
+    w.sup.schedule.rescan_at = 0.0
+    w.advance(0)
+    assert acted == ["t1"]
