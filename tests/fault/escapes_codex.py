@@ -42,7 +42,8 @@ def main() -> None:
     with (task_dir / "reports.jsonl").open("a") as reports:
         reports.write("".join(json.dumps(r) + "\n" for r in REPORTS))
     for event in EVENTS:
-        sys.stdout.write(json.dumps(event) + "\n")
+        # C1 and bidi controls are legal raw in JSON text: events.jsonl holds them as they came.
+        sys.stdout.buffer.write(json.dumps(event, ensure_ascii=False).encode() + b"\n")
     sys.stdout.flush()
     (task_dir / "last-message.txt").write_text(SUMMARY)
 

@@ -4,6 +4,8 @@ bidi overrides and markup from a hostile agent reach no terminal and no document
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import subprocess
 import sys
@@ -42,6 +44,13 @@ def test_agent_escapes_are_shown_not_obeyed(env, daemon):
         assert "pwned" in shown.stdout, args
         assert obeyed(shown.stdout) == [], args
 
+    # A log written before codexd made controls visible (or by hand) is shown safely too.
+    with (env.tasks / "hostile" / "progress.log").open("ab") as log_file:
+        log_file.write(b"2025-10-31T11:50:00Z Agent: \x1b]0;older\x07 \xc2\x9b2J \x9b\n")
+    for args in (("logs", "hostile"), ("logs", "hostile", "-n", "3")):
+        shown = env.codexd(*args)
+        assert "older" in shown.stdout and obeyed(shown.stdout) == [], args
+
     markdown = env.codexd("report", "hostile", "--format", "markdown").stdout
     assert "pwned" in markdown
     assert obeyed(markdown) == []
@@ -67,3 +76,32 @@ def test_raw_logs_into_a_pipe_stay_byte_exact(env, daemon):
         [*CODEXD, "logs", "raw", "--raw"], env=env.vars, capture_output=True, timeout=30, check=True
     )
     assert piped.stdout == (env.tasks / "raw" / "events.jsonl").read_bytes()
+
+
+def on_a_terminal(env, *args: str) -> bytes:
+    """What `codexd ARGS` prints when its stdout is a terminal."""
+    main, side = pty.openpty()
+    proc = subprocess.Popen([*CODEXD, *args], env=env.vars, stdout=side, stderr=subprocess.DEVNULL)
+    os.close(side)
+    seen = b""
+    try:
+        while chunk := os.read(main, 65536):
+            seen += chunk
+    except OSError:  # EIO: the child closed the terminal
+        pass
+    finally:
+        os.close(main)
+    assert proc.wait(timeout=30) == 0
+    return seen
+
+
+def test_raw_logs_on_a_terminal_show_controls(env, daemon):
+    env.set(CODEXD_CODEX__COMMAND=ESCAPES_CODEX)
+    daemon()
+    assert env.codexd("start", "--instructions", "-", "--task-id", "tty", input=b"go\n").returncode == 0
+    wait_for(lambda: env.status("tty")["status"] == "completed", 30, "the task to complete")
+    raw = (env.tasks / "tty" / "events.jsonl").read_bytes()
+    assert "\u202e".encode() in raw and "\x9b".encode() in raw  # held as they came
+    seen = on_a_terminal(env, "logs", "tty", "--raw").decode("utf-8", "surrogateescape")
+    assert "pwned" in seen and "\\u202e" in seen
+    assert obeyed(seen.replace("\r\n", "\n")) == []  # the terminal itself turns \n into \r\n
