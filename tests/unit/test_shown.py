@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from codexd.progress import one_line
 from codexd.shown import shown
@@ -37,7 +38,10 @@ def test_one_line_neutralises_at_the_source():
 
 def test_shown_is_a_leaf_that_imports_nothing_heavy():
     code = "import sys; import codexd.shown; print(sorted({'re', 'typing'} & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True)
+    root = Path(__file__).parents[2]
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True, cwd=root
+    )
     assert out.stdout.strip() == "[]"
 
 
