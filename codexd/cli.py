@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -198,9 +198,24 @@ def status(ctx: click.Context, task_id: str, as_json: bool) -> None:
 def logs(ctx: click.Context, task_id: str, lines: int | None, follow: bool, raw: bool) -> None:
     """A task's progress log."""
     out = sys.stdout.buffer
-    for chunk in api.log_chunks(_tasks(ctx), task_id, raw, lines, follow):
+    chunks = api.log_chunks(_tasks(ctx), task_id, raw, lines, follow)
+    # What the agent wrote is shown, never obeyed; raw events into a pipe or file stay byte-exact.
+    for chunk in _shown_chunks(chunks) if not raw or out.isatty() else chunks:
         out.write(chunk)
         out.flush()
+
+
+def _shown_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Chunks with their control characters made visible (codexd.shown), a character cut
+    between two chunks decoded whole, bytes that are not UTF-8 shown as `\\xNN`."""
+    import codecs
+
+    from codexd.shown import shown
+
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    for chunk in chunks:
+        yield shown(decoder.decode(chunk)).encode()
+    yield shown(decoder.decode(b"", final=True)).encode()
 
 
 @cli.command()

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -21,6 +22,7 @@ from textual.widgets import DataTable, Footer, Header, Log, ProgressBar, Static
 
 from codexd import api, store, views
 from codexd.errors import BrokenRecord, CodexdError, UnknownTask
+from codexd.shown import shown
 from codexd.tailing import SHOWN_CHARS, Splitter, tail_lines
 
 Now = Callable[[], datetime]
@@ -37,17 +39,21 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return info.st_mtime_ns, info.st_size
 
 
-def task_lines(task: dict[str, Any], now: datetime) -> dict[str, str]:
-    """The text of the task view, one entry per part of the screen."""
+def task_lines(task: dict[str, Any], now: datetime) -> dict[str, Text]:
+    """The text of the task view, one entry per part of the screen.
+
+    Text objects, not strings: Textual reads markup in a string, so an agent's `[link=...]`,
+    `[@click=...]` or `[/]` would be obeyed. Their control characters are made visible too."""
     progress = task.get("progress") or {}
     items = [views.item_line(i) for i in progress.get("items") or []]
     last = task.get("last_log") or {}
     recovery = [f"{key} {task[key]}" for key in ("restarts", "stalls", "retries") if task.get(key)]
-    return {
-        "facts": (
-            f"{task.get('type')}   status [b]{task.get('status')}[/b]   "
-            f"started {task.get('started_at') or '-'}   elapsed {views.elapsed(task, now)}"
-        ),
+    facts = Text.assemble(
+        f"{shown(str(task.get('type')))}   status ",
+        (shown(str(task.get("status"))), "bold"),
+        f"   started {task.get('started_at') or '-'}   elapsed {views.elapsed(task, now)}",
+    )
+    said = {
         "count": views.progress_text(progress),
         "items": "\n".join(items) or "no items finished yet",
         "current": f"current: {progress.get('current')}" if progress.get("current") else "",
@@ -55,6 +61,7 @@ def task_lines(task: dict[str, Any], now: datetime) -> dict[str, str]:
         "recovery": "   ".join(recovery),
         "error": f"error: {task['error']}" if task.get("error") else "",
     }
+    return {"facts": facts} | {name: Text(shown(text)) for name, text in said.items()}
 
 
 class ConfirmStop(ModalScreen[bool]):
@@ -126,7 +133,7 @@ class TaskView(Screen[None]):
             self.query_one("#facts", Static).update("this task is gone")
             return
         except BrokenRecord as exc:
-            self.query_one("#facts", Static).update(str(exc))
+            self.query_one("#facts", Static).update(Text(shown(str(exc))))
             return
         for name, text in task_lines(task, self.now()).items():
             widget = self.query_one(f"#{name}", Static)
@@ -159,7 +166,7 @@ class TaskView(Screen[None]):
             try:
                 before = self.tasks.request_stop(self.task_id)
             except CodexdError as exc:
-                self.notify(str(exc), severity="error")
+                self.notify(shown(str(exc)), severity="error", markup=False)
                 return
             done = f"already {before.status.value}" if before.is_terminal else "stop requested"
             self.notify(f"{self.task_id}: {done}")
@@ -199,14 +206,15 @@ class LogView(Screen[None]):
         log = self.query_one(Log)
         log.clear()
         self._offset, self._lines = store.size_of(self.path), Splitter(SHOWN_CHARS)
-        log.write_lines(tail_lines(self.path, LOG_LINES, end=self._offset, width=SHOWN_CHARS))
+        lines = tail_lines(self.path, LOG_LINES, end=self._offset, width=SHOWN_CHARS)
+        log.write_lines(map(shown, lines))  # raw events may hold C1 and bidi controls
 
     def follow(self) -> None:
         data = store.read_from(self.path, self._offset)
         if not data:
             return
         self._offset += len(data)
-        self.query_one(Log).write_lines(self._lines.feed(data))
+        self.query_one(Log).write_lines(map(shown, self._lines.feed(data)))
 
     def action_toggle_raw(self) -> None:
         self.raw = not self.raw

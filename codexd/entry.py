@@ -93,11 +93,12 @@ def _print_tail(task_id: str, n: int) -> int | None:
     found = _task_record(task_id)
     if found is None:
         return None
-    from codexd.tailing import SHOWN_CHARS, tail_lines  # each command imports only what it uses
+    from codexd.shown import shown  # each command imports only what it uses
+    from codexd.tailing import SHOWN_CHARS, tail_lines
 
     lines = tail_lines(os.path.join(found[0], "progress.log"), n, width=SHOWN_CHARS)
-    if lines:
-        sys.stdout.buffer.write(("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
+    if lines:  # shown(): a log written before codexd made controls visible is safe too
+        sys.stdout.buffer.write(shown("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
         sys.stdout.flush()
     return 0
 

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from codexd.clock import duration, parse_iso
 from codexd.records import TaskStatus
+from codexd.shown import md_text, shown_line
 
 # apprise's notify types, which Slack and Discord colour: green, red, yellow, blue.
 KIND = {
@@ -55,20 +56,21 @@ def render(status: TaskStatus, event: str, now: datetime) -> Notice:
     counts = _counts(status)
     what = _what_happened(status, event)
     look = f"codexd report {status.task_id}"
-    text_lines = [" · ".join(f"{k}: {v}" for k, v in facts)]
+    # Values are task and agent text: shown, never obeyed (codexd.shown); Markdown escaped.
+    text_lines = [" · ".join(f"{k}: {shown_line(v)}" for k, v in facts)]
     if counts:
-        text_lines.append(" · ".join(f"{k}: {v}" for k, v in counts))
-    text_lines += [f"{k}: {v}" for k, v in what]
+        text_lines.append(" · ".join(f"{k}: {shown_line(v)}" for k, v in counts))
+    text_lines += [f"{k}: {shown_line(v)}" for k, v in what]
     text_lines.append(f"Details: {look}")
     # Blank lines between sections: apprise's Discord parser merges them otherwise.
-    sections = [f"# {k}\n{v}\n" for k, v in [*counts, *what]]
-    head = " · ".join(f"**{k}:** {v}" for k, v in facts) + f"\nDetails: `{look}`\n"
+    sections = [f"# {md_text(k)}\n{md_text(v)}\n" for k, v in [*counts, *what]]
+    head = " · ".join(f"**{k}:** {md_text(v)}" for k, v in facts) + f"\nDetails: `{look}`\n"
     markdown = "\n".join([head, *sections])
     return Notice(
         key=key_of(status, event),
         task_id=status.task_id,
         event=event,
-        title=f"Codex task {event}: {status.task_id}",
+        title=shown_line(f"Codex task {event}: {status.task_id}"),
         text="\n".join(text_lines),
         markdown=markdown,
         kind=KIND[event],

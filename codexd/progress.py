@@ -12,6 +12,7 @@ from typing import Any
 
 from codexd.fields import BIG, integer
 from codexd.records import Item, Progress
+from codexd.shown import shown
 
 _WRAPPED = re.compile(
     r"""^(?:/usr)?/bin/(?:ba|z|da)?sh -l?c (?:'(?P<single>.*)'|"(?P<double>.*)")$""", re.DOTALL
@@ -32,8 +33,9 @@ class Update:
 
 
 def _text(found: object) -> str:
-    """A field that should be text: events of another Codex version may hold anything there."""
-    return found if isinstance(found, str) else ""
+    """A field that should be text (events of another Codex version may hold anything there),
+    its control characters made visible: what the agent wrote is shown, never obeyed."""
+    return shown(found) if isinstance(found, str) else ""
 
 
 def _count(found: object) -> int | None:
@@ -44,7 +46,9 @@ def _count(found: object) -> int | None:
 
 
 def one_line(text: str, limit: int = MAX_TEXT) -> str:
-    flat = " ".join(str(text).split())
+    """Agent text as one line of at most `limit` characters, its control characters made
+    visible (codexd.shown): every view of progress.log is then safe for a terminal."""
+    flat = " ".join(shown(str(text)).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -68,8 +72,8 @@ def _plan(progress: Progress, listed: object) -> tuple[Progress, tuple[str, ...]
     if progress.source == "reports":
         return progress, ()  # explicit reports win over the inferred plan
     todo = [t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else []
-    done = [_text(t.get("text")) for t in todo if t.get("completed") is True]
-    pending = [_text(t.get("text")) for t in todo if t.get("completed") is not True]
+    done = [one_line(_text(t.get("text")), 200) for t in todo if t.get("completed") is True]
+    pending = [one_line(_text(t.get("text")), 200) for t in todo if t.get("completed") is not True]
     new = Progress(
         total=len(todo),
         completed=len(done),
@@ -116,7 +120,7 @@ def _collab_started(item: dict[str, Any]) -> str:
 def _collab_done(item: dict[str, Any]) -> str:
     states = item.get("agents_states") if isinstance(item.get("agents_states"), dict) else {}
     assert isinstance(states, dict)
-    said = [f"{agent} {_agent_state(state)}" for agent, state in list(states.items())[:5]]
+    said = [f"{one_line(str(agent), 60)} {_agent_state(state)}" for agent, state in list(states.items())[:5]]
     head = f"Subagent {_text(item.get('tool'))} {_text(item.get('status'))}"
     return head + (f": {'; '.join(said)}" if said else "")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from codexd import store
 from codexd.clock import duration, parse_iso
+from codexd.shown import md_text, shown, shown_line
 from codexd.views import item_line, outcome_text
 
 # progress.log lines that belong under "Errors and restarts" (the text after the time).
@@ -127,18 +128,18 @@ def counts_line(report: dict[str, Any]) -> str | None:
 
 def markdown(report: dict[str, Any], level: int = 1) -> str:
     h = "#" * level
-    lines = [f"{h} {headline(report)}", "", *_facts_table(report)]
+    lines = [f"{h} {md_text(headline(report))}", "", *_facts_table(report)]
     counts = counts_line(report)
     if counts:
-        lines += ["", f"**Results:** {counts}"]
-    lines += _md_section(f"{h}# Items", [f"- {item_line(i)}" for i in report["items"]])
+        lines += ["", f"**Results:** {md_text(counts)}"]
+    lines += _md_section(f"{h}# Items", [f"- {md_text(item_line(i))}" for i in report["items"]])
     if report["summary"]:
-        lines += ["", f"{h}# Summary", "", str(report["summary"]).strip()]
+        lines += ["", f"{h}# Summary", "", md_block(str(report["summary"]).strip())]
     lines += _md_section(
-        f"{h}# Artifacts", [f"- `{a['path']}` ({_size(a['bytes'])})" for a in report["artifacts"]]
+        f"{h}# Artifacts", [f"- {md_code(a['path'])} ({_size(a['bytes'])})" for a in report["artifacts"]]
     )
-    trouble = [f"- **Error:** {report['error']}"] if report["error"] else []
-    trouble += [f"- {i['at']} {i['text']}" for i in _incidents(report)]
+    trouble = [f"- **Error:** {md_text(report['error'])}"] if report["error"] else []
+    trouble += [f"- {md_text(i['at'] + ' ' + i['text'])}" for i in _incidents(report)]
     lines += _md_section(f"{h}# Errors and restarts", trouble)
     return "\n".join(lines) + "\n"
 
@@ -168,7 +169,31 @@ def _facts_table(report: dict[str, Any]) -> list[str]:
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """A fact the daemon knows (a type name, a time): kept as it is, in its cell."""
+    return shown_line(text).replace("|", "\\|")
+
+
+def md_code(text: str) -> str:
+    """One line as a code span: its fence is longer than any run of backticks in it."""
+    flat = shown_line(str(text))
+    fence = "`" * (_longest_run(flat, "`") + 1)
+    pad = " " if flat[:1] == "`" or flat[-1:] == "`" else ""  # CommonMark strips one space each side
+    return f"{fence}{pad}{flat}{pad}{fence}"
+
+
+def md_block(text: str) -> str:
+    """Many lines as a fenced block: shown as written, never rendered as Markdown or HTML."""
+    body = shown(text)
+    fence = "`" * max(3, _longest_run(body, "`") + 1)
+    return f"{fence}text\n{body}\n{fence}"
+
+
+def _longest_run(text: str, char: str) -> int:
+    longest = run = 0
+    for c in text:
+        run = run + 1 if c == char else 0
+        longest = max(longest, run)
+    return longest
 
 
 def _md_section(heading: str, lines: list[str]) -> list[str]:
@@ -198,13 +223,18 @@ code{background:#f6f8fa;padding:0 .2rem}.error{color:#a32037}
 
 def html_page(title: str, body: str) -> str:
     return (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{_html(title)}</title>'
         f"<style>{STYLE}</style></head>\n<body>\n{body}</body></html>\n"
     )
 
 
+def _html(text: str) -> str:
+    """Agent text as HTML: controls made visible (codexd.shown), then tags and entities escaped."""
+    return html.escape(shown(str(text)))
+
+
 def html_report(report: dict[str, Any], level: int = 1) -> str:
-    e = html.escape
+    e = _html
     parts = [f"<h{level}>{e(headline(report))}</h{level}>", "<table>"]
     parts += [f"<tr><td>{e(k)}</td><td>{e(v)}</td></tr>" for k, v in _facts(report)]
     parts.append("</table>")
@@ -228,7 +258,7 @@ def html_report(report: dict[str, Any], level: int = 1) -> str:
 def _html_list(level: int, title: str, entries: list[str], escaped: bool = False) -> list[str]:
     if not entries:
         return []
-    items = "".join(f"<li>{entry if escaped else html.escape(entry)}</li>" for entry in entries)
+    items = "".join(f"<li>{entry if escaped else _html(entry)}</li>" for entry in entries)
     return [f"<h{level}>{title}</h{level}>", f"<ul>{items}</ul>"]
 
 
@@ -262,10 +292,10 @@ def aggregate(reports: Iterable[dict[str, Any]], since: datetime | None, now: da
 def aggregate_markdown(total: dict[str, Any]) -> str:
     since = f" since {total['since']}" if total["since"] else ""
     lines = [f"# Codex tasks: {total['tasks']}{since}", "", "| status | tasks |", "|---|---|"]
-    lines += [f"| {STATUS_ICONS.get(s, '')} {s} | {n} |" for s, n in total["by_status"].items()]
+    lines += [f"| {STATUS_ICONS.get(s, '')} {md_text(s)} | {n} |" for s, n in total["by_status"].items()]
     if total["by_outcome"]:
         lines += ["", "| outcome | items |", "|---|---|"]
-        lines += [f"| {outcome_text(o)} | {n} |" for o, n in total["by_outcome"].items()]
+        lines += [f"| {md_text(outcome_text(o))} | {n} |" for o, n in total["by_outcome"].items()]
     lines += ["", f"Restarts: {total['restarts']}", "", *(markdown(r, level=2) for r in total["reports"])]
     return "\n".join(lines)
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from codexd.clock import duration, parse_iso
+from codexd.shown import shown
 
 ICONS = {"approved": "✅", "changes_requested": "⚠️", "commented": "💬", "done": "✔", "failed": "✖"}
 
@@ -87,7 +88,8 @@ def task_details(task: dict[str, Any]) -> str:
     if task.get("error"):
         lines.append(f"  error     {task['error']}")
     lines.append(f"  log       {task.get('log_file')}")
-    return "\n".join(lines)
+    # Titles, errors and log lines are agent text: shown, never obeyed, and never a line of their own.
+    return "\n".join(shown(line).replace("\n", " ") for line in lines)
 
 
 def _task_health(task: dict[str, Any]) -> str:

@@ -33,7 +33,7 @@ def test_a_report_in_markdown_json_and_html(env, two_tasks):
     assert "| Type | pr_review |" in text and "| Duration | " in text
     assert "**Results:** 3 items: ✅ approved 1 · ⚠️ changes requested 1 · 💬 commented 1" in text
     assert "- ⚠️ #602 - crossterm upgrade (changes requested)" in text
-    assert "## Summary\n\nReviewed 3 PRs" in text
+    assert "## Summary\n\n```text\nReviewed 3 PRs\n```" in text
     assert "- `artifacts/pr-reviews/602.md` (24 B)" in text
     data = json.loads(env.codexd("report", "review", "--format", "json").stdout)
     assert data["counts"] == {"approved": 1, "changes_requested": 1, "commented": 1}
