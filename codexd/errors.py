@@ -28,6 +28,10 @@ class UnknownTask(InvalidInput, LookupError):
         self.task_id = task_id
 
 
+class BadTaskId(InvalidInput, LookupError):
+    """An id outside SPEC's pattern: invalid input, and (for lookups) no task either."""
+
+
 class ConfigError(InvalidInput):
     """The settings cannot be used; `problems` holds one line each."""
 

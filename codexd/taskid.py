@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 
 from codexd.dirs import is_task_id
-from codexd.errors import InvalidInput
+from codexd.errors import BadTaskId
 
 MAX_LEN = 128
 is_valid = is_task_id  # SPEC's pattern, defined once where the quick commands can reach it
@@ -14,7 +14,7 @@ is_valid = is_task_id  # SPEC's pattern, defined once where the quick commands c
 
 def check(task_id: str) -> str:
     if not is_valid(task_id):
-        raise InvalidInput(
+        raise BadTaskId(
             f"invalid task id {task_id!r}: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
