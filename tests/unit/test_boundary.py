@@ -18,7 +18,7 @@ from codexd import follower, health, intake, runner, runs, store, supervisor, ta
 from codexd.errors import StorageError
 from codexd.runs import Exited
 from codexd.watcher import FolderWatcher
-from tests.unit.test_health import THREAD, FakeProcesses, World
+from tests.unit.test_health import THREAD, FakeProcesses, World, worlds
 
 pytestmark = pytest.mark.timeout(30)
 LOST = "Error: thread/resume failed: no rollout found for thread id th-1\n"
@@ -46,19 +46,7 @@ class TaskProcesses(FakeProcesses):
 
 @pytest.fixture
 def world(tmp_path, monkeypatch):
-    procs = TaskProcesses()
-    monkeypatch.setattr(runner, "spawn", procs.spawn)
-    monkeypatch.setattr(runner, "kill_tree", procs.kill_tree)
-    monkeypatch.setattr(runner, "processes_by_task", lambda root: {})
-    made: list[World] = []
-
-    def make(**health_settings: Any) -> World:
-        made.append(World(tmp_path, procs, **health_settings))
-        return made[-1]
-
-    yield make
-    for w in made:
-        w.sup.close()
+    yield from worlds(tmp_path, monkeypatch, TaskProcesses())
 
 
 def breaks_for(monkeypatch, task_id: str, error: BaseException) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +192,11 @@ class World:
 
 @pytest.fixture
 def world(tmp_path, monkeypatch):
-    procs = FakeProcesses()
+    yield from worlds(tmp_path, monkeypatch, FakeProcesses())
+
+
+def worlds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, procs: Any) -> Iterator[Callable[..., World]]:
+    """Supervisors over `procs` (fake processes), each closed when the test ends."""
     monkeypatch.setattr(runner, "spawn", procs.spawn)
     monkeypatch.setattr(runner, "kill_tree", procs.kill_tree)
     monkeypatch.setattr(runner, "processes_by_task", lambda root: {})
