@@ -119,8 +119,8 @@ def spawn(launch: Launch) -> subprocess.Popen[bytes]:
     instructions = task_dir / store.INSTRUCTIONS if launch.stdin_offset is not None else os.devnull
     with (
         open(instructions, "rb") as stdin,
-        (task_dir / store.EVENTS).open("ab") as stdout,
-        (task_dir / store.STDERR).open("ab") as stderr,
+        store.open_append(task_dir / store.EVENTS) as stdout,  # never through a planted link
+        store.open_append(task_dir / store.STDERR) as stderr,
     ):
         stdin.seek(launch.stdin_offset or 0)
         try:

@@ -8,6 +8,7 @@ O_APPEND descriptor, so concurrent writers never interleave within a line.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -112,11 +113,41 @@ def _check_output(path: Path, info: os.stat_result) -> None:
         raise InvalidInput(f"{path} is read-only: choose another file or make it writable first")
 
 
+def own_fd(path: Path, flags: int, mode: int = 0o644) -> int:
+    """A task file the daemon owns, opened without following a symbolic link. A link planted
+    in its place (so that the daemon would write the agent's text into `.bashrc`) is removed
+    and the file made anew: the daemon never writes through one."""
+    flags |= os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags, mode)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+    os.unlink(path)
+    return os.open(path, flags | os.O_CREAT | os.O_EXCL, mode)
+
+
+def open_append(path: Path) -> BinaryIO:
+    """A task file for a child's output (events.jsonl, stderr.log): appended to, never through a link."""
+    return os.fdopen(own_fd(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab")
+
+
+def open_read(path: Path) -> BinaryIO:
+    """A task file for reading, never through a link (one is taken for a missing file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise FileNotFoundError(errno.ENOENT, "a symbolic link, not the task's file", str(path)) from None
+        raise
+    return os.fdopen(fd, "rb")
+
+
 def append_line(path: Path, line: str) -> int:
     """Append one line (or several joined by newlines); returns the file's size after it."""
     data = (line.rstrip("\n") + "\n").encode()
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        fd = own_fd(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         try:
             os.write(fd, data)
             return os.fstat(fd).st_size
@@ -129,11 +160,15 @@ def append_line(path: Path, line: str) -> int:
 def truncate_to(path: Path, size: int) -> bool:
     """Cut `path` back to `size` bytes if it is longer; True when something was cut."""
     try:
-        if path.stat().st_size <= size:
-            return False
-        os.truncate(path, size)
+        fd = own_fd(path, os.O_WRONLY)  # never a link's target (a planted one is removed)
     except FileNotFoundError:
         return False
+    try:
+        if os.fstat(fd).st_size <= size:
+            return False
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
     return True
 
 
@@ -167,7 +202,7 @@ PENDING_KEPT = 32  # long unfinished lines whose scan is remembered (one per fol
 def read_from(path: Path, offset: int, limit: int = READ_LIMIT) -> bytes:
     """Up to `limit` bytes of `path` from `offset`; b"" when there is nothing (yet)."""
     try:
-        with path.open("rb") as f:
+        with open_read(path) as f:
             f.seek(offset)
             return f.read(limit)
     except FileNotFoundError:
@@ -255,7 +290,7 @@ def complete_lines(path: Path, offset: int) -> Iterator[Line]:
     scan = _pending.pop((str(path), offset), None)
     if scan is None or scan.pos > size:
         scan = _Scan(offset)
-    with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+    with contextlib.suppress(FileNotFoundError), open_read(path) as f:
         f.seek(scan.pos)
         yield from scan.lines(f)
     if scan.part is not None:  # the end of the file is inside a line: remember how far it was read
@@ -268,7 +303,7 @@ def lines_from(path: Path, offset: int) -> Iterator[bytes]:
     """Every line from `offset` to the end (the last one even without its newline), each cut
     to its first bytes when longer than LINE_CAP: a run's events of any size in bounded memory."""
     scan = _Scan(offset)
-    with contextlib.suppress(FileNotFoundError), path.open("rb") as f:
+    with contextlib.suppress(FileNotFoundError), open_read(path) as f:
         f.seek(offset)
         for line in scan.lines(f):
             yield line.head
@@ -278,14 +313,15 @@ def lines_from(path: Path, offset: int) -> Iterator[bytes]:
 
 def read_text(path: Path) -> str | None:
     try:
-        return path.read_text(encoding="utf-8", errors="replace")
+        with open_read(path) as f:
+            return f.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return None
 
 
 def size_of(path: Path) -> int:
     try:
-        return path.stat().st_size
+        return path.lstat().st_size  # a link is not the task's file: its target's size is not its
     except FileNotFoundError:
         return 0
 
