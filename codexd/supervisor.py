@@ -261,10 +261,19 @@ class Supervisor:
         """Stop and restart requests waiting in the requests folder: by task, kind -> mtime_ns."""
         found: dict[str, dict[str, int]] = {}
         with contextlib.suppress(OSError):
-            for request in (self.settings.tasks_dir / store.REQUESTS).glob("[!.]*.*"):
-                task_id, _, kind = request.name.rpartition(".")
+            for request, task_id, kind in self._requests():
                 with contextlib.suppress(OSError):
                     found.setdefault(task_id, {})[kind] = request.stat().st_mtime_ns
+        return found
+
+    def _requests(self) -> list[tuple[Path, str, str]]:
+        """`stop` and `restart` requests in the requests folder, in order: (file, task id, kind).
+        Not the writers' hidden temp files, and no name that is not a task id."""
+        found = []
+        for request in sorted((self.settings.tasks_dir / store.REQUESTS).glob("[!.]*.*")):
+            task_id, _, kind = request.name.rpartition(".")
+            if kind in ("stop", "restart") and taskid.is_valid(task_id):
+                found.append((request, task_id, kind))
         return found
 
     def _take_over(self, status: TaskStatus, live: dict[str, list[psutil.Process]], now: datetime) -> bool:
@@ -492,11 +501,8 @@ class Supervisor:
             self.book.emit(status, "queued")
 
     def _take_requests(self, now: datetime) -> None:
-        folder = self.settings.tasks_dir / store.REQUESTS
-        for request in sorted(folder.glob("[!.]*.*")):  # not the writers' hidden temp files
-            task_id, _, kind = request.name.rpartition(".")
-            if kind in ("stop", "restart") and taskid.is_valid(task_id):  # no other name is acted on
-                self._guard(self._take_request, task_id, request, kind, now)
+        for request, task_id, kind in self._requests():
+            self._guard(self._take_request, task_id, request, kind, now)
 
     def _take_request(self, task_id: str, request: Path, kind: str, now: datetime) -> None:
         """Act on a request once; it is removed only when its effect is recorded, so a daemon

@@ -125,16 +125,7 @@ def test_a_task_that_cannot_even_be_ended_leaves_the_books_and_frees_its_slot(wo
     w = world()
     w.settings.max_parallel = 1
     w.submit(task_id="bad")
-    intake.submit(
-        b"Next.\n",
-        "n.md",
-        tasks=w.sup.tasks,
-        spool_dir=w.settings.spool_dir,
-        known_types=tasktypes.BUILTIN,
-        overrides={"task_id": "next", "cwd": str(w.tmp)},
-    )
-    w.sup.schedule.rescan_at = 0.0
-    w.advance(0)
+    queue_next(w)
     assert w.status("next")["status"] == "queued"
     breaks_for(monkeypatch, "bad", RuntimeError("boom"))
 
@@ -306,13 +297,8 @@ def test_a_restart_request_older_than_the_current_run_is_not_carried_out_again(w
     assert len(w.procs.started) == 1 and not request.exists()
 
 
-# -- a task's folder ------------------------------------------------------------------------------
-
-
-def test_a_task_whose_folder_vanished_leaves_the_books_and_frees_its_slot(world):
-    w = world()
-    w.settings.max_parallel = 1
-    w.submit(task_id="gone")
+def queue_next(w: World) -> None:
+    """A second task, queued behind the first while max_parallel is 1."""
     intake.submit(
         b"Next.\n",
         "n.md",
@@ -323,6 +309,16 @@ def test_a_task_whose_folder_vanished_leaves_the_books_and_frees_its_slot(world)
     )
     w.sup.schedule.rescan_at = 0.0
     w.advance(0)
+
+
+# -- a task's folder ------------------------------------------------------------------------------
+
+
+def test_a_task_whose_folder_vanished_leaves_the_books_and_frees_its_slot(world):
+    w = world()
+    w.settings.max_parallel = 1
+    w.submit(task_id="gone")
+    queue_next(w)
     with structlog.testing.capture_logs() as logged:
         shutil.rmtree(w.settings.tasks_dir / "gone")
         for _ in range(3):
