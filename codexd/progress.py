@@ -12,7 +12,7 @@ from typing import Any
 
 from codexd.fields import BIG, integer
 from codexd.records import Item, Progress
-from codexd.shown import shown
+from codexd.shown import shown, shown_line
 
 _WRAPPED = re.compile(
     r"""^(?:/usr)?/bin/(?:ba|z|da)?sh -l?c (?:'(?P<single>.*)'|"(?P<double>.*)")$""", re.DOTALL
@@ -48,7 +48,7 @@ def _count(found: object) -> int | None:
 def one_line(text: str, limit: int = MAX_TEXT) -> str:
     """Agent text as one line of at most `limit` characters, its control characters made
     visible (codexd.shown): every view of progress.log is then safe for a terminal."""
-    flat = " ".join(shown(str(text)).split())
+    flat = shown_line(str(text))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
