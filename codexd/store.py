@@ -338,7 +338,7 @@ class TaskStore:
 
     def is_taken(self, task_id: str) -> bool:
         """A task, or one being created, already has this id."""
-        if (self.root / task_id).exists():
+        if os.path.lexists(self.root / task_id):  # a dangling link planted there holds the name too
             return True
         staging = self.root / INCOMING
         return staging.is_dir() and any(p.name.split("~")[0] == task_id for p in staging.iterdir())
@@ -428,7 +428,7 @@ class TaskStore:
         try:
             os.rename(staging, self.root / task_id)
         except OSError as exc:
-            if (self.root / task_id).exists():
+            if os.path.lexists(self.root / task_id):
                 return False
             raise StorageError(f"cannot create task {task_id}: {exc.strerror or exc}") from exc
         return True

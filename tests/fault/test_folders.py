@@ -89,3 +89,13 @@ def test_another_users_folder_is_named_with_its_uid(env):
     plant(env, env.root / "outside")
     done = env.codexd("status", "theirs")
     assert done.returncode == 2 and "uid 4321" in done.stderr, done.stderr
+
+
+def test_a_dangling_link_in_place_of_a_task_folder_holds_its_name(env):
+    env.tasks.mkdir(parents=True)
+    (env.tasks / "ghost").symlink_to(env.root / "missing")
+    done = env.codexd("start", "--instructions", str(env.write("g.md", "Do it.\n")), "--task-id", "ghost")
+    assert done.returncode == 2 and "already taken" in done.stderr, done.stderr
+    done = env.codexd("status", "ghost")
+    assert done.returncode == 2 and "symbolic link" in done.stderr, done.stderr
+    assert not (env.root / "missing").exists()
