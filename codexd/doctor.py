@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from codexd import folders, lock
+from codexd import folders, lock, store
 from codexd.errors import CodexdError, ConfigError
 
 WITHHELD_SHOWN = 8  # names of withheld variables doctor shows
@@ -83,6 +83,17 @@ def check_folder(name: str, path: Path) -> Check:
             name, False, f"{path} is not usable ({exc.strerror}): fix its permissions or choose another"
         )
     return Check(name, True, str(path))
+
+
+def check_tasks_dir(path: Path) -> Check:
+    """tasks_dir, and the requests folder inside it that `stop` and `restart` write into."""
+    found = check_folder("tasks_dir", path)
+    if found.ok:
+        try:
+            folders.ensure_private(path / store.REQUESTS, "its requests folder")
+        except CodexdError as exc:
+            return Check("tasks_dir", False, str(exc))
+    return found
 
 
 def check_spool(path: Path, tasks_dir: Path) -> Check:
@@ -199,7 +210,7 @@ def run(config: str | None) -> Iterator[Check]:
     yield codex
     if codex.ok:
         yield check_codex_args(loaded.codex.command, loaded.codex.args, loaded.codex.login_shell)
-    yield check_folder("tasks_dir", loaded.tasks_dir)
+    yield check_tasks_dir(loaded.tasks_dir)
     yield check_spool(loaded.spool_dir, loaded.tasks_dir)
     yield check_daemon(loaded.tasks_dir)
     yield from check_service(config, loaded.codex.command[0], loaded.daemon.stop_timeout)

@@ -47,6 +47,11 @@ def test_doctor_shows_a_tasks_dir_others_can_write_into_as_a_problem(env):
     line = next(x for x in done.stdout.splitlines() if "tasks_dir:" in x)
     assert line.startswith("FAIL") and "writable by others" in line and f"chmod 700 {env.tasks}" in line
     os.chmod(env.tasks, 0o700)
+    (env.tasks / ".requests").mkdir(mode=0o777)
+    os.chmod(env.tasks / ".requests", 0o777)
+    line = next(x for x in env.codexd("doctor").stdout.splitlines() if "tasks_dir:" in x)
+    assert line.startswith("FAIL") and f"chmod 700 {env.tasks / '.requests'}" in line, line
+    os.chmod(env.tasks / ".requests", 0o700)
     line = next(x for x in env.codexd("doctor").stdout.splitlines() if "tasks_dir:" in x)
     assert line.startswith("ok"), line
 
