@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -248,6 +249,23 @@ def test_odd_names_each_get_an_error_file(tmp_path: Path):
     accepted, _ = spool.scan()
     assert [s.task_id for s in accepted] == ["zz-good"]
     assert len(errors_in(spool.dir)) == len(ODD_NAMES)
+
+
+def test_an_unreadable_file_is_refused_and_the_scan_goes_on(tmp_path: Path, monkeypatch):
+    spool = spool_of(tmp_path)
+    os.chmod(drop(spool.dir / "a-locked.md", "Do it.\n"), 0)
+    drop(spool.dir / "zz-good.md", "Do it.\n")
+    real = os.open
+
+    def as_another_user(path: Any, flags: int, *args: Any) -> int:
+        if os.fspath(path).endswith("a-locked.md"):  # root reads a 000 file: say no as others would
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", as_another_user)
+    accepted, _ = spool.scan()
+    assert [s.task_id for s in accepted] == ["zz-good"]
+    assert "Permission denied" in errors_in(spool.dir)["a-locked.md.error"]
 
 
 def test_an_error_while_writing_the_error_file_stops_nothing(tmp_path: Path, monkeypatch):
