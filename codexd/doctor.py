@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from codexd import intake, lock
+from codexd import folders, lock, store
 from codexd.errors import CodexdError, ConfigError
 
 WITHHELD_SHOWN = 8  # names of withheld variables doctor shows
@@ -72,7 +72,10 @@ def check_codex_args(command: list[str], args: list[str], login_shell: bool) -> 
 
 def check_folder(name: str, path: Path) -> Check:
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        folders.ensure_private(path, name)
+    except CodexdError as exc:
+        return Check(name, False, str(exc))
+    try:
         with tempfile.NamedTemporaryFile(dir=path, prefix=".doctor-"):
             pass
     except OSError as exc:
@@ -82,12 +85,25 @@ def check_folder(name: str, path: Path) -> Check:
     return Check(name, True, str(path))
 
 
-def check_spool(path: Path) -> Check:
-    try:
-        intake.ensure_private_dir(path)
-    except (CodexdError, OSError) as exc:
-        return Check("spool_dir", False, str(exc))
-    return check_folder("spool_dir", path)
+def check_tasks_dir(path: Path) -> Check:
+    """tasks_dir, and the requests folder inside it that `stop` and `restart` write into."""
+    found = check_folder("tasks_dir", path)
+    if found.ok:
+        try:
+            folders.ensure_private(path / store.REQUESTS, "its requests folder")
+        except CodexdError as exc:
+            return Check("tasks_dir", False, str(exc))
+    return found
+
+
+def check_spool(path: Path, tasks_dir: Path) -> Check:
+    found = check_folder("spool_dir", path)
+    holder = lock.spool_holder(path)
+    if not found.ok or holder is None or holder.tasks_dir == os.path.realpath(tasks_dir):
+        return found
+    fix = "give each tasks_dir its own spool_dir"
+    why = f"{path} is taken by the daemon pid {holder.pid} of tasks_dir {holder.tasks_dir}: {fix}"
+    return Check("spool_dir", False, why)
 
 
 def check_daemon(tasks_dir: Path) -> Check:
@@ -194,8 +210,8 @@ def run(config: str | None) -> Iterator[Check]:
     yield codex
     if codex.ok:
         yield check_codex_args(loaded.codex.command, loaded.codex.args, loaded.codex.login_shell)
-    yield check_folder("tasks_dir", loaded.tasks_dir)
-    yield check_spool(loaded.spool_dir)
+    yield check_tasks_dir(loaded.tasks_dir)
+    yield check_spool(loaded.spool_dir, loaded.tasks_dir)
     yield check_daemon(loaded.tasks_dir)
     yield from check_service(config, loaded.codex.command[0], loaded.daemon.stop_timeout)
     if shutil.which(loaded.codex.command[0]):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import os
 import shutil
 import stat
@@ -21,8 +22,8 @@ from typing import Any
 
 import structlog
 
-from codexd import frontmatter, locations, store, taskid
-from codexd.errors import CodexdError, InvalidInput
+from codexd import folders, frontmatter, locations, lock, store, taskid
+from codexd.errors import InvalidInput, StorageError
 from codexd.health import STRIKES
 from codexd.records import Cursor, TaskStatus
 from codexd.states import TaskState
@@ -30,21 +31,21 @@ from codexd.store import TaskStore
 
 log = structlog.get_logger()
 REJECTED = "rejected"
+NAME_MAX = 255  # bytes in a file name
+# Bytes a rejected file's name leaves for: a number after it, its note's ".error", and the
+# temporary name the note is written under first (see store.write_atomic).
+NAME_ROOM = len(".99999") + len(".error") + len("..4194304.abcdef.tmp")
+HASH_KEPT = 12  # hex digits of a long name's hash, so that two cut names never collide
+FOLDER_TROUBLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})  # not one file's
 IGNORED_SUFFIXES = (".tmp", ".part")
 SETTLE_SECONDS = 0.25  # without leases: a file modified more recently may still be being written
 WRITER_RECHECK = 0.1  # seconds before a file still open for writing is looked at again
+FileId = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns: which file was read
 
 
 def ensure_private_dir(path: Path) -> None:
-    """Create `path` 0700; refuse one that others could write into or that is not ours."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    info = path.stat()
-    if info.st_uid != os.getuid():
-        raise CodexdError(
-            f"spool folder {path} belongs to another user (uid {info.st_uid}): use a folder of your own"
-        )
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise CodexdError(f"spool folder {path} is writable by others: run `chmod 700 {path}`")
+    """Create the spool 0700; refuse one that others could write into or that is not ours."""
+    folders.ensure_private(path, "spool folder")
 
 
 def has_writer(path: Path) -> bool | None:
@@ -101,13 +102,23 @@ def check(raw: bytes, known_types: Iterable[str], base: Path | None = None) -> C
         raise InvalidInput(
             f"unknown task type {kind!r}: known types are {', '.join(known)} (add [types.{kind}])"
         )
-    cwd = None
-    if "cwd" in parsed.fields:
-        text = str(parsed.fields["cwd"])
-        cwd = locations.expand(base / text if base and not text.startswith(("~", "/")) else text)
-        if not cwd.is_dir():
-            raise InvalidInput(f"cwd {cwd} is not an existing folder: create it or fix cwd")
+    cwd = _cwd(str(parsed.fields["cwd"]), base) if "cwd" in parsed.fields else None
     return Checked(parsed.fields, parsed.body, kind, cwd)
+
+
+def _cwd(text: str, base: Path | None) -> Path:
+    """`cwd` as a folder: relative to `base` (the caller's folder for `codexd start`); a spool
+    file has no folder of its own to be relative to (the daemon's would be a guess)."""
+    if not text.startswith(("~", "/")):
+        if base is None:
+            raise InvalidInput(
+                f"cwd {text!r} is relative: a spool file's cwd must be absolute or start with ~"
+            )
+        text = str(base / text)
+    cwd = locations.expand(text)
+    if not cwd.is_dir():
+        raise InvalidInput(f"cwd {cwd} is not an existing folder: create it or fix cwd")
+    return cwd
 
 
 def new_status(task_id: str, checked: Checked, tasks: TaskStore, now: str) -> TaskStatus:
@@ -134,6 +145,7 @@ class Spool:
         self.known_types = frozenset(known_types)
         self.now = now
         self._strikes: dict[str, int] = {}  # file name -> unexpected errors in a row
+        self._folders_seen: set[str] = set()  # folders left alone, logged once each
 
     def candidates(self) -> list[Path]:
         try:
@@ -150,9 +162,9 @@ class Spool:
                 result = self.take(path)
             except FileNotFoundError:
                 continue  # gone meanwhile: taken by someone else or moved away
-            except OSError:
-                raise  # the folder's trouble (a full disk): the daemon logs it and scans again later
-            except Exception as exc:  # a bug with one file stops neither the others nor the daemon
+            except Exception as exc:  # one file's trouble stops neither the others nor the daemon
+                if isinstance(exc, OSError) and exc.errno in FOLDER_TROUBLE:
+                    raise  # the folder's (a full disk): the daemon logs it and scans again later
                 self._unexpected(path, exc)
                 continue
             if isinstance(result, float):
@@ -164,27 +176,36 @@ class Spool:
     def take(self, path: Path) -> TaskStatus | float | None:
         info = path.lstat()
         if stat.S_ISDIR(info.st_mode):
+            self._folder(path)
             return None
         if stat.S_ISREG(info.st_mode):
             busy_until = being_written(path, info)
             if busy_until is not None:
                 return busy_until  # look again then
         try:
-            raw = self._read(path, info)
+            raw, identity = self._read(path, info)
             checked = check(raw, self.known_types)
-            return self._accept(path, raw, checked)
+            return self._accept(path, raw, identity, checked)
         except InvalidInput as exc:
             self.reject(path, str(exc))
             return None
 
-    def _read(self, path: Path, info: os.stat_result) -> bytes:
+    def _folder(self, path: Path) -> None:
+        """A folder named like an instruction file is refused; others (a user's drafts/) are left."""
+        if path.name.endswith(".md"):
+            self.reject(path, "it is a folder, not an instruction file: put the .md file in its place")
+        elif path.name not in self._folders_seen:
+            self._folders_seen.add(path.name)
+            log.info("spool.folder_left_alone", folder=str(path), why="only .md files are taken")
+
+    def _read(self, path: Path, info: os.stat_result) -> tuple[bytes, FileId]:
         if stat.S_ISLNK(info.st_mode):
             raise InvalidInput("the file is a symbolic link: put the file itself into the spool")
         if not stat.S_ISREG(info.st_mode):
             raise InvalidInput("not a regular file: only .md instruction files are taken")
         if not path.name.endswith(".md"):
             raise InvalidInput(f"only .md instruction files are taken: rename it to {path.stem}.md")
-        return read_instruction_file(path, follow=False)  # checked again on the opened file
+        return read_identified(path)  # checked again on the opened file
 
     def _task_id(self, path: Path, checked: Checked) -> str:
         wanted = checked.fields.get("task_id")
@@ -194,7 +215,7 @@ class Spool:
             raise InvalidInput(f"task id {wanted!r} is already taken: choose another task_id")
         return str(wanted)
 
-    def _accept(self, path: Path, raw: bytes, checked: Checked) -> TaskStatus | None:
+    def _accept(self, path: Path, raw: bytes, identity: FileId, checked: Checked) -> TaskStatus | None:
         task_id = self._task_id(path, checked)
         staging = self.tasks.stage(task_id)
         target = staging / store.INSTRUCTIONS
@@ -206,8 +227,14 @@ class Spool:
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            target.write_bytes(raw)
+            target.write_bytes(raw)  # what was read and checked, whatever is at the path now
             path.unlink()
+        else:
+            if not is_file(target, identity):  # swapped (for a link, say) after it was read
+                why = "it changed while it was being taken: drop it into the spool again, whole"
+                self.reject(target, why, name=path.name)
+                staging.rmdir()
+                return None
         return self.finish(staging, task_id, checked)
 
     def finish(self, staging: Path, task_id: str, checked: Checked) -> TaskStatus | None:
@@ -236,7 +263,7 @@ class Spool:
                     staging.rmdir()
                 continue
             try:
-                checked = check(instructions.read_bytes(), self.known_types)
+                checked = check(read_instruction_file(instructions, follow=False), self.known_types)
                 status = self.finish(staging, task_id, checked)
             except InvalidInput as exc:
                 self.reject(instructions, str(exc), name=f"{task_id}.md")
@@ -252,25 +279,68 @@ class Spool:
             log.error("spool.internal_error", file=str(path), exc_info=exc)
         if strikes >= STRIKES:
             del self._strikes[path.name]
-            self.reject(path, f"internal error: {type(exc).__name__}: {exc} (see the daemon log)")
+            try:
+                self.reject(path, f"internal error: {type(exc).__name__}: {exc} (see the daemon log)")
+            except Exception as again:  # it stays in the spool, and is tried again
+                log.error("spool.reject_failed", file=str(path), error=str(again))
 
     def reject(self, path: Path, reason: str, name: str | None = None) -> None:
         rejected = self.dir / REJECTED
         rejected.mkdir(mode=0o700, exist_ok=True)
-        name = (name or path.name).replace("\n", "?")
+        shown = name or path.name
+        name = rejected_name(shown)
         target = rejected / name
         n = 1
-        while target.exists() or target.is_symlink():
+        while any(os.path.lexists(p) for p in (target, f"{target}.error")):
             n += 1
             target = rejected / f"{name}.{n}"
         os.rename(path, target)
-        note = f"{self.now()} refused {path.name!r}: {reason}\n"
-        store.write_atomic(target.with_name(target.name + ".error"), note.encode())
+        note = f"{self.now()} refused {shown!r}: {reason}\n"
+        try:
+            store.write_atomic(Path(f"{target}.error"), note.encode("utf-8", "backslashreplace"))
+        except StorageError as exc:  # the file is out of the way all the same: the log says why
+            log.error("spool.note_failed", file=str(target), reason=reason, error=str(exc))
+
+
+def rejected_name(name: str) -> str:
+    """A name in rejected/ with room for its note: newlines shown as '?', and a long name cut at
+    a character boundary, with a short hash of the whole so that two cut names never collide."""
+    raw = os.fsencode(name.replace("\n", "?"))
+    limit = NAME_MAX - NAME_ROOM
+    if len(raw) <= limit:
+        return os.fsdecode(raw)
+    cut = limit - HASH_KEPT - 1
+    while cut > 0 and raw[cut] & 0xC0 == 0x80:  # never inside a UTF-8 character
+        cut -= 1
+    return f"{os.fsdecode(raw[:cut])}~{hashlib.sha256(raw).hexdigest()[:HASH_KEPT]}"
+
+
+def is_file(path: Path, identity: FileId) -> bool:
+    """Is `path` (never followed) still the very regular file that was read?"""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and identify(info) == identity
+
+
+def identify(info: os.stat_result) -> FileId:
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def read_instruction_file(path: Path, follow: bool = True) -> bytes:
     """An instruction file's bytes: a regular file under the size cap, checked on the opened
     descriptor (never the path checked and then opened) and read no further than the cap."""
+    return _read_checked(path, follow)[0]
+
+
+def read_identified(path: Path) -> tuple[bytes, FileId]:
+    """A spool file's bytes, never through a link, and which file they were read from: the
+    claim checks that what it moved is that file still."""
+    return _read_checked(path, follow=False)
+
+
+def _read_checked(path: Path, follow: bool) -> tuple[bytes, FileId]:
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags)  # O_NONBLOCK: a FIFO opens at once, to be refused below
@@ -287,7 +357,7 @@ def read_instruction_file(path: Path, follow: bool = True) -> bytes:
         if not stat.S_ISREG(info.st_mode):
             raise InvalidInput(f"{path} is not a regular file (a device, FIFO or socket): save it to a file")
         _check_size(info.st_size)
-        return _read_capped(fd, str(path))
+        return _read_capped(fd, str(path)), identify(info)
     finally:
         os.close(fd)
 
@@ -342,6 +412,7 @@ def submit(
     checked = check(frontmatter.render(fields, body), known_types, base=Path.cwd())
     fields["cwd"] = str(checked.cwd)
     ensure_private_dir(spool_dir)
+    _check_holder(spool_dir, tasks.root)
     taken = _spool_taken(tasks, spool_dir)
     explicit = fields.get("task_id")
     if explicit is not None and taken(explicit):
@@ -353,6 +424,18 @@ def submit(
             return str(task_id)
         if explicit:
             raise InvalidInput(f"task id {explicit!r} is already taken: choose another with --task-id")
+
+
+def _check_holder(spool_dir: Path, tasks_dir: Path) -> None:
+    """A task is never handed to the daemon of another tasks_dir through a shared spool."""
+    holder = lock.spool_holder(spool_dir)
+    if holder is None or not holder.tasks_dir or holder.tasks_dir == os.path.realpath(tasks_dir):
+        return
+    raise InvalidInput(
+        f"the spool {spool_dir} is taken by the codexd daemon pid {holder.pid} of tasks_dir "
+        f"{holder.tasks_dir}, not {tasks_dir}: the task would run there; give each tasks_dir its own "
+        "spool_dir (spool_dir in the settings, or CODEXD_SPOOL_DIR)"
+    )
 
 
 def _place(spool_dir: Path, task_id: str, data: bytes) -> bool:

@@ -11,6 +11,7 @@ import os
 
 from codexd.daemonfmt import in_daemon_format
 from codexd.dirs import is_task_id
+from codexd.folders import is_planted
 
 
 def named_status_files(root: str) -> list[tuple[str, bytes]]:
@@ -23,8 +24,12 @@ def named_status_files(root: str) -> list[tuple[str, bytes]]:
     for name in names:
         if not is_task_id(name):
             continue
+        folder = os.path.join(root, name)
         try:
-            with open(os.path.join(root, name, "status.json"), "rb") as f:
+            if is_planted(os.lstat(folder)):  # planted (a link, another user's): never read
+                found.append((name, b""))  # the full reader says why
+                continue
+            with open(os.path.join(folder, "status.json"), "rb") as f:
                 found.append((name, f.read()))
         except (FileNotFoundError, NotADirectoryError):
             continue

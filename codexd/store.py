@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
-from codexd import jsonlines, listing, taskid
+from codexd import folders, jsonlines, listing, taskid
 from codexd.errors import BrokenRecord, InvalidInput, StorageError, UnknownTask
 from codexd.fields import unreadable
 from codexd.records import TaskStatus
@@ -338,7 +338,7 @@ class TaskStore:
 
     def is_taken(self, task_id: str) -> bool:
         """A task, or one being created, already has this id."""
-        if (self.root / task_id).exists():
+        if os.path.lexists(self.root / task_id):  # a dangling link planted there holds the name too
             return True
         staging = self.root / INCOMING
         return staging.is_dir() and any(p.name.split("~")[0] == task_id for p in staging.iterdir())
@@ -347,6 +347,7 @@ class TaskStore:
         """The task's record; BrokenRecord when its status.json cannot be one."""
         if not taskid.is_valid(task_id):
             raise UnknownTask(task_id, self.root)
+        self.check_own(task_id)
         path = self.file(task_id, STATUS)
         try:
             raw = path.read_bytes()
@@ -358,6 +359,13 @@ class TaskStore:
             return status_from(raw)
         except ValueError as exc:
             raise BrokenRecord(path, str(exc)) from None
+
+    def check_own(self, task_id: str) -> None:
+        """BrokenRecord for a task folder that is not the daemon's own: a link in its place,
+        another user's folder, one others can write into. Its files are never read or run."""
+        problem = folders.task_folder_problem(self.dir(task_id))
+        if problem is not None:
+            raise BrokenRecord(self.dir(task_id), f"not the daemon's own folder: {problem}")
 
     def read_status_dict(self, task_id: str) -> dict[str, Any]:
         """status.json as the record reads it: every field of its type, ill-typed ones defaulted."""
@@ -389,14 +397,21 @@ class TaskStore:
         found = []
         for name, raw in listing.named_status_files(str(self.root)):
             try:
-                found.append(status_from(raw))
-            except ValueError as why:
-                exc = BrokenRecord(self.file(name, STATUS), str(why))
+                found.append(self._record(name, raw))
+            except BrokenRecord as exc:
                 if broken is None:
                     unreadable(name, str(exc))
                 else:
                     broken.append(exc)
         return found
+
+    def _record(self, name: str, raw: bytes) -> TaskStatus:
+        if not raw:  # what a planted folder gives too: say why it is left out
+            self.check_own(name)
+        try:
+            return status_from(raw)
+        except ValueError as why:
+            raise BrokenRecord(self.file(name, STATUS), str(why)) from None
 
     def all_statuses(self, broken: list[BrokenRecord] | None = None) -> list[dict[str, Any]]:
         return [status.to_dict() for status in self.all_records(broken)]
@@ -413,7 +428,7 @@ class TaskStore:
         try:
             os.rename(staging, self.root / task_id)
         except OSError as exc:
-            if (self.root / task_id).exists():
+            if os.path.lexists(self.root / task_id):
                 return False
             raise StorageError(f"cannot create task {task_id}: {exc.strerror or exc}") from exc
         return True

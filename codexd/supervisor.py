@@ -24,13 +24,13 @@ from typing import Any
 import psutil
 import structlog
 
-from codexd import checkup, runner, runs, store, taskid, tasktypes
+from codexd import checkup, folders, runner, runs, store, taskid, tasktypes
 from codexd.clock import Clock, SystemClock, iso
 from codexd.errors import CodexdError, StorageError
 from codexd.health import STRIKES
-from codexd.intake import Spool, ensure_private_dir
+from codexd.intake import Spool
 from codexd.ledger import AfterExit, Ledger, Running
-from codexd.lock import DaemonLock
+from codexd.lock import DaemonLock, SpoolLock
 from codexd.notify import Notifications
 from codexd.records import TaskStatus
 from codexd.runs import Exited, Runs
@@ -111,6 +111,7 @@ class Supervisor:
         self.queued: list[TaskStatus] = []
         self.schedule = Schedule()
         self._lock = DaemonLock(settings.tasks_dir)
+        self._spool_lock = SpoolLock(settings.spool_dir, settings.tasks_dir)
         self._stopping = threading.Event()
         self._watcher: FolderWatcher | None = None
         self._health: HealthSchedule | None = None
@@ -182,10 +183,7 @@ class Supervisor:
     # -- start-up and shut-down -----------------------------------------------------
 
     def start(self) -> None:
-        self.settings.tasks_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        ensure_private_dir(self.settings.spool_dir)
-        (self.settings.tasks_dir / store.REQUESTS).mkdir(mode=0o700, exist_ok=True)
-        self._lock.acquire()
+        self._take_folders()
         self.notices.start()  # before recovery, which may announce tasks that ended unseen
         if shutil.which(self.settings.codex.command[0]) is None:
             log.warning(
@@ -214,6 +212,18 @@ class Supervisor:
             queued=len(self.queued),
         )
 
+    def _take_folders(self) -> None:
+        """Folders that are private and ours, and held: one daemon per tasks_dir, one per spool."""
+        folders.ensure_private(self.settings.tasks_dir, "tasks folder")
+        folders.ensure_private(self.settings.tasks_dir / store.REQUESTS, "requests folder")
+        folders.ensure_private(self.settings.spool_dir, "spool folder")
+        self._lock.acquire()
+        try:
+            self._spool_lock.acquire()
+        except CodexdError:
+            self._lock.release()
+            raise
+
     def close(self) -> None:
         log.info("daemon.stopping", stop_tasks=self.stop_tasks_on_exit)
         if self._health:
@@ -224,6 +234,7 @@ class Supervisor:
             self._stop_all(self.clock.now())
         self.book.flush(self.clock.monotonic(), force=True)
         self.notices.stop(NOTICE_GRACE)  # what is not yet delivered waits in the outbox
+        self._spool_lock.release()
         self._lock.release()
         log.info("daemon.stopped", left_running=sorted(self.running))
 
