@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import tomllib
@@ -106,6 +107,17 @@ def check_spool(path: Path, tasks_dir: Path) -> Check:
     return Check("spool_dir", False, why)
 
 
+def check_settings_file(path: Path, secrets: bool) -> Iterator[Check]:
+    """Notification URLs are secrets: a settings file holding them is for its owner's eyes."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if secrets and mode & (stat.S_IRGRP | stat.S_IROTH):
+        why = f"{path} is readable by others and holds notification URLs (secrets)"
+        yield Check("settings file", True, f"{why}: run `chmod 600 {path}`", warning=True)
+
+
 def check_daemon(tasks_dir: Path) -> Check:
     pid = lock.running_pid(tasks_dir)
     if pid is None:
@@ -206,6 +218,7 @@ def run(config: str | None) -> Iterator[Check]:
             yield Check("settings", False, problem)
         return
     yield Check("settings", True, f"valid ({path}{'' if path.exists() else ', not present: defaults'})")
+    yield from check_settings_file(path, bool(loaded.notify.urls))
     codex = check_codex(loaded.codex.command)
     yield codex
     if codex.ok:

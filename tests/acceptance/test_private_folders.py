@@ -124,3 +124,15 @@ def test_a_link_in_place_of_the_spool_lock_is_refused_in_one_line(env):
     done = run_daemon(env)
     assert done.returncode == 1, done.stderr
     assert "lock file" in one_line(done.stderr) and not (env.root / "elsewhere").exists()
+
+
+def test_doctor_warns_when_others_can_read_a_settings_file_that_holds_notification_urls(env):
+    config = env.root / "config.toml"
+    config.write_text('[notify]\nurls = ["json://127.0.0.1:9/secret-hook"]\n')
+    os.chmod(config, 0o644)
+    said = env.codexd("doctor").stdout
+    line = next(x for x in said.splitlines() if "settings file" in x)
+    assert line.startswith("warn") and "readable by others" in line and f"chmod 600 {config}" in line
+    assert "secret-hook" not in said
+    os.chmod(config, 0o600)
+    assert "settings file" not in env.codexd("doctor").stdout
