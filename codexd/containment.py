@@ -172,6 +172,15 @@ def choose(
     return Containment("group", shown, subreaper=True)
 
 
+def doctor_line(setting: str) -> tuple[bool, str]:
+    """`codexd doctor`'s line: how a daemon started from here keeps each task's tree together."""
+    try:
+        chosen = choose(setting)
+    except CodexdError as exc:
+        return False, str(exc)
+    return True, f"{chosen.shown}, for a daemon started here (a daemon's log: daemon.process_trees)"
+
+
 def set_subreaper() -> bool:
     """Make this process a child subreaper (Linux): orphans of its descendants come back to it."""
     if sys.platform != "linux":

@@ -429,6 +429,12 @@ def cgroup_of(status: TaskStatus, task_dir: Path) -> Path | None:
     return containment.recorded(status.daemon.cgroup, task_dir)
 
 
+def cgroup_of_process(pid: int, task_dir: Path) -> str | None:
+    """The cgroup a run taken over without a record is in, if it is one of the task's."""
+    found = containment.cgroup_of(pid)
+    return str(found) if found and containment.recorded(str(found), task_dir) else None
+
+
 def end_cgroup(status: TaskStatus, task_dir: Path) -> None:
     folder = cgroup_of(status, task_dir)
     if folder is not None and not containment.end(folder):

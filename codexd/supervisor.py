@@ -300,7 +300,8 @@ class Supervisor:
 
     def _adopt_unrecorded(self, status: TaskStatus, root: psutil.Process, now: datetime) -> None:
         began = root.create_time()
-        cursor = replace(status.daemon, pid_create_time=began, active_at=now.timestamp())
+        cgroup = runs.cgroup_of_process(root.pid, self.tasks.dir(status.task_id))  # never recorded
+        cursor = replace(status.daemon, pid_create_time=began, active_at=now.timestamp(), cgroup=cgroup)
         started = status.with_(
             pid=root.pid, started_at=iso(datetime.fromtimestamp(began, UTC)), daemon=cursor
         )
