@@ -198,8 +198,11 @@ def set_subreaper() -> bool:
 def prefix(task_dir: Path) -> str:
     """What the names of a task's cgroups begin with: its id and its tasks folder's (two
     daemons may run tasks of the same id in one cgroup)."""
-    folder_key = hashlib.sha256(os.fsencode(task_dir.parent)).hexdigest()[:6]
-    return f"{PREFIX}{task_dir.name}-{folder_key}-"
+    return f"{PREFIX}{task_dir.name}-{folder_key(task_dir.parent)}-"
+
+
+def folder_key(tasks_root: Path) -> str:
+    return hashlib.sha256(os.fsencode(tasks_root)).hexdigest()[:6]
 
 
 def unit_name(task_dir: Path) -> str:
@@ -316,6 +319,12 @@ def end(folder: Path) -> bool:
         signal_all(folder, signal.SIGKILL)  # also the fallback for kernels without cgroup.kill
         time.sleep(0.01)
     return remove(folder)
+
+
+def remove_if_empty(folder: Path) -> None:
+    """A run's cgroup, once Codex has exited and left nothing in it (else its end takes it)."""
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
 
 
 def remove(folder: Path) -> bool:

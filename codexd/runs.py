@@ -255,6 +255,9 @@ class Runs:
 
     def exited(self, running: Running, code: int | None, now: datetime) -> None:
         running.proc = running.popen = None
+        folder = cgroup_of(running.status, self.tasks.dir(running.status.task_id))
+        if folder is not None:
+            containment.remove_if_empty(folder)  # empty cgroups must not pile up between runs
         running.exit = (code,)  # until its end is handled: a full disk, a backlog (or a bug) means later
         if self.follow(running, now):
             return  # the rest is read in the next ticks' steps (finish_exit), then the run is judged

@@ -151,3 +151,18 @@ def test_stop_after_a_daemon_kill_ends_the_tree_by_its_cgroup(env, daemon, sleep
     wait_for(lambda: env.status(task_id)["status"] == "cancelled", 20, "the task cancelled")
     wait_for(lambda: not sleepers(sleep_arg), 10, "the escaped sleeper ended")
     wait_for(lambda: not task_cgroups(env, task_id), 10, "the run's cgroup removed")
+
+
+@LINUX
+@pytest.mark.parametrize("mode", MODES)
+def test_stall_recovery_ends_a_setsid_env_i_grandchild(env, daemon, sleep_arg, cgroups_cleaned, mode):
+    task_id = f"tree-{secrets.token_hex(4)}"
+    cgroups_cleaned.append(task_id)
+    escaper(env, sleep_arg, mode)
+    env.set(CODEXD_HEALTH__STALL_TIMEOUT="1", CODEXD_HEALTH__MAX_RESTARTS="0")
+    daemon()
+    start(env, task_id)
+    wait_for(lambda: sleepers(sleep_arg), 20, "the escaped sleeper")
+    wait_for(lambda: env.status(task_id)["status"] == "failed", 30, "the task failed after its stall")
+    wait_for(lambda: not sleepers(sleep_arg), 10, "the escaped sleeper ended")
+    wait_for(lambda: not task_cgroups(env, task_id), 10, "the run's cgroup removed")
