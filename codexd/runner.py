@@ -142,8 +142,9 @@ def program(argv0: str, env: Mapping[str, str], cwd: Path) -> str:
         found: str | None = str(cwd / argv0)
         if not Path(str(found)).exists():
             found = None
-    else:
-        found = shutil.which(argv0, mode=os.F_OK, path=env.get("PATH", os.defpath))
+    else:  # the first executable on PATH, as exec finds it; else a file it would refuse
+        search = env.get("PATH", os.defpath)
+        found = shutil.which(argv0, path=search) or shutil.which(argv0, mode=os.F_OK, path=search)
     if found is None or Path(found).is_dir():
         raise LaunchError(
             f"{argv0} not found: install Codex (npm install -g @openai/codex) "

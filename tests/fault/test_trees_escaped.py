@@ -125,11 +125,13 @@ def test_a_task_that_ends_leaves_no_process_behind(env, daemon, sleep_arg, cgrou
     task_id = f"tree-{secrets.token_hex(4)}"
     cgroups_cleaned.append(task_id)
     escaper(env, sleep_arg, mode, finish=True)
-    daemon()
+    running = daemon()
     start(env, task_id)
     wait_for(lambda: env.status(task_id)["status"] == "completed", 20, "the task completed")
     wait_for(lambda: not sleepers(sleep_arg), 10, "the sleeper it left ended")
     wait_for(lambda: not task_cgroups(env, task_id), 10, "the run's cgroup removed")
+    if mode == "group":  # its Codex gone, the sleeper came back to the daemon, which ended it
+        assert "task.adopted_ended" in running.output()
 
 
 @LINUX

@@ -172,6 +172,11 @@ def test_a_missing_or_unrunnable_codex_is_named_before_the_shim_starts(tmp_path)
         runner.program("codex", {"PATH": str(tmp_path)}, tmp_path)
     with pytest.raises(runner.LaunchError, match="not found"):
         runner.program("./missing", {}, tmp_path)
+    later = tmp_path / "later"
+    later.mkdir()
+    (later / "codex").write_text("#!/bin/sh\n")
+    (later / "codex").chmod(0o755)
+    assert runner.program("codex", {"PATH": f"{tmp_path}:{later}"}, tmp_path) == str(later / "codex")
 
 
 @pytest.mark.skipif(
