@@ -131,7 +131,7 @@ def test_a_task_that_ends_leaves_no_process_behind(env, daemon, sleep_arg, cgrou
     wait_for(lambda: not sleepers(sleep_arg), 10, "the sleeper it left ended")
     wait_for(lambda: not task_cgroups(env, task_id), 10, "the run's cgroup removed")
     if mode == "group":  # its Codex gone, the sleeper came back to the daemon, which ended it
-        assert "task.adopted_ended" in running.output()
+        wait_for(lambda: "task.adopted_ended" in running.output(), 10, "the daemon's word on it")
 
 
 @LINUX
