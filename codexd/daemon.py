@@ -54,12 +54,12 @@ class Signals:
 def run(loaded: settings.Settings, config: str | Path | None, stop_tasks: bool = False) -> None:
     logs.configure(loaded.daemon.log_level)
     trees = containment.setup(loaded.process_trees)  # how whole process trees are ended, once
-    log.info("daemon.process_trees", mode=trees.mode, how=trees.shown)
     supervisor = Supervisor(loaded, stop_tasks_on_exit=stop_tasks)
     signals = Signals(supervisor)
     signals.install()
     watchdog = sdnotify.Watchdog()
     supervisor.start()
+    log.info("daemon.process_trees", mode=trees.mode, how=trees.shown)
     sdnotify.notify("READY=1\nSTATUS=supervising")
     try:
         while not supervisor.stopping:

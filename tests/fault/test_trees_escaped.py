@@ -107,7 +107,7 @@ def test_stop_ends_a_setsid_env_i_grandchild(env, daemon, sleep_arg, cgroups_cle
     cgroups_cleaned.append(task_id)
     escaper(env, sleep_arg, mode)
     running = daemon()
-    assert f'"mode": "{mode}"' in running.output() or f"'mode': '{mode}'" in running.output()
+    wait_for(lambda: f'"mode": "{mode}"' in running.output(), 10, f"the daemon's word on mode {mode}")
     start(env, task_id)
     wait_for(lambda: sleepers(sleep_arg), 20, "the escaped sleeper")
     if mode == "cgroup":
