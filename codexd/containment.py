@@ -26,6 +26,7 @@ from typing import Literal
 import psutil
 import structlog
 
+from codexd import agentenv
 from codexd.errors import CodexdError
 
 Mode = Literal["cgroup", "scope", "group"]
@@ -120,7 +121,10 @@ def scope_works() -> bool:
     if sys.platform != "linux" or shutil.which(SCOPE_PROBE[0]) is None:
         return False
     try:
-        done = subprocess.run(SCOPE_PROBE, capture_output=True, timeout=10, check=False)
+        # With the agent's environment, as Codex's systemd-run will have it (it finds the bus
+        # by XDG_RUNTIME_DIR).
+        env = agentenv.for_agent(None, ())
+        done = subprocess.run(SCOPE_PROBE, capture_output=True, timeout=10, check=False, env=env)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
