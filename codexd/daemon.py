@@ -19,7 +19,7 @@ from types import FrameType
 
 import structlog
 
-from codexd import logs, sdnotify, settings
+from codexd import containment, logs, sdnotify, settings
 from codexd.errors import CodexdError, ConfigError
 from codexd.supervisor import Supervisor
 
@@ -53,11 +53,13 @@ class Signals:
 
 def run(loaded: settings.Settings, config: str | Path | None, stop_tasks: bool = False) -> None:
     logs.configure(loaded.daemon.log_level)
+    trees = containment.setup(loaded.process_trees)  # how whole process trees are ended, once
     supervisor = Supervisor(loaded, stop_tasks_on_exit=stop_tasks)
     signals = Signals(supervisor)
     signals.install()
     watchdog = sdnotify.Watchdog()
     supervisor.start()
+    log.info("daemon.process_trees", mode=trees.mode, how=trees.shown)
     sdnotify.notify("READY=1\nSTATUS=supervising")
     try:
         while not supervisor.stopping:

@@ -209,7 +209,7 @@ def check_service(config: str | None, codex: str, stop_timeout: float) -> Iterat
 
 
 def run(config: str | None) -> Iterator[Check]:
-    from codexd import settings
+    from codexd import containment, settings
 
     try:
         loaded, path = settings.load(config)
@@ -226,6 +226,7 @@ def run(config: str | None) -> Iterator[Check]:
     yield check_tasks_dir(loaded.tasks_dir)
     yield check_spool(loaded.spool_dir, loaded.tasks_dir)
     yield check_daemon(loaded.tasks_dir)
+    yield Check("process trees", *containment.doctor_line(loaded.process_trees))
     yield from check_service(config, loaded.codex.command[0], loaded.daemon.stop_timeout)
     if shutil.which(loaded.codex.command[0]):
         yield check_login(loaded.codex.command)

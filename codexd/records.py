@@ -134,6 +134,7 @@ class Cursor:
     stderr_start: int = 0  # stderr.log's size when the current run began: its reason is past it
     afresh: int = 0  # fresh starts after a lost Codex session (one is allowed)
     stderr: int = 0  # bytes of stderr.log already looked through for what Codex says there
+    cgroup: str | None = None  # the current run's cgroup (Linux): ends its whole tree, even later
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -149,6 +150,7 @@ class Cursor:
             "stderr_start": self.stderr_start,
             "afresh": self.afresh,
             "stderr": self.stderr,
+            "cgroup": self.cgroup,
         }
 
     @classmethod
@@ -170,6 +172,7 @@ class Cursor:
             stderr_start=f.integer("stderr_start") or 0,
             afresh=f.integer("afresh") or 0,
             stderr=f.integer("stderr") or 0,
+            cgroup=f.text("cgroup"),
         )
 
 

@@ -8,18 +8,44 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import psutil
+import structlog
 
-from codexd import agentenv, codexargs, store
+from codexd import agentenv, codexargs, containment, store
 from codexd.errors import CodexdError
 
 ENV_TASK_ID = "CODEXD_TASK_ID"
 ENV_TASK_DIR = "CODEXD_TASK_DIR"
+log = structlog.get_logger()
 CREATE_TIME_TOLERANCE = 1.0  # psutil follows wall-clock changes; allow a little slack
+# Started in front of Codex on Linux (argv: cgroup or "", file, Codex's argv): joins the task's
+# cgroup before anything else runs, so every descendant is inside; becomes a child subreaper,
+# which survives exec, so Codex adopts its orphans (a `setsid env -i` grandchild stays in its
+# tree); then becomes Codex itself, same pid, same environment.
+SHIM = """import os, sys
+cgroup, file, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+if cgroup:
+    try:
+        with open(cgroup + "/cgroup.procs", "w") as procs:
+            procs.write("0")
+    except OSError as exc:
+        sys.stderr.write(f"codexd: could not join cgroup {cgroup} ({exc.strerror}); "
+                         "the task's processes are ended by process group instead\\n")
+try:
+    import ctypes
+    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+except Exception:
+    pass
+os.execv(file, argv)
+"""
+_spawn_lock = threading.Lock()  # a child is recorded as ours before anyone may take it for an orphan
+_spawned: set[int] = set()  # pids of the Codex processes this daemon started
 
 
 class LaunchError(CodexdError):
@@ -34,6 +60,7 @@ class Launch:
     cwd: Path
     stdin_offset: int | None  # the instructions' body starts here; None: a resume, no stdin
     env: tuple[str, ...] = ()  # codex.env: names passed beyond the allowlist
+    place: containment.Place = containment.NOWHERE  # the cgroup or scope it runs in
 
 
 def codexd_bin_dir() -> Path | None:
@@ -109,38 +136,92 @@ def check_cwd(cwd: Path) -> None:
         )
 
 
+def program(argv0: str, env: Mapping[str, str], cwd: Path) -> str:
+    """The file exec would run for `argv0`, looked up as Popen would (the shim execs it)."""
+    if "/" in argv0:
+        found: str | None = str(cwd / argv0)
+        if not Path(str(found)).exists():
+            found = None
+    else:  # the first executable on PATH, as exec finds it; else a file it would refuse
+        search = env.get("PATH", os.defpath)
+        found = shutil.which(argv0, path=search) or shutil.which(argv0, mode=os.F_OK, path=search)
+    if found is None or Path(found).is_dir():
+        raise LaunchError(
+            f"{argv0} not found: install Codex (npm install -g @openai/codex) "
+            "or set codex.command to its path"
+        )
+    if not os.access(found, os.X_OK):
+        raise LaunchError(f"{argv0} is not executable: fix codex.command")
+    return found
+
+
+def contained_argv(launch: Launch, env: Mapping[str, str]) -> list[str]:
+    """Codex's argv behind the shim (Linux), and behind systemd-run in a scope."""
+    if sys.platform != "linux":
+        return launch.argv
+    file = program(launch.argv[0], env, launch.cwd)
+    place = launch.place
+    scope = containment.scope_prefix(place.unit) if place.unit else []
+    shim = [sys.executable, "-I", "-S", "-c", SHIM, str(place.cgroup or ""), file]
+    return [*scope, *shim, *launch.argv]
+
+
 def spawn(launch: Launch) -> subprocess.Popen[bytes]:
     """Start Codex in its own session; its output goes to the task's files, not through us."""
     task_dir = launch.task_dir
     check_cwd(launch.cwd)
     with contextlib.suppress(FileNotFoundError):
         (task_dir / store.LAST_MESSAGE).unlink()  # so a stale answer is never taken for this run's
+    env = child_env(launch.task_id, task_dir, launch.env)
+    argv = contained_argv(launch, env)
     # A resume gets its prompt as an argument; stdin is then empty and closed.
-    instructions = task_dir / store.INSTRUCTIONS if launch.stdin_offset is not None else os.devnull
     with (
-        open(instructions, "rb") as stdin,
+        _stdin(task_dir, launch.stdin_offset) as stdin,
         store.open_append(task_dir / store.EVENTS) as stdout,  # never through a planted link
         store.open_append(task_dir / store.STDERR) as stderr,
+        _spawn_lock,
     ):
-        stdin.seek(launch.stdin_offset or 0)
         try:
-            return subprocess.Popen(
-                launch.argv,
+            popen = subprocess.Popen(
+                argv,
                 stdin=stdin,
                 stdout=stdout,
                 stderr=stderr,
                 cwd=launch.cwd,
-                env=child_env(launch.task_id, task_dir, launch.env),
+                env=env,
                 start_new_session=True,
                 close_fds=True,
             )
         except FileNotFoundError:
             raise LaunchError(
-                f"{launch.argv[0]} not found: install Codex (npm install -g @openai/codex) "
+                f"{argv[0]} not found: install Codex (npm install -g @openai/codex) "
                 "or set codex.command to its path"
             ) from None
         except PermissionError:
-            raise LaunchError(f"{launch.argv[0]} is not executable: fix codex.command") from None
+            raise LaunchError(f"{argv[0]} is not executable: fix codex.command") from None
+        _spawned.add(popen.pid)
+        return popen
+
+
+def _stdin(task_dir: Path, offset: int | None) -> BinaryIO:
+    if offset is None:
+        return open(os.devnull, "rb")
+    stdin = store.open_read(task_dir / store.INSTRUCTIONS)  # never through a planted link
+    stdin.seek(offset)
+    return stdin
+
+
+def forget(pid: int) -> None:
+    """A Codex process this daemon started was reaped: its pid may now be anyone's."""
+    with _spawn_lock:
+        _spawned.discard(pid)
+
+
+def end_adopted() -> list[int]:
+    """End the orphans that came back to a subreaper daemon (see containment.end_adopted)."""
+    with _spawn_lock:
+        adopted = containment.adopted(_spawned)
+    return containment.end_adopted(adopted)
 
 
 def create_time(pid: int) -> float | None:
@@ -217,11 +298,27 @@ def _signal(procs: Iterable[psutil.Process], kill: bool) -> None:
             proc.kill() if kill else proc.terminate()
 
 
-def kill_tree(root: psutil.Process | None, task_dir: Path, grace: float) -> list[psutil.Process]:
-    """SIGTERM the task's whole tree, SIGKILL what is left after `grace`; returns survivors."""
-    procs = _tree(root, task_dir)
+def _members(cgroups: Iterable[Path]) -> set[psutil.Process]:
+    procs: set[psutil.Process] = set()
+    for folder in cgroups:
+        for pid in containment.pids(folder):
+            with contextlib.suppress(psutil.Error):
+                procs.add(psutil.Process(pid))
+    return procs
+
+
+def kill_tree(
+    root: psutil.Process | None, task_dir: Path, grace: float, cgroup: Path | None = None
+) -> list[psutil.Process]:
+    """SIGTERM the task's whole tree (and all in its cgroups), SIGKILL what is left after
+    `grace`, and remove the cgroups; returns survivors."""
+    cgroups = containment.of_task(task_dir, cgroup)
+    procs = _tree(root, task_dir) | _members(cgroups)
     _signal(procs, kill=False)
     _, alive = psutil.wait_procs(procs, timeout=grace)
+    for folder in cgroups:
+        if not containment.end(folder):
+            log.warning("task.cgroup_left", task_id=task_dir.name, cgroup=str(folder))
     leftovers = set(alive) | _tree(None, task_dir)
     _signal(leftovers, kill=True)
     _, survivors = psutil.wait_procs(leftovers, timeout=2)

@@ -18,7 +18,18 @@ from typing import Any
 import psutil
 import structlog
 
-from codexd import checkup, follower, frontmatter, health, outcome, runner, store, tailing, tasktypes
+from codexd import (
+    checkup,
+    containment,
+    follower,
+    frontmatter,
+    health,
+    outcome,
+    runner,
+    store,
+    tailing,
+    tasktypes,
+)
 from codexd.clock import Clock, duration, iso
 from codexd.errors import CodexdError
 from codexd.ledger import AfterExit, Ledger, Running, folder_id
@@ -138,7 +149,16 @@ class Runs:
         offset = None if resume else frontmatter.parse(instructions).body_offset
         run_start = store.size_of(task_dir / store.EVENTS)
         stderr_start = store.size_of(task_dir / store.STDERR)
-        popen = runner.spawn(runner.Launch(status.task_id, task_dir, argv, cwd, offset, tuple(codex.env)))
+        end_cgroup(status, task_dir)  # what the last run left behind, before a new one starts
+        place = containment.place(task_dir)
+        try:
+            launch = runner.Launch(status.task_id, task_dir, argv, cwd, offset, tuple(codex.env), place)
+            popen = runner.spawn(launch)
+        except BaseException:
+            if place.cgroup is not None:
+                containment.remove(place.cgroup)
+            raise
+        cgroup = containment.settled(place, popen.pid)
         cursor = replace(
             status.daemon,
             run_start=run_start,
@@ -146,6 +166,7 @@ class Runs:
             pid_create_time=runner.create_time(popen.pid),
             resume=None,
             active_at=now.timestamp(),
+            cgroup=str(cgroup) if cgroup else None,
         )
         return popen, status.with_(pid=popen.pid, daemon=cursor)
 
@@ -167,6 +188,7 @@ class Runs:
         code = None
         try:
             code = popen.wait()
+            runner.forget(popen.pid)
         except Exception as exc:  # never a silent end: the loop hears of the exit all the same
             log.error("task.wait_failed", task_id=task_id, exc_info=exc)
         finally:
@@ -233,6 +255,9 @@ class Runs:
 
     def exited(self, running: Running, code: int | None, now: datetime) -> None:
         running.proc = running.popen = None
+        folder = cgroup_of(running.status, self.tasks.dir(running.status.task_id))
+        if folder is not None:
+            containment.remove_if_empty(folder)  # empty cgroups must not pile up between runs
         running.exit = (code,)  # until its end is handled: a full disk, a backlog (or a bug) means later
         if self.follow(running, now):
             return  # the rest is read in the next ticks' steps (finish_exit), then the run is judged
@@ -312,7 +337,9 @@ class Runs:
         )
         running.ending = (code, ending)  # until it is on disk: a full disk means trying again
         self.book.end(done, ending.state, now, ending.line, results)
-        self.in_thread(kill_tree, None, task_dir, self.settings.daemon.stop_grace)
+        # A task that ended leaves nothing running: a server the agent started goes too.
+        cgroup = cgroup_of(status, task_dir)
+        self.in_thread(kill_tree, None, task_dir, self.settings.daemon.stop_grace, cgroup)
 
     def finish_exit(self, running: Running, now: datetime) -> None:
         """An exit or an end that could not be written (a full disk) is, when it can be."""
@@ -368,7 +395,8 @@ class Runs:
             return  # one killer per tree: a second would take the next run for a straggler
         task_dir = self.tasks.dir(running.status.task_id)
         grace = self.settings.daemon.stop_grace
-        running.killer = self.in_thread(kill_tree, running.root, task_dir, grace)
+        cgroup = cgroup_of(running.status, task_dir)
+        running.killer = self.in_thread(kill_tree, running.root, task_dir, grace, cgroup)
 
     def in_thread(self, target: Callable[..., Any], *args: Any) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, daemon=True, name=f"codexd-{target.__name__}")
@@ -376,15 +404,44 @@ class Runs:
         return thread
 
 
-def kill_tree(root: psutil.Process | None, task_dir: Path, grace: float) -> None:
-    """`runner.kill_tree` on a killer thread: one that fails is logged and tried again."""
+def kill_tree(root: psutil.Process | None, task_dir: Path, grace: float, cgroup: Path | None = None) -> None:
+    """`runner.kill_tree` on a killer thread: one that fails is logged and tried again. Then
+    the orphans a subreaper daemon adopted from ended trees are ended too."""
     for attempt in range(1, KILL_TRIES + 1):
         try:
-            runner.kill_tree(root, task_dir, grace)
-            return
+            runner.kill_tree(root, task_dir, grace, cgroup)
+            break
         except Exception as exc:
             log.error("task.kill_failed", task_id=task_dir.name, attempt=attempt, exc_info=exc)
             time.sleep(KILL_RETRY)
+    end_adopted()
+
+
+def end_adopted() -> None:
+    try:
+        ended = runner.end_adopted()
+    except Exception as exc:
+        log.error("task.adopted_end_failed", exc_info=exc)
+        return
+    if ended:
+        log.info("task.adopted_ended", pids=ended)
+
+
+def cgroup_of(status: TaskStatus, task_dir: Path) -> Path | None:
+    """The run's recorded cgroup, if it is plausibly the task's (see containment.recorded)."""
+    return containment.recorded(status.daemon.cgroup, task_dir)
+
+
+def cgroup_of_process(pid: int, task_dir: Path) -> str | None:
+    """The cgroup a run taken over without a record is in, if it is one of the task's."""
+    found = containment.cgroup_of(pid)
+    return str(found) if found and containment.recorded(str(found), task_dir) else None
+
+
+def end_cgroup(status: TaskStatus, task_dir: Path) -> None:
+    folder = cgroup_of(status, task_dir)
+    if folder is not None and not containment.end(folder):
+        log.warning("task.cgroup_left", task_id=status.task_id, cgroup=str(folder))
 
 
 def run_stderr(path: Path, start: int) -> list[str]:

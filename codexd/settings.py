@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     tasks_dir: Path = Field(default_factory=lambda: locations.state_dir() / "tasks")
     spool_dir: Path = Field(default_factory=lambda: locations.state_dir() / "spool")
     max_parallel: int = Field(4, ge=1, le=MAX_PARALLEL)
+    # How a task's whole process tree is kept together and ended (see containment.py).
+    process_trees: Literal["auto", "cgroup", "scope", "group"] = "auto"
     codex: CodexSettings = Field(default_factory=CodexSettings)
     health: HealthSettings = Field(default_factory=HealthSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)

@@ -242,7 +242,8 @@ class Supervisor:
         for running in list(self.running.values()):
             running.after_exit = AfterExit.CANCEL
             task_dir = self.tasks.dir(running.status.task_id)
-            runner.kill_tree(running.root, task_dir, self.settings.daemon.stop_grace)
+            cgroup = runs.cgroup_of(running.status, task_dir)
+            runner.kill_tree(running.root, task_dir, self.settings.daemon.stop_grace, cgroup)
             self._guard(self.runs.exited, running, None, now)
 
     def _recover(self, now: datetime) -> None:
@@ -310,7 +311,8 @@ class Supervisor:
 
     def _adopt_unrecorded(self, status: TaskStatus, root: psutil.Process, now: datetime) -> None:
         began = root.create_time()
-        cursor = replace(status.daemon, pid_create_time=began, active_at=now.timestamp())
+        cgroup = runs.cgroup_of_process(root.pid, self.tasks.dir(status.task_id))  # never recorded
+        cursor = replace(status.daemon, pid_create_time=began, active_at=now.timestamp(), cgroup=cgroup)
         started = status.with_(
             pid=root.pid, started_at=iso(datetime.fromtimestamp(began, UTC)), daemon=cursor
         )
@@ -453,10 +455,11 @@ class Supervisor:
         return status.with_(daemon=cursor)
 
     def _end_tree(self, running: Running | None, task_id: str) -> None:
-        root = None
+        root, cgroup, task_dir = None, None, self.tasks.dir(task_id)
         with contextlib.suppress(Exception):
             root = running.root if running else None
-        self.runs.in_thread(runs.kill_tree, root, self.tasks.dir(task_id), self.settings.daemon.stop_grace)
+            cgroup = runs.cgroup_of(running.status, task_dir) if running else None
+        self.runs.in_thread(runs.kill_tree, root, task_dir, self.settings.daemon.stop_grace, cgroup)
 
     def _queued_status(self, task_id: str) -> TaskStatus | None:
         return next((s for s in self.queued if s.task_id == task_id), None)
@@ -573,6 +576,7 @@ class Supervisor:
         except Exception as exc:  # a failing check is logged; the schedule goes on
             log.error("health.check_failed", error=str(exc))
             return
+        runs.end_adopted()  # orphans of ended trees that came back to a subreaper daemon
         self.inbox.put(Sweep(found))
 
     def _act_on(self, found: checkup.Checkup, now: datetime) -> None:

@@ -129,6 +129,11 @@ def kill_task_processes(root: Path) -> None:
         with contextlib.suppress(psutil.Error):
             if proc.environ().get("CODEXD_TASK_DIR", "").startswith(str(root)):
                 proc.kill()
+    from codexd import containment
+
+    found = containment.own_cgroup()  # and the task cgroups of a daemon the test killed
+    for folder in found[0].glob(f"codexd-*-{containment.folder_key(root / 'tasks')}-*") if found else []:
+        containment.end(folder)
 
 
 @pytest.fixture

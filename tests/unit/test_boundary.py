@@ -36,7 +36,7 @@ class TaskProcesses(FakeProcesses):
         self.owners[child.pid] = launch.task_id
         return child
 
-    def kill_tree(self, root: Any, task_dir: Path, grace: float) -> list[Any]:
+    def kill_tree(self, root: Any, task_dir: Path, grace: float, cgroup: Any = None) -> list[Any]:
         self.kills += 1
         for child in self.started:
             if child.code is None and self.owners[child.pid] == task_dir.name:

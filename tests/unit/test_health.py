@@ -120,7 +120,7 @@ class FakeProcesses:
         self.started.append(child)
         return child
 
-    def kill_tree(self, root: Any, task_dir: Path, grace: float) -> list[Any]:
+    def kill_tree(self, root: Any, task_dir: Path, grace: float, cgroup: Any = None) -> list[Any]:
         self.kills += 1
         for child in self.started:
             if child.code is None:
