@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import structlog
 
-from codexd import endpoints, frontmatter, notices
+from codexd import endpoints, frontmatter, intake, notices
 from codexd.clock import Clock
 from codexd.courier import Courier, Policy
 from codexd.endpoints import Attempt, Endpoint
@@ -108,7 +108,9 @@ class Notifications:
 
     def _task_fields(self, task_id: str) -> tuple[frozenset[str], list[str]]:
         try:
-            fields = frontmatter.parse(self.tasks.file(task_id, INSTRUCTIONS).read_bytes()).fields
+            # Capped, and never through a link: an agent running in its task folder can plant one.
+            raw = intake.read_instruction_file(self.tasks.file(task_id, INSTRUCTIONS), follow=False)
+            fields = frontmatter.parse(raw).fields
         except (OSError, CodexdError):
             return frozenset(), []
         own = [str(u) for u in fields.get("notify_urls", ())]

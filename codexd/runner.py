@@ -58,9 +58,10 @@ class Launch:
     task_dir: Path
     argv: list[str]
     cwd: Path
-    stdin_offset: int | None  # the instructions' body starts here; None: a resume, no stdin
+    stdin_offset: int  # Codex reads its prompt from stdin: the file `stdin_name`, from here on
     env: tuple[str, ...] = ()  # codex.env: names passed beyond the allowlist
     place: containment.Place = containment.NOWHERE  # the cgroup or scope it runs in
+    stdin_name: str = store.INSTRUCTIONS  # a resume: store.RESUME_PROMPT
 
 
 def codexd_bin_dir() -> Path | None:
@@ -91,10 +92,11 @@ def exec_argv(
     cwd: Path,
     login_shell: bool,
     output_schema: Path | None,
-    resume: tuple[str, str] | None = None,
+    resume: str | None = None,
 ) -> list[str]:
-    """`codex exec --json ... -` (instructions on stdin), or with `resume`, the
-    `codex exec --json ... resume <thread_id> <prompt>` that continues a recorded session.
+    """`codex exec --json ... -`, or with `resume` (a thread id), the `codex exec --json ...
+    resume <thread_id> -` that continues a recorded session. The prompt always comes on
+    stdin: a command line is public (/proc/<pid>/cmdline) and one argument is capped.
 
     The user's `codex.args` come first, without what codexd passes itself (Codex refuses a
     flag given twice), so that an option taking several values (`-i a.png`) ends there.
@@ -107,7 +109,7 @@ def exec_argv(
         argv += ["-c", f"{codexargs.LOGIN_SHELL_KEY}=false"]
     if output_schema is not None:
         argv += ["--output-schema", str(output_schema)]
-    tail = ["resume", *resume] if resume else ["-"]
+    tail = ["resume", resume, "-"] if resume else ["-"]
     return [*argv, *tail]
 
 
@@ -174,9 +176,8 @@ def spawn(launch: Launch) -> subprocess.Popen[bytes]:
         (task_dir / store.LAST_MESSAGE).unlink()  # so a stale answer is never taken for this run's
     env = child_env(launch.task_id, task_dir, launch.env)
     argv = contained_argv(launch, env)
-    # A resume gets its prompt as an argument; stdin is then empty and closed.
     with (
-        _stdin(task_dir, launch.stdin_offset) as stdin,
+        _stdin(task_dir / launch.stdin_name, launch.stdin_offset) as stdin,
         store.open_append(task_dir / store.EVENTS) as stdout,  # never through a planted link
         store.open_append(task_dir / store.STDERR) as stderr,
         _spawn_lock,
@@ -203,10 +204,8 @@ def spawn(launch: Launch) -> subprocess.Popen[bytes]:
         return popen
 
 
-def _stdin(task_dir: Path, offset: int | None) -> BinaryIO:
-    if offset is None:
-        return open(os.devnull, "rb")
-    stdin = store.open_read(task_dir / store.INSTRUCTIONS)  # never through a planted link
+def _stdin(path: Path, offset: int) -> BinaryIO:
+    stdin = store.open_read(path)  # never through a planted link
     stdin.seek(offset)
     return stdin
 

@@ -24,6 +24,7 @@ from codexd import (
     follower,
     frontmatter,
     health,
+    intake,
     outcome,
     runner,
     store,
@@ -143,16 +144,17 @@ class Runs:
             cwd=cwd,
             login_shell=codex.login_shell,
             output_schema=kind.output_schema,
-            resume=resume,
+            resume=resume[0] if resume else None,
         )
-        instructions = (task_dir / store.INSTRUCTIONS).read_bytes()
-        offset = None if resume else frontmatter.parse(instructions).body_offset
+        stdin_name, stdin_offset = _stdin(task_dir, resume)
         run_start = store.size_of(task_dir / store.EVENTS)
         stderr_start = store.size_of(task_dir / store.STDERR)
         end_cgroup(status, task_dir)  # what the last run left behind, before a new one starts
         place = containment.place(task_dir)
         try:
-            launch = runner.Launch(status.task_id, task_dir, argv, cwd, offset, tuple(codex.env), place)
+            launch = runner.Launch(
+                status.task_id, task_dir, argv, cwd, stdin_offset, tuple(codex.env), place, stdin_name
+            )
             popen = runner.spawn(launch)
         except BaseException:
             if place.cgroup is not None:
@@ -448,3 +450,13 @@ def run_stderr(path: Path, start: int) -> list[str]:
     """The last lines the current run wrote to stderr.log (which began at `start`)."""
     data = tailing.tail_bytes(path, tailing.REASON_BYTES, start=start)
     return data.decode("utf-8", "replace").splitlines()[-outcome.STDERR_LINES :]
+
+
+def _stdin(task_dir: Path, resume: tuple[str, str] | None) -> tuple[str, int]:
+    """Codex's stdin: the instructions' body, or a resumed session's prompt (a file of its own)."""
+    if resume:
+        store.write_atomic(task_dir / store.RESUME_PROMPT, resume[1].encode(), durable=False)
+        return store.RESUME_PROMPT, 0
+    # Checked as at intake: a planted link or a grown file is refused, never read whole.
+    instructions = intake.read_instruction_file(task_dir / store.INSTRUCTIONS, follow=False)
+    return store.INSTRUCTIONS, frontmatter.parse(instructions).body_offset

@@ -32,6 +32,7 @@ RESULTS = "results.json"
 ARTIFACTS = "artifacts"
 REPORTS = "reports.jsonl"  # `codexd progress` lines, applied by the daemon
 LAST_MESSAGE = "last-message.txt"  # Codex's -o output
+RESUME_PROMPT = "resume-prompt.txt"  # what the last resumed run was told, on its stdin
 INCOMING = ".incoming"  # staging for tasks being created
 LOCK = ".daemon.lock"
 REQUESTS = ".requests"  # `codexd stop` and `restart` leave a request here for the daemon

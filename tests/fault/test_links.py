@@ -64,3 +64,36 @@ def test_the_store_never_writes_truncates_or_reads_through_a_link(tmp_path: Path
     with store.open_append(link) as out:
         out.write(b"codex output\n")
     assert target.read_text() == "precious\n" * 10 and link.read_text() == "codex output\n"
+
+
+GATED = """#!/bin/bash
+cat > /dev/null
+while [ ! -e {gate} ]; do sleep 0.05; done
+printf '{{"type":"turn.completed","usage":{{}}}}\\n'
+"""
+
+
+@pytest.mark.parametrize("planted", ["/dev/zero", "secret"])
+def test_instructions_replaced_by_a_link_while_queued_are_refused_not_read(env, daemon, planted):
+    """Codex's stdin is the task's instructions.md: a link planted there (to /dev/zero, which
+    would hang the daemon, or to a secret) fails that task with its reason, read never."""
+    secret = env.root / "secret"
+    secret.write_text("TOPSECRET\n")
+    gate, codex = env.root / "gate", env.root / "gated"
+    codex.write_text(GATED.format(gate=gate))
+    codex.chmod(0o755)
+    env.set(CODEXD_CODEX__COMMAND=json.dumps([str(codex)]), CODEXD_MAX_PARALLEL="1")
+    daemon()
+    (env.spool / "first.md").write_text("Wait.\n")
+    wait_for((env.tasks / "first" / store.STATUS).exists, 20, "the first task")
+    (env.spool / "second.md").write_text("Do it.\n")
+    second = env.tasks / "second"
+    wait_for((second / store.STATUS).exists, 20, "the second task queued")
+    (second / store.INSTRUCTIONS).unlink()
+    os.symlink(planted if planted.startswith("/") else secret, second / store.INSTRUCTIONS)
+    gate.touch()
+    ended = lambda: json.loads((second / store.STATUS).read_text())["status"] == "failed"  # noqa: E731
+    wait_for(ended, 20, "the second task refused")
+    error = json.loads((second / store.STATUS).read_text())["error"]
+    assert "symbolic link" in error or "not a regular file" in error, error
+    assert not (second / store.EVENTS).exists() or "TOPSECRET" not in (second / store.EVENTS).read_text()

@@ -486,7 +486,7 @@ def test_a_full_disk_while_owing_a_restart_redoes_the_whole_end_of_the_run(world
     w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
     w.advance(10)
     assert failed and w.log().count("Restarting in 10s") == 1
-    assert len(w.procs.started) == 2 and w.procs.current.argv[-3:-1] == ["resume", "th-1"]
+    assert len(w.procs.started) == 2 and w.procs.current.argv[-3:] == ["resume", "th-1", "-"]
     assert w.status()["status"] == "in_progress" and w.status()["restarts"] == 1
 
 

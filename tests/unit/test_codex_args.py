@@ -41,7 +41,7 @@ FEATURE = [
 ]
 
 
-def argv(args: list[str], login_shell: bool = False, resume: tuple[str, str] | None = None) -> list[str]:
+def argv(args: list[str], login_shell: bool = False, resume: str | None = None) -> list[str]:
     return runner.exec_argv(
         ["codex"],
         args,
@@ -75,9 +75,9 @@ def test_a_flag_codexd_passes_too_is_passed_once(given):
 
 
 def test_user_args_come_first_so_an_image_list_cannot_swallow_the_prompt_or_resume():
-    built = argv(["-i", "a.png", "b.png"], resume=("thread", "go on"))
+    built = argv(["-i", "a.png", "b.png"], resume="thread")
     assert built[:7] == ["codex", "exec", "-c", "features.goals=false", "-i", "a.png", "b.png"]
-    assert built[7] == "--json" and built[-3:] == ["resume", "thread", "go on"]
+    assert built[7] == "--json" and built[-3:] == ["resume", "thread", "-"]  # the prompt on stdin
 
 
 @pytest.mark.parametrize(
