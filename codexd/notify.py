@@ -54,6 +54,9 @@ class Notifications:
         self.courier = Courier(self.outbox, Policy(), _deliver, self._gave_up, clock)
         self.events: frozenset[str] = frozenset()
         self.endpoints: list[Endpoint] = []
+        # Who hears a task, from its front matter as the daemon took it: an agent running in its
+        # task folder can rewrite instructions.md, never its listeners.
+        self._listeners: dict[str, tuple[frozenset[str], list[str]]] = {}
         self.configure(settings)
 
     def configure(self, settings: NotifySettings) -> None:
@@ -78,6 +81,8 @@ class Notifications:
             self.courier.start()
 
     def announce(self, status: TaskStatus, event: str) -> None:
+        if event == "queued":
+            self._listeners[status.task_id] = self._task_fields(status.task_id)
         if event not in self.events:
             return
         urls = self._urls_for(status.task_id)
@@ -102,7 +107,9 @@ class Notifications:
 
     def _urls_for(self, task_id: str) -> list[str]:
         """The configured URLs that hear this task (by its tags), then the task's own."""
-        tags, own = self._task_fields(task_id)
+        if task_id not in self._listeners:  # a task this daemon found at start-up
+            self._listeners[task_id] = self._task_fields(task_id)
+        tags, own = self._listeners[task_id]
         urls = [e.url for e in self.endpoints if e.hears(tags)]
         return list(dict.fromkeys([*urls, *own]))
 

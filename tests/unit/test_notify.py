@@ -315,6 +315,23 @@ def test_tagged_urls_hear_only_tasks_that_ask_and_a_task_may_add_its_own(tmp_pat
     ]
 
 
+def test_who_hears_a_task_is_read_when_it_is_queued_not_what_its_agent_wrote_later(tmp_path, monkeypatch):
+    """An agent that runs in its task folder can rewrite instructions.md: its front matter is
+    read once, when the daemon takes the task, so the agent cannot add a listener."""
+    monkeypatch.setattr(endpoints, "problem", lambda url: None)
+    tasks = TaskStore(tmp_path)
+    (tmp_path / "t1").mkdir()
+    instructions = tmp_path / "t1" / "instructions.md"
+    instructions.write_text('+++\nnotify_urls = ["json://own/x"]\n+++\nDo it.\n')
+    settings = NotifySettings(urls=[], events=["failed"])
+    n = Notifications(settings, tasks, FakeClock(), lambda task_id, line: None)
+    n.outbox.open()
+    n.announce(review(task_id="t1"), "queued")
+    instructions.write_text('+++\nnotify_urls = ["json://attacker/x"]\n+++\nDo it.\n')
+    n.announce(review(task_id="t1"), "failed")
+    assert [d.url for d in n.outbox.pending()] == ["json://own/x"]
+
+
 # -- secrets ---------------------------------------------------------------------------------
 
 
