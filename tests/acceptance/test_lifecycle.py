@@ -14,7 +14,13 @@ from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(60)]
 
-STUBBORN = '["/bin/sh", "-c", "trap \\"\\" TERM; sleep 120"]'  # a "codex" that ignores SIGTERM
+# A "codex" that ignores SIGTERM, and says when it does: a signal that comes before the trap
+# (Codex is started through a short launcher on Linux) would end it at once.
+STUBBORN = '["/bin/sh", "-c", "trap \\"\\" TERM; touch \\"$CODEXD_TASK_DIR/trapped\\"; sleep 120"]'
+
+
+def stubborn_running(env, task_id: str = "t1") -> None:
+    wait_for((env.tasks / task_id / "trapped").exists, 10, "the stubborn task to ignore SIGTERM")
 
 
 def start_task(env, task_id: str = "t1") -> str:
@@ -125,7 +131,7 @@ def test_a_second_signal_exits_at_once(env, daemon):
     env.set(CODEXD_CODEX__COMMAND=STUBBORN, CODEXD_DAEMON__STOP_GRACE="30")
     d = daemon("--stop-tasks")
     start_task(env)
-    running(env, "t1")
+    stubborn_running(env)
     d.signal(signal.SIGTERM)
     wait_for(lambda: "daemon.stopping" in d.output(), 5, "the shutdown to begin")
     time.sleep(0.3)  # into the 30 s grace of the stubborn task
@@ -137,7 +143,7 @@ def test_a_shutdown_that_hangs_is_cut_short_after_stop_timeout(env, daemon):
     env.set(CODEXD_CODEX__COMMAND=STUBBORN, CODEXD_DAEMON__STOP_GRACE="30", CODEXD_DAEMON__STOP_TIMEOUT="1")
     d = daemon("--stop-tasks")
     start_task(env)
-    running(env, "t1")
+    stubborn_running(env)
     started = time.monotonic()
     d.signal(signal.SIGTERM)
     assert d.proc.wait(10) == 1
