@@ -1,3 +1,3 @@
-from codexd.entry import main
+from codexd.cli.entry import main
 
 main()

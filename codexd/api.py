@@ -14,12 +14,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from codexd import intake, jsonlines, limits, locations, lock, reports, store, tailing, taskid, tasktypes
+from codexd import jsonlines, tailing
 from codexd.clock import iso, parse_iso
+from codexd.config import limits, paths
+from codexd.daemon import lock
 from codexd.errors import BrokenRecord, CodexdError, InvalidInput, UnknownTask, WaitTimeout
-from codexd.records import Progress, TaskStatus
-from codexd.store import TaskStore
+from codexd.present import reports
 from codexd.tailing import tail_lines
+from codexd.tasks import intake, store, taskid, tasktypes
+from codexd.tasks.records import Progress, TaskStatus
+from codexd.tasks.store import TaskStore
 
 Records = list[dict[str, Any]]  # status.json files, parsed (`Tasks.list` hides the builtin in the class)
 Broken = list[BrokenRecord]  # the status files left out of a listing
@@ -29,8 +33,8 @@ class Tasks:
     """The tasks of one tasks folder (and the spool that feeds it)."""
 
     def __init__(self, tasks_dir: str | Path | None = None, config: str | Path | None = None):
-        where = locations.resolve(config)
-        self.root = locations.expand(tasks_dir) if tasks_dir else where.tasks_dir
+        where = paths.resolve(config)
+        self.root = paths.expand(tasks_dir) if tasks_dir else where.tasks_dir
         self.spool_dir = where.spool_dir
         self.type_names = set(tasktypes.BUILTIN) | set(where.type_names)
         self.store = TaskStore(self.root)
@@ -211,7 +215,7 @@ class CodexTaskMonitor:
         return self.get_results() or {}
 
     def get_report(self) -> dict[str, Any]:
-        """The task's report as data; `codexd.reports.render(report, "markdown")` formats it."""
+        """The task's report as data; `codexd.present.reports.render(report, "markdown")` formats it."""
         return self.tasks.report(self.task_id)
 
     def stop(self) -> TaskStatus:

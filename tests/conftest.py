@@ -129,7 +129,7 @@ def kill_task_processes(root: Path) -> None:
         with contextlib.suppress(psutil.Error):
             if proc.environ().get("CODEXD_TASK_DIR", "").startswith(str(root)):
                 proc.kill()
-    from codexd import containment
+    from codexd.codex import containment
 
     found = containment.own_cgroup()  # and the task cgroups of a daemon the test killed
     for folder in found[0].glob(f"codexd-*-{containment.folder_key(root / 'tasks')}-*") if found else []:
@@ -170,7 +170,7 @@ class Daemon:
         self.wait_ready()
 
     def wait_ready(self, timeout: float = 15) -> None:
-        from codexd.lock import running_pid
+        from codexd.daemon.lock import running_pid
 
         deadline = time.monotonic() + timeout
         while running_pid(self.env.tasks) != self.proc.pid:

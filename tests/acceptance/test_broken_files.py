@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from codexd import store
-from codexd.outbox import Delivery, Outbox
-from codexd.records import Progress, TaskStatus
-from codexd.states import TaskState
+from codexd.notify.outbox import Delivery, Outbox
+from codexd.tasks import store
+from codexd.tasks.records import Progress, TaskStatus
+from codexd.tasks.states import TaskState
 from tests.acceptance.test_cli import one_line_error
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(90)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from codexd.states import TaskState
+from codexd.tasks.states import TaskState
 from tests.acceptance.test_cli import one_line_error
 from tests.acceptance.test_monitor_and_logs import make_task
 

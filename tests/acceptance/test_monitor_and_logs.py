@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 
-from codexd import store
-from codexd.records import LastLog, Progress, TaskStatus
-from codexd.states import TaskState
+from codexd.tasks import store
+from codexd.tasks.records import LastLog, Progress, TaskStatus
+from codexd.tasks.states import TaskState
 from tests.conftest import CODEXD, wait_for
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(60)]

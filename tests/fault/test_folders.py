@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from codexd import store
-from codexd.records import TaskStatus
-from codexd.states import TaskState
+from codexd.tasks import store
+from codexd.tasks.records import TaskStatus
+from codexd.tasks.states import TaskState
 from tests.conftest import ROOT, wait_for
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(90)]

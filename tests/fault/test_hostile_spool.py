@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from codexd.lock import SPOOL_LOCK
+from codexd.daemon.lock import SPOOL_LOCK
 from tests.conftest import ROOT, wait_for
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(120)]
@@ -161,8 +161,8 @@ def test_a_hostile_spool_never_breaks_the_daemon(env, daemon):
 
 
 def spool_of(tmp_path: Path):
-    from codexd import store
-    from codexd.intake import Spool
+    from codexd.tasks import store
+    from codexd.tasks.intake import Spool
 
     spool = tmp_path / "spool"
     spool.mkdir(mode=0o700)
@@ -269,8 +269,8 @@ def test_an_unreadable_file_is_refused_and_the_scan_goes_on(tmp_path: Path, monk
 
 
 def test_an_error_while_writing_the_error_file_stops_nothing(tmp_path: Path, monkeypatch):
-    from codexd import store
     from codexd.errors import StorageError
+    from codexd.tasks import store
 
     spool = spool_of(tmp_path)
     real = store.write_atomic
@@ -293,7 +293,7 @@ def test_an_error_while_writing_the_error_file_stops_nothing(tmp_path: Path, mon
 
 @pytest.mark.parametrize("swap", ["link", "other file"])
 def test_a_spool_file_swapped_after_it_was_read_is_never_taken(tmp_path: Path, monkeypatch, swap):
-    from codexd import intake
+    from codexd.tasks import intake
 
     spool = spool_of(tmp_path)
     secret = tmp_path / "secret"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from codexd import store
+from codexd.tasks import store
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(60)]

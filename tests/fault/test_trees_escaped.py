@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from codexd import containment
+from codexd.codex import containment
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(90)]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from codexd import runner
+from codexd.codex import process
+from codexd.config.settings import CodexSettings
 from codexd.errors import ConfigError
-from codexd.settings import CodexSettings
 
 SECRETS = {
     "CODEXD_NOTIFY__URLS": '["slack://secret-notify"]',
@@ -43,7 +43,7 @@ def codex_home(tmp_path: Path, text: str) -> Path:
 
 
 def env_of(environ: dict[str, str], extra: list[str] | None = None) -> dict[str, str]:
-    return runner.child_env("t1", Path("/tasks/t1"), extra or [], environ=environ)
+    return process.child_env("t1", Path("/tasks/t1"), extra or [], environ=environ)
 
 
 def test_only_what_codex_needs_passes(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_codex_env_is_checked() -> None:
 
 
 def test_config_check_refuses_codexds_own_in_one_line(tmp_path: Path) -> None:
-    from codexd import settings
+    from codexd.config import settings
 
     path = tmp_path / "c.toml"
     path.write_text('[codex]\nenv = ["CODEXD_NOTIFY__URLS"]\n')

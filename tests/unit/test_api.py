@@ -10,10 +10,13 @@ from typing import ClassVar
 
 import pytest
 
-from codexd import CodexTaskMonitor, reports, settings, store
+from codexd import CodexTaskMonitor
+from codexd.config import settings
 from codexd.errors import UnknownTask
-from codexd.records import Progress, TaskStatus
-from codexd.states import TaskState
+from codexd.present import reports
+from codexd.tasks import store
+from codexd.tasks.records import Progress, TaskStatus
+from codexd.tasks.states import TaskState
 
 pytestmark = pytest.mark.timeout(30)
 ROOT = Path(__file__).resolve().parents[2]

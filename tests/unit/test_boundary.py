@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 import structlog
 
-from codexd import follower, health, intake, runner, runs, store, supervisor, tasktypes
+from codexd.codex import process
+from codexd.daemon import follower, rules, runs, supervisor
+from codexd.daemon.runs import Exited
+from codexd.daemon.watcher import FolderWatcher
 from codexd.errors import StorageError
-from codexd.runs import Exited
-from codexd.watcher import FolderWatcher
+from codexd.tasks import intake, store, tasktypes
 from tests.unit.test_health import THREAD, FakeProcesses, World, worlds
 
 pytestmark = pytest.mark.timeout(30)
@@ -31,7 +33,7 @@ class TaskProcesses(FakeProcesses):
         super().__init__()
         self.owners: dict[int, str] = {}
 
-    def spawn(self, launch: runner.Launch) -> Any:
+    def spawn(self, launch: process.Launch) -> Any:
         child = super().spawn(launch)
         self.owners[child.pid] = launch.task_id
         return child
@@ -87,7 +89,7 @@ def test_an_unexpected_error_in_one_task_fails_that_task_and_the_others_go_on(wo
         "internal error: AttributeError: 'NoneType' object has no attribute 'get' while following "
         "its events (see the daemon log)"
     )
-    assert len(calls) == health.STRIKES  # tried again, then given up, not every tick for ever
+    assert len(calls) == rules.STRIKES  # tried again, then given up, not every tick for ever
     events = w.settings.tasks_dir / "bad" / "events.jsonl"
     assert status["daemon"]["events"] == events.stat().st_size  # a new daemon does not hit it again
     errors = [e for e in logged if e["event"] == "task.internal_error"]
@@ -117,7 +119,7 @@ def test_a_bug_in_judging_a_runs_end_is_tried_again_then_fails_the_task(world, m
         w.status()["error"]
         == "internal error: KeyError: 'turn' while handling the end of its run (see the daemon log)"
     )
-    assert len(judged) == health.STRIKES + 1  # the exit, then finish_exit until it gives up
+    assert len(judged) == rules.STRIKES + 1  # the exit, then finish_exit until it gives up
     assert "t1" not in w.sup.running
 
 
@@ -133,7 +135,7 @@ def test_a_task_that_cannot_even_be_ended_leaves_the_books_and_frees_its_slot(wo
         raise RuntimeError("cannot end either")
 
     monkeypatch.setattr(w.sup.book, "end", no_end)
-    for _ in range(health.STRIKES + 1):
+    for _ in range(rules.STRIKES + 1):
         w.advance(0)
     assert "bad" not in w.sup.running
     monkeypatch.undo()
@@ -157,7 +159,7 @@ def test_a_bug_at_start_up_fails_that_task_and_the_daemon_starts(world, monkeypa
     def broken(*args: Any) -> None:
         raise TypeError("unexpected record")
 
-    monkeypatch.setattr(runner, "find", broken)
+    monkeypatch.setattr(process, "find", broken)
     w.sup = w.new_supervisor()  # before: the TypeError ended start-up, and every start after it
     status = w.status("t1")
     assert status["status"] == "failed" and status["error"].startswith("internal error: TypeError")
@@ -176,7 +178,7 @@ def test_a_bug_with_one_spool_file_rejects_that_file_and_takes_the_others(world,
     monkeypatch.setattr(intake, "check", check)
     (w.settings.spool_dir / "a-poison.md").write_text("poison\n")
     (w.settings.spool_dir / "b-fine.md").write_text("fine\n")
-    for _ in range(health.STRIKES + 1):
+    for _ in range(rules.STRIKES + 1):
         w.sup.schedule.rescan_at = 0.0
         w.advance(0)
     assert w.status("b-fine")["status"] == "in_progress"
@@ -242,7 +244,7 @@ def test_every_spawn_records_where_its_stderr_begins(world):
 def test_a_stop_request_stays_until_the_cancellation_is_recorded(world, monkeypatch):
     w = world()
     w.submit()
-    monkeypatch.setattr(runner, "kill_tree", lambda *a: [])  # a tree that takes its time to end
+    monkeypatch.setattr(process, "kill_tree", lambda *a: [])  # a tree that takes its time to end
     request = w.settings.tasks_dir / ".requests" / "t1.stop"
     request.write_text("now")
     for _ in range(3):
@@ -260,7 +262,7 @@ def test_a_new_daemon_finishes_a_stop_the_last_one_began(world, monkeypatch):
     w.submit()
     (w.settings.tasks_dir / ".requests" / "t1.stop").write_text("now")
     w.sup.close()  # (a daemon killed before it handled or recorded the stop)
-    monkeypatch.setattr(runner, "find", lambda *a: None)  # its Codex ended meanwhile
+    monkeypatch.setattr(process, "find", lambda *a: None)  # its Codex ended meanwhile
     w.sup = w.new_supervisor()
     w.tick_until(lambda: w.status()["status"] == "cancelled")
     assert not (w.settings.tasks_dir / ".requests" / "t1.stop").exists()
@@ -282,7 +284,7 @@ def test_a_restart_request_is_handled_once(world):
 
 def test_a_restart_request_older_than_the_current_run_is_not_carried_out_again(world, monkeypatch):
     w = world()
-    monkeypatch.setattr(runner, "create_time", lambda pid: time.time())
+    monkeypatch.setattr(process, "create_time", lambda pid: time.time())
     w.submit()
     w.events("t1", THREAD)
     w.advance(0)
@@ -290,7 +292,7 @@ def test_a_restart_request_older_than_the_current_run_is_not_carried_out_again(w
     request.write_text("now")
     os.utime(request, (time.time() - 60, time.time() - 60))  # written before this run began
     w.sup.close()  # a daemon that restarted it and died before removing the request
-    monkeypatch.setattr(runner, "find", lambda *a: None)  # the run ended meanwhile, on its own
+    monkeypatch.setattr(process, "find", lambda *a: None)  # the run ended meanwhile, on its own
     w.events("t1", {"type": "turn.started"}, {"type": "turn.completed", "usage": {}})
     w.sup = w.new_supervisor()
     w.tick_until(lambda: w.status()["status"] == "completed")
@@ -353,9 +355,9 @@ def test_a_bad_cwd_is_named_with_its_fix_not_taken_for_a_missing_codex(tmp_path,
     (task_dir / store.INSTRUCTIONS).write_text("Do it.\n")
     cwd = tmp_path / "work"
     make(cwd)
-    launch = runner.Launch("t1", task_dir, ["true"], cwd, 0)
-    with pytest.raises(runner.LaunchError) as raised:
-        runner.spawn(launch)
+    launch = process.Launch("t1", task_dir, ["true"], cwd, 0)
+    with pytest.raises(process.LaunchError) as raised:
+        process.spawn(launch)
     assert str(cwd) in str(raised.value) and expected in str(raised.value)
     assert "install Codex" not in str(raised.value)
 
@@ -366,8 +368,8 @@ def test_an_unenterable_cwd_is_named_with_its_fix(tmp_path, monkeypatch):
     (task_dir / store.INSTRUCTIONS).write_text("Do it.\n")
     real = os.access
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: str(p) != str(tmp_path) and real(p, mode))
-    with pytest.raises(runner.LaunchError) as raised:
-        runner.spawn(runner.Launch("t1", task_dir, ["true"], tmp_path, 0))
+    with pytest.raises(process.LaunchError) as raised:
+        process.spawn(process.Launch("t1", task_dir, ["true"], tmp_path, 0))
     assert f"cannot enter {tmp_path}" in str(raised.value) and "chmod" in str(raised.value)
 
 
@@ -406,7 +408,7 @@ def test_a_killer_that_fails_is_tried_again(world, monkeypatch):
             raise RuntimeError("process table hiccup")
         return real(*args)
 
-    monkeypatch.setattr(runner, "kill_tree", flaky)
+    monkeypatch.setattr(process, "kill_tree", flaky)
     monkeypatch.setattr(runs, "KILL_RETRY", 0.01)
     (w.settings.tasks_dir / ".requests" / "t1.stop").write_text("now")
     w.sup.schedule.rescan_at = 0.0
@@ -442,14 +444,14 @@ def test_a_folder_watcher_that_fails_is_logged_and_started_again(tmp_path, monke
 
 def test_a_health_schedule_that_died_is_started_again(world):
     w = world()
-    health = w.sup._health
-    assert health is not None
-    health.stop()  # (as if APScheduler's thread died)
-    assert not health.alive
+    rules = w.sup._health
+    assert rules is not None
+    rules.stop()  # (as if APScheduler's thread died)
+    assert not rules.alive
     with structlog.testing.capture_logs() as logged:
         w.sup.schedule.rescan_at = 0.0
         w.advance(0)
-    assert health.alive
+    assert rules.alive
     assert any(e["event"] == "health.restarted" for e in logged)
 
 

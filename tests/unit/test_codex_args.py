@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from codexd import codexargs, outcome, runner, settings
+from codexd.codex import cmdline, outcome, process
+from codexd.config import settings
 from codexd.errors import ConfigError
-from codexd.states import TaskState
+from codexd.tasks.states import TaskState
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -42,7 +43,7 @@ FEATURE = [
 
 
 def argv(args: list[str], login_shell: bool = False, resume: str | None = None) -> list[str]:
-    return runner.exec_argv(
+    return process.exec_argv(
         ["codex"],
         args,
         task_dir=Path("/t/x"),
@@ -71,7 +72,7 @@ def test_a_flag_codexd_passes_too_is_passed_once(given):
         "--config=allow_login_shell=false",
     ):
         assert sum(flag in word for word in built) <= 1, built
-    assert codexargs.problems(given, login_shell=False) == []
+    assert cmdline.problems(given, login_shell=False) == []
 
 
 def test_user_args_come_first_so_an_image_list_cannot_swallow_the_prompt_or_resume():
@@ -101,14 +102,14 @@ def test_user_args_come_first_so_an_image_list_cannot_swallow_the_prompt_or_resu
     ],
 )
 def test_a_conflicting_argument_is_refused_naming_it_and_the_fix(given, named):
-    found = codexargs.problems(given, login_shell=False)
+    found = cmdline.problems(given, login_shell=False)
     assert len(found) == 1 and named in found[0] and ": " in found[0], found
     with pytest.raises(ValidationError, match=re.escape(named)):
         settings.CodexSettings(args=given)
 
 
 def test_an_option_unknown_to_the_table_keeps_its_value_for_codex_to_judge():
-    assert codexargs.problems(["--some-new-option", "value", "-s", "read-only"], login_shell=False) == []
+    assert cmdline.problems(["--some-new-option", "value", "-s", "read-only"], login_shell=False) == []
     assert argv(["--some-new-option", "value"])[4:6] == ["--some-new-option", "value"]
 
 
@@ -170,16 +171,16 @@ def test_the_reason_is_codexs_error_line_not_its_usage_text(tail, reason):
 
 
 def test_backoff_after_many_failures_in_a_row_stays_at_its_cap():
-    from codexd import health
+    from codexd.daemon import rules
 
     # a notify URL down for 11 days at the default 900 s cap fails about 1,100 times in a row
-    assert health.backoff(5000, 10.0, 900.0) == 900.0
-    assert health.backoff(1, 10.0, 900.0) == 10.0 and health.backoff(3, 10.0, 900.0) == 40.0
+    assert rules.backoff(5000, 10.0, 900.0) == 900.0
+    assert rules.backoff(1, 10.0, 900.0) == 10.0 and rules.backoff(3, 10.0, 900.0) == 40.0
 
 
 def test_a_status_with_an_infinite_stall_timeout_from_an_older_codexd_is_written_back_valid():
-    from codexd import store
-    from codexd.records import TaskStatus
+    from codexd.tasks import store
+    from codexd.tasks.records import TaskStatus
 
     data = {
         "task_id": "t1",

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from codexd import containment, runner
+from codexd.codex import containment, process
 from codexd.errors import CodexdError
 from tests.conftest import wait_for
 
@@ -108,11 +108,21 @@ def test_macos_has_process_groups_only(tmp_path):
 def test_a_scope_runs_the_shim_under_systemd_run(tmp_path):
     task_dir = tmp_path / "tasks" / "t1"
     unit = containment.unit_name(task_dir)
-    launch = runner.Launch("t1", task_dir, ["true", "exec"], tmp_path, 0, (), containment.Place(unit=unit))
-    argv = runner.contained_argv(launch, {"PATH": "/usr/bin:/bin"})
+    launch = process.Launch("t1", task_dir, ["true", "exec"], tmp_path, 0, (), containment.Place(unit=unit))
+    argv = process.contained_argv(launch, {"PATH": "/usr/bin:/bin"})
     scope = ["systemd-run", "--user", "--scope", "--quiet", "--collect", "--unit", unit, "--"]
     assert argv[: len(scope)] == scope and unit.startswith("codexd-t1-")
-    assert argv[len(scope) :] == [sys.executable, "-I", "-S", "-c", runner.SHIM, "", argv[-3], "true", "exec"]
+    assert argv[len(scope) :] == [
+        sys.executable,
+        "-I",
+        "-S",
+        "-c",
+        process.SHIM,
+        "",
+        argv[-3],
+        "true",
+        "exec",
+    ]
     assert Path(argv[-3]).name == "true"
 
 
@@ -143,7 +153,7 @@ def test_a_recorded_cgroup_must_be_the_tasks_own_under_the_mount(tmp_path):
 
 
 def shim(*args: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, "-I", "-S", "-c", runner.SHIM, *args]
+    argv = [sys.executable, "-I", "-S", "-c", process.SHIM, *args]
     return subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
 
 
@@ -151,7 +161,7 @@ def shim(*args: str) -> subprocess.CompletedProcess[str]:
 def test_the_shim_makes_codex_a_subreaper_with_its_own_pid():
     probe = "import ctypes,os; v=ctypes.c_int(); ctypes.CDLL(None).prctl(37,ctypes.byref(v),0,0,0); "
     probe += "print(v.value, os.getpid())"
-    argv = [sys.executable, "-I", "-S", "-c", runner.SHIM, "", sys.executable, "python3", "-c", probe]
+    argv = [sys.executable, "-I", "-S", "-c", process.SHIM, "", sys.executable, "python3", "-c", probe]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     out, _ = proc.communicate(timeout=20)
     assert out == f"1 {proc.pid}\n" and proc.returncode == 0
@@ -165,18 +175,18 @@ def test_a_cgroup_the_shim_cannot_join_is_said_on_stderr_and_codex_runs_all_the_
 
 
 def test_a_missing_or_unrunnable_codex_is_named_before_the_shim_starts(tmp_path):
-    with pytest.raises(runner.LaunchError, match="no-such-codex not found: install Codex"):
-        runner.program("no-such-codex", {"PATH": str(tmp_path)}, tmp_path)
+    with pytest.raises(process.LaunchError, match="no-such-codex not found: install Codex"):
+        process.program("no-such-codex", {"PATH": str(tmp_path)}, tmp_path)
     (tmp_path / "codex").write_text("#!/bin/sh\n")
-    with pytest.raises(runner.LaunchError, match="codex is not executable"):
-        runner.program("codex", {"PATH": str(tmp_path)}, tmp_path)
-    with pytest.raises(runner.LaunchError, match="not found"):
-        runner.program("./missing", {}, tmp_path)
+    with pytest.raises(process.LaunchError, match="codex is not executable"):
+        process.program("codex", {"PATH": str(tmp_path)}, tmp_path)
+    with pytest.raises(process.LaunchError, match="not found"):
+        process.program("./missing", {}, tmp_path)
     later = tmp_path / "later"
     later.mkdir()
     (later / "codex").write_text("#!/bin/sh\n")
     (later / "codex").chmod(0o755)
-    assert runner.program("codex", {"PATH": f"{tmp_path}:{later}"}, tmp_path) == str(later / "codex")
+    assert process.program("codex", {"PATH": f"{tmp_path}:{later}"}, tmp_path) == str(later / "codex")
 
 
 @pytest.mark.skipif(

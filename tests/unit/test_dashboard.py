@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Log
 
-from codexd import api, store
-from codexd.dashboard import ConfirmStop, Dashboard, LogView, TaskList, TaskView
-from codexd.records import Item, LastLog, Progress, TaskStatus
-from codexd.states import TaskState
+from codexd import api
+from codexd.cli.dashboard import ConfirmStop, Dashboard, LogView, TaskList, TaskView
+from codexd.tasks import store
+from codexd.tasks.records import Item, LastLog, Progress, TaskStatus
+from codexd.tasks.states import TaskState
 
 pytestmark = pytest.mark.timeout(60)
 NOW = datetime(2025, 10, 31, 12, 10, 0, tzinfo=UTC)

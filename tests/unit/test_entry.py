@@ -9,9 +9,10 @@ from dataclasses import replace
 
 import pytest
 
-from codexd import cli, entry, store
-from codexd.records import Progress, TaskStatus
-from codexd.states import TaskState
+from codexd.cli import commands, entry
+from codexd.tasks import store
+from codexd.tasks.records import Progress, TaskStatus
+from codexd.tasks.states import TaskState
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -53,7 +54,7 @@ def run(monkeypatch, how, argv: list[str]) -> tuple[int | None, str]:
 )
 def test_the_quick_answer_is_the_full_answer(tasks, monkeypatch, argv):
     quick = run(monkeypatch, entry.quick, argv)
-    full = run(monkeypatch, cli.main, argv)
+    full = run(monkeypatch, commands.main, argv)
     assert quick == full and quick[0] == 0
 
 
@@ -92,7 +93,7 @@ def test_list_json_is_the_parsed_list_byte_for_byte(tasks, monkeypatch):
         tasks.write_status(status.with_(daemon=replace(status.daemon, accepted_ns=10 - i)))
     expected = json.dumps(api.Tasks(tasks.root).list(), indent=2, ensure_ascii=False) + "\n"
     assert run(monkeypatch, entry.quick, ["list", "--json"]) == (0, expected)
-    assert run(monkeypatch, cli.main, ["list", "--json"]) == (0, expected)
+    assert run(monkeypatch, commands.main, ["list", "--json"]) == (0, expected)
     (tasks.root / "t2" / "status.json").write_text(json.dumps(base.to_dict()))  # not the daemon's format
     assert entry.quick(["list", "--json"]) is None
-    assert json.loads(run(monkeypatch, cli.main, ["list", "--json"])[1])[0]["task_id"]
+    assert json.loads(run(monkeypatch, commands.main, ["list", "--json"])[1])[0]["task_id"]

@@ -12,12 +12,15 @@ from typing import Any
 
 import pytest
 
-from codexd import health, intake, notices, runner, tasktypes
 from codexd.clock import FakeClock
-from codexd.records import Item, Progress, TaskStatus
-from codexd.settings import DaemonSettings, HealthSettings, Settings
-from codexd.states import TaskState
-from codexd.supervisor import Supervisor
+from codexd.codex import process
+from codexd.config.settings import DaemonSettings, HealthSettings, Settings
+from codexd.daemon import rules
+from codexd.daemon.supervisor import Supervisor
+from codexd.notify import notices
+from codexd.tasks import intake, tasktypes
+from codexd.tasks.records import Item, Progress, TaskStatus
+from codexd.tasks.states import TaskState
 
 pytestmark = pytest.mark.timeout(30)
 POLICY = HealthSettings(stall_timeout=900, max_restarts=2, max_retries=3, backoff=10, backoff_max=60)
@@ -45,18 +48,18 @@ POLICY = HealthSettings(stall_timeout=900, max_restarts=2, max_retries=3, backof
     ],
 )
 def test_failures_are_classified(error, kind):
-    assert health.classify(error) == kind
+    assert rules.classify(error) == kind
 
 
 def test_backoff_doubles_up_to_the_cap():
-    assert [health.backoff(n, 10, 60) for n in range(1, 6)] == [10, 20, 40, 60, 60]
+    assert [rules.backoff(n, 10, 60) for n in range(1, 6)] == [10, 20, 40, 60, 60]
 
 
 def test_a_stall_restarts_until_the_restarts_are_used_up():
-    first = health.after_stall(1, 950, 900, POLICY)
+    first = rules.after_stall(1, 950, 900, POLICY)
     assert (first.action, first.delay) == ("restart", 10)
-    assert health.after_stall(2, 950, 900, POLICY).delay == 20
-    last = health.after_stall(3, 905, 900, POLICY)
+    assert rules.after_stall(2, 950, 900, POLICY).delay == 20
+    last = rules.after_stall(3, 905, 900, POLICY)
     assert last.action == "fail"
     assert last.error == (
         "stalled: no progress for 15m05s (stall_timeout 15m00s), 2 restarts did not help "
@@ -66,20 +69,20 @@ def test_a_stall_restarts_until_the_restarts_are_used_up():
 
 def test_a_busy_endpoint_is_retried_then_the_same_failure_ends_the_task():
     error = "Codex turn failed: exceeded retry limit, last status: 429 Too Many Requests"
-    steps = [health.after_failure(error, streak, POLICY) for streak in range(4)]
+    steps = [rules.after_failure(error, streak, POLICY) for streak in range(4)]
     assert [s.action for s in steps] == ["retry", "retry", "retry", "fail"]
     assert [s.delay for s in steps[:3]] == [10, 20, 40]
     assert steps[3].error is not None and "4 times in a row" in steps[3].error
 
 
 def test_an_auth_failure_fails_at_once_with_the_fix():
-    step = health.after_failure("Codex turn failed: unexpected status 401 Unauthorized", 0, POLICY)
+    step = rules.after_failure("Codex turn failed: unexpected status 401 Unauthorized", 0, POLICY)
     assert step.action == "fail" and step.error is not None and "codex login" in step.error
 
 
 def test_the_continuation_prompt_names_what_is_done():
     progress = Progress(total=3, completed=1, current="#602", items=(Item("#626", "approved"),))
-    prompt = health.continuation_prompt("it made no progress", progress)
+    prompt = rules.continuation_prompt("it made no progress", progress)
     assert "interrupted: it made no progress" in prompt
     assert "Already finished: #626." in prompt and "working on: #602" in prompt
 
@@ -116,7 +119,7 @@ class FakeProcesses:
         self.started: list[FakeChild] = []
         self.kills = 0
 
-    def spawn(self, launch: runner.Launch) -> FakeChild:
+    def spawn(self, launch: process.Launch) -> FakeChild:
         stdin = (launch.task_dir / launch.stdin_name).read_bytes()[launch.stdin_offset :]
         child = FakeChild(launch.argv, stdin)
         self.started.append(child)
@@ -199,9 +202,9 @@ def world(tmp_path, monkeypatch):
 
 def worlds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, procs: Any) -> Iterator[Callable[..., World]]:
     """Supervisors over `procs` (fake processes), each closed when the test ends."""
-    monkeypatch.setattr(runner, "spawn", procs.spawn)
-    monkeypatch.setattr(runner, "kill_tree", procs.kill_tree)
-    monkeypatch.setattr(runner, "processes_by_task", lambda root: {})
+    monkeypatch.setattr(process, "spawn", procs.spawn)
+    monkeypatch.setattr(process, "kill_tree", procs.kill_tree)
+    monkeypatch.setattr(process, "processes_by_task", lambda root: {})
     made: list[World] = []
 
     def make(**health_settings: Any) -> World:

@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
-from codexd import api, follower, store, tailing
-from codexd.records import TaskStatus
-from codexd.states import TaskState
+from codexd import api, tailing
+from codexd.daemon import follower
+from codexd.tasks import store
+from codexd.tasks.records import TaskStatus
+from codexd.tasks.states import TaskState
 from tests.unit.test_health import COMMAND, THREAD, world  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.timeout(60)

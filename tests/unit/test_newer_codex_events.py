@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from codexd.progress import apply_event
-from codexd.records import Progress
+from codexd.codex.events import apply_event
+from codexd.tasks.records import Progress
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -87,9 +87,10 @@ DECLINED = (
 
 
 def test_a_question_codex_declined_on_stderr_is_said_once_and_is_not_progress(tmp_path):
-    from codexd import follower, store
-    from codexd.records import Cursor, TaskStatus
-    from codexd.states import TaskState
+    from codexd.daemon import follower
+    from codexd.tasks import store
+    from codexd.tasks.records import Cursor, TaskStatus
+    from codexd.tasks.states import TaskState
 
     old_run = b"error=request_user_input is not supported in exec mode\n"  # before this run: said already
     (tmp_path / store.STDERR).write_bytes(old_run + b"Reading additional input from stdin...\n" + DECLINED)

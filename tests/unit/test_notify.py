@@ -15,16 +15,17 @@ from typing import Any
 import pytest
 import requests
 
-from codexd import endpoints, logs, notices, redact
 from codexd.clock import FakeClock
-from codexd.courier import Courier, Policy
-from codexd.endpoints import Attempt
-from codexd.notify import Notifications
-from codexd.outbox import Delivery, Outbox
-from codexd.records import Item, LastLog, Progress, TaskStatus
-from codexd.settings import NotifySettings
-from codexd.states import TaskState
-from codexd.store import TaskStore
+from codexd.config.settings import NotifySettings
+from codexd.daemon import logsetup
+from codexd.notify import endpoints, notices, redact
+from codexd.notify.courier import Courier, Policy
+from codexd.notify.dispatch import Notifications
+from codexd.notify.endpoints import Attempt
+from codexd.notify.outbox import Delivery, Outbox
+from codexd.tasks.records import Item, LastLog, Progress, TaskStatus
+from codexd.tasks.states import TaskState
+from codexd.tasks.store import TaskStore
 
 pytestmark = pytest.mark.timeout(30)
 NOW = datetime(2025, 10, 31, 13, 2, 0, tzinfo=UTC)
@@ -352,7 +353,7 @@ def test_urls_are_shown_masked(url, shown):
 
 def test_a_secret_is_masked_in_any_log_line_even_a_traceback(capsys):
     redact.redact.add([SLACK])
-    logs.configure("info", json_lines=True)
+    logsetup.configure("info", json_lines=True)
     try:
         raise RuntimeError(f"cannot post to {SLACK}; token TIiajkdnlazkcOXrIdevi7FQ refused")
     except RuntimeError:

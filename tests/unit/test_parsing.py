@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from codexd import frontmatter, outcome, taskid
+from codexd.codex import outcome
+from codexd.codex.events import apply_event, apply_report, shown_command
 from codexd.errors import InvalidInput
-from codexd.progress import apply_event, apply_report, shown_command
-from codexd.records import Item, Progress
-from codexd.states import TaskState
+from codexd.tasks import frontmatter, taskid
+from codexd.tasks.records import Item, Progress
+from codexd.tasks.states import TaskState
 
 pytestmark = pytest.mark.timeout(30)
 

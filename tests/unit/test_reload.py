@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from codexd import daemon, settings
+from codexd.config import settings
+from codexd.daemon import main
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -33,7 +34,7 @@ def config(tmp_path):
 def test_an_exception_while_applying_puts_the_old_settings_back(config):
     old = settings.Settings()
     fake = FakeSupervisor(old, fail_on=1)
-    daemon._reload(fake, config)  # type: ignore[arg-type]
+    main._reload(fake, config)  # type: ignore[arg-type]
     assert [s.health.interval for s in fake.applied] == [7, old.health.interval]
     assert fake.settings is old
 
@@ -44,11 +45,11 @@ def test_an_exception_while_reading_keeps_the_settings(config, monkeypatch):
 
     monkeypatch.setattr(settings, "load", broken)
     fake = FakeSupervisor(settings.Settings(), fail_on=None)
-    daemon._reload(fake, config)  # type: ignore[arg-type]
+    main._reload(fake, config)  # type: ignore[arg-type]
     assert fake.applied == []
 
 
 def test_good_settings_are_applied(config):
     fake = FakeSupervisor(settings.Settings(), fail_on=None)
-    daemon._reload(fake, config)  # type: ignore[arg-type]
+    main._reload(fake, config)  # type: ignore[arg-type]
     assert fake.settings.health.interval == 7

@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from codexd.progress import one_line
-from codexd.shown import shown
+from codexd.codex.events import one_line
+from codexd.present.shown import shown
 
 HOSTILE = "\x1b]52;c;cHduZWQ=\x07\x1b]0;pwned\x07\x1b[2J\x9b31m\u202eexe.txt\r\x08\x7f\x00\x1b\\"
 OBEYED = ("\x1b", "\x07", "\x9b", "\u202e", "\r", "\x08", "\x7f", "\x00")
@@ -37,7 +37,7 @@ def test_one_line_neutralises_at_the_source():
 
 
 def test_shown_is_a_leaf_that_imports_nothing_heavy():
-    code = "import sys; import codexd.shown; print(sorted({'re', 'typing'} & set(sys.modules)))"
+    code = "import sys; import codexd.present.shown; print(sorted({'re', 'typing'} & set(sys.modules)))"
     root = Path(__file__).parents[2]
     out = subprocess.run(
         [sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True, cwd=root
@@ -70,7 +70,7 @@ def hostile_task() -> dict[str, object]:
 
 
 def test_status_shows_agent_text_on_its_own_lines():
-    from codexd.views import task_details
+    from codexd.present.views import task_details
 
     details = task_details(hostile_task())
     assert not any(c in details for c in OBEYED)
@@ -83,7 +83,7 @@ def test_dashboard_text_is_never_markup():
 
     from rich.text import Text
 
-    from codexd.dashboard import task_lines
+    from codexd.cli.dashboard import task_lines
 
     lines = task_lines(hostile_task(), datetime(2025, 10, 31, 12, tzinfo=UTC))
     for name in ("current", "items", "last", "error"):
@@ -95,9 +95,9 @@ def test_dashboard_text_is_never_markup():
 def test_notices_show_agent_text_escaped():
     from datetime import UTC, datetime
 
-    from codexd import notices
-    from codexd.records import LastLog, Progress, TaskStatus
-    from codexd.states import TaskState
+    from codexd.notify import notices
+    from codexd.tasks.records import LastLog, Progress, TaskStatus
+    from codexd.tasks.states import TaskState
 
     said = HOSTILE + " " + MARKUP + "\n# Heading"
     status = TaskStatus(
@@ -121,7 +121,7 @@ def test_notices_show_agent_text_escaped():
 
 
 def test_markdown_and_html_reports_escape_agent_text():
-    from codexd import reports
+    from codexd.present import reports
 
     assert reports.md_code("a`b") == "``a`b``"
     assert reports.md_block("```\nx") == "````text\n```\nx\n````"

@@ -8,11 +8,12 @@ import threading
 
 import pytest
 
-from codexd import intake, locations, settings, store
+from codexd.config import paths, settings
 from codexd.errors import ConfigError, StorageError, UnknownTask
-from codexd.records import TaskStatus
-from codexd.states import TaskState, can_change
 from codexd.tailing import tail_lines
+from codexd.tasks import intake, store
+from codexd.tasks.records import TaskStatus
+from codexd.tasks.states import TaskState, can_change
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -125,8 +126,8 @@ def test_settings_precedence_env_over_file_over_defaults(tmp_path, monkeypatch):
     assert path == config
     assert (loaded.max_parallel, loaded.health.stall_timeout, loaded.health.interval) == (2, 60, 5)
     assert loaded.health.max_restarts == 3 and loaded.codex.command == ["codex"]
-    assert loaded.tasks_dir == locations.expand("~/codex-tasks")
-    assert locations.resolve(config).tasks_dir == loaded.tasks_dir  # the light path agrees
+    assert loaded.tasks_dir == paths.expand("~/codex-tasks")
+    assert paths.resolve(config).tasks_dir == loaded.tasks_dir  # the light path agrees
 
 
 def test_an_explicit_config_must_exist(tmp_path, monkeypatch):

@@ -14,12 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codexd import follower, outcome, store, tasktypes
+from codexd.codex import outcome
+from codexd.codex.events import apply_event, apply_report
+from codexd.daemon import follower
 from codexd.errors import BrokenRecord
-from codexd.outbox import Delivery, Outbox
-from codexd.progress import apply_event, apply_report
-from codexd.records import Cursor, Item, Progress, TaskStatus
-from codexd.states import TaskState
+from codexd.notify.outbox import Delivery, Outbox
+from codexd.tasks import store, tasktypes
+from codexd.tasks.records import Cursor, Item, Progress, TaskStatus
+from codexd.tasks.states import TaskState
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -328,6 +330,6 @@ def test_any_event_and_report_files_are_followed(events, reports):
 
 
 def test_the_quick_commands_know_every_state():
-    from codexd import daemonfmt
+    from codexd.tasks import statusfile
 
-    assert {s.value for s in TaskState} == daemonfmt.STATES
+    assert {s.value for s in TaskState} == statusfile.STATES

@@ -10,16 +10,17 @@ POISON = "test.poison"
 
 
 def _plant_in_follow() -> None:
-    from codexd import follower, progress
+    from codexd.codex import events
+    from codexd.daemon import follower
 
-    real = progress.apply_event
+    real = events.apply_event
 
     def apply_event(state: Any, event: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         if event.get("type") == POISON:
             raise AttributeError("'NoneType' object has no attribute 'get'")
         return real(state, event, *args, **kwargs)
 
-    progress.apply_event = apply_event
+    events.apply_event = apply_event
     if hasattr(follower, "apply_event"):
         follower.apply_event = apply_event  # type: ignore[attr-defined]
 

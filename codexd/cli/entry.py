@@ -1,0 +1,117 @@
+"""The `codexd` command's front door.
+
+`codexd status ID --json`, `codexd logs ID -n N` and `codexd list --json` are what
+scripts and status bars call in a loop, so they are answered here with `os` and `sys`
+alone, at about the cost of starting Python: status files are printed as the daemon wrote
+them, which is the JSON the full command prints. Anything else, and anything out of the
+ordinary (an unknown task, one still in the spool, a file the daemon did not format),
+goes to the full command line, which handles it the same way, only later.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from codexd.config import defaultdirs
+
+
+def main() -> None:
+    try:
+        code = quick(sys.argv[1:])
+    except BrokenPipeError:  # `codexd logs ID -n 5 | head -1`: the reader is gone, and that is fine
+        sys.stderr.close()
+        code = 0
+    if code is None:
+        from codexd.cli.commands import main as full_command_line
+
+        full_command_line()
+        return
+    sys.exit(code)
+
+
+def quick(argv: list[str]) -> int | None:
+    """Exit code when answered here; None hands the call to the full command line."""
+    if len(argv) == 3 and argv[0] == "status" and argv[2] == "--json":
+        return _print_status(argv[1])
+    # isascii: str.isdigit() is also true for '²', which int() refuses
+    if len(argv) == 4 and argv[0] == "logs" and argv[2] == "-n" and argv[3].isascii() and argv[3].isdigit():
+        return _print_tail(argv[1], int(argv[3]))
+    if argv == ["list", "--json"]:
+        return _print_list()
+    return None
+
+
+def tasks_root() -> str | None:
+    """The tasks folder as the full settings would find it, or None if only they can tell."""
+    named = os.environ.get("CODEXD_TASKS_DIR")
+    if named is not None:
+        return defaultdirs.expand(named) if named.strip() else None  # empty: the full CLI refuses it
+    config = os.environ.get("CODEXD_CONFIG")
+    path = defaultdirs.expand(config) if config else os.path.join(defaultdirs.config_dir(), "config.toml")
+    try:
+        with open(path, "rb") as f:
+            text = f.read()
+    except FileNotFoundError:
+        if config:
+            return None  # a named config must exist: the full command line says so
+        text = b""
+    except OSError:
+        return None
+    if b"tasks_dir" in text:
+        return None  # the settings file moves the tasks: parsing TOML is the full CLI's job
+    return os.path.join(defaultdirs.state_dir(), "tasks")
+
+
+def _task_record(task_id: str) -> tuple[str, bytes] | None:
+    """The task's folder and status.json, if that is as the daemon wrote it; else the full
+    command line answers (an unknown task, one still in the spool, a broken file)."""
+    root = tasks_root()
+    if root is None or not defaultdirs.is_task_id(task_id):
+        return None
+    folder = os.path.join(root, task_id)
+    try:
+        with open(os.path.join(folder, "status.json"), "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    from codexd.tasks.statusfile import in_daemon_format
+
+    return (folder, data) if in_daemon_format(data, task_id) else None
+
+
+def _print_status(task_id: str) -> int | None:
+    found = _task_record(task_id)
+    if found is None:
+        return None
+    sys.stdout.buffer.write(found[1])
+    sys.stdout.flush()
+    return 0
+
+
+def _print_tail(task_id: str, n: int) -> int | None:
+    found = _task_record(task_id)
+    if found is None:
+        return None
+    from codexd.present.shown import shown  # each command imports only what it uses
+    from codexd.tailing import SHOWN_CHARS, tail_lines
+
+    lines = tail_lines(os.path.join(found[0], "progress.log"), n, width=SHOWN_CHARS)
+    if lines:  # shown(): a log written before codexd made controls visible is safe too
+        sys.stdout.buffer.write(shown("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
+        sys.stdout.flush()
+    return 0
+
+
+def _print_list() -> int | None:
+    from codexd.tasks import listing
+
+    root = tasks_root()
+    if root is None or not os.path.isdir(root):
+        return None
+    data = listing.json_array(listing.named_status_files(root))
+    if data is None:
+        return None
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,237 @@
+"""The full settings, validated with pydantic-settings (used by the daemon, config, doctor).
+
+Precedence: environment (`CODEXD_*`, `__` for nesting) over the TOML file over defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+
+from codexd import jsonlines
+from codexd.codex import agentenv, cmdline
+from codexd.config import paths
+from codexd.config.limits import MAX_PARALLEL, MAX_SECONDS, MAX_TRIES
+from codexd.errors import ConfigError
+from codexd.notify import endpoints
+from codexd.notify.redact import redact
+
+ENV_PREFIX = "CODEXD_"
+NoticeEvent = Literal["completed", "failed", "stalled", "cancelled", "restarted"]
+
+
+# Every duration is finite and at most a year, and a count is what a machine can do (limits.py).
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS, allow_inf_nan=False)]
+Tries = Annotated[int, Field(ge=0, le=MAX_TRIES)]
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class CodexSettings(_Table):
+    command: list[str] = Field(default_factory=lambda: ["codex"], min_length=1)
+    # Codex runs the agent's commands in a login shell by default, and a login shell's
+    # profile may reset PATH, hiding `codexd` from the agent. Off unless asked for.
+    login_shell: bool = False
+    args: list[str] = Field(default_factory=list)  # after login_shell: its check needs it
+    env: list[str] = Field(default_factory=list)  # names passed to the agent beyond the allowlist
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: list[str]) -> list[str]:
+        found = [p for p in map(agentenv.name_problem, value) if p]
+        if found:
+            raise ValueError("\n".join(found))
+        return value
+
+    @field_validator("args")
+    @classmethod
+    def _args_fit(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        found = cmdline.problems(value, bool(info.data.get("login_shell", False)))
+        if found:
+            raise ValueError("\n".join(found))
+        return value
+
+
+class HealthSettings(_Table):
+    interval: Seconds = 300  # the APScheduler sweep; stalls are caught sooner
+    stall_timeout: Seconds = 900
+    max_restarts: Tries = 3  # stall restarts before the task fails
+    max_retries: Tries = 5  # turns failed by a busy model endpoint, in a row
+    backoff: Seconds = 10  # first wait before a restart or retry; doubles each time
+    backoff_max: Seconds = 600
+    check_timeout: Seconds = 30  # each step of a health check
+
+
+def _default_events() -> list[NoticeEvent]:
+    return ["completed", "failed", "stalled"]
+
+
+class NotifySettings(_Table):
+    urls: list[SecretStr] = Field(default_factory=list)  # apprise URLs, each optionally `tag,tag=URL`
+    events: list[NoticeEvent] = Field(default_factory=_default_events)
+    backoff: Seconds = 10  # first wait after a failed delivery; doubles each time
+    backoff_max: Seconds = 900
+    expire: Seconds = 86400  # a notice not delivered within this is given up
+    timeout: Seconds = 30  # one delivery attempt, whatever the endpoint does
+
+
+class DaemonSettings(_Table):
+    poll_interval: float = Field(0.1, gt=0, le=10)  # how often running tasks' events are read
+    status_interval: float = Field(1.0, ge=0, le=60)  # progress reaches status.json at most this late
+    rescan_interval: Seconds = 60  # full spool rescan, behind the file watcher
+    stop_grace: Seconds = 10  # SIGTERM to SIGKILL when a task's tree is stopped
+    stop_timeout: Seconds = 60  # a daemon shutdown that takes longer is cut short
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class TaskTypeSettings(_Table):
+    output_schema: Path | None = None  # JSON Schema for the final message (--output-schema)
+    items_field: str | None = None  # list in the final JSON whose entries are the items
+    outcome_field: str = "outcome"
+    title_field: str = "title"
+
+    @field_validator("output_schema")
+    @classmethod
+    def _schema_exists(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            value = paths.expand(value)
+            if not value.is_file():
+                raise ValueError(f"output schema file {value} does not exist")
+        return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CODEXD_", env_nested_delimiter="__", extra="forbid", allow_inf_nan=False
+    )
+
+    tasks_dir: Path = Field(default_factory=lambda: paths.state_dir() / "tasks")
+    spool_dir: Path = Field(default_factory=lambda: paths.state_dir() / "spool")
+    max_parallel: int = Field(4, ge=1, le=MAX_PARALLEL)
+    # How a task's whole process tree is kept together and ended (see containment.py).
+    process_trees: Literal["auto", "cgroup", "scope", "group"] = "auto"
+    codex: CodexSettings = Field(default_factory=CodexSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    types: dict[str, TaskTypeSettings] = Field(default_factory=dict)
+
+    @field_validator("tasks_dir", "spool_dir", mode="before")
+    @classmethod
+    def _a_folder(cls, value: Any, info: ValidationInfo) -> Any:
+        paths.check_folder_setting(str(info.field_name), value)  # the same rule as the light path
+        return value
+
+    @field_validator("tasks_dir", "spool_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return paths.expand(value)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def _problems(error: Any) -> list[str]:
+    where = ".".join(str(part) for part in error["loc"]) or "settings"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown setting (see config.example.toml for the keys)"
+    if error["type"] == "finite_number":
+        message = "must be a finite number"
+    if error["type"] == "less_than_equal" and error.get("ctx", {}).get("le") == MAX_SECONDS:
+        message = f"must be at most {MAX_SECONDS} seconds (a year)"
+    return [line if line.startswith(f"{where}:") else f"{where}: {line}" for line in message.splitlines()]
+
+
+def _is_structured(annotation: Any) -> bool:
+    """A list, a dict or a table: what an environment variable must give as JSON."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _is_structured(get_args(annotation)[0])
+    return origin in (list, dict) or (isinstance(annotation, type) and issubclass(annotation, BaseModel))
+
+
+def _field_at(path: list[str]) -> Any:
+    """The type a `CODEXD_A__B` variable sets, or None when it names no setting."""
+    model: Any = Settings
+    annotation: Any = None
+    for part in path:
+        if get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]  # a key of the table: its value type
+        elif isinstance(model, type) and issubclass(model, BaseModel) and part in model.model_fields:
+            annotation = model.model_fields[part].annotation
+        else:
+            return None
+        model = annotation
+    return annotation
+
+
+def env_problems(environ: Mapping[str, str]) -> list[str]:
+    """Environment overrides of lists and tables that are not JSON: one line each."""
+    found = []
+    for name, value in sorted(environ.items()):
+        annotation = _field_at(_env_path(name)) if name.upper().startswith(ENV_PREFIX) else None
+        if not _is_structured(annotation):
+            continue
+        if jsonlines.value(value) is jsonlines.NOT_JSON:  # deep nesting and NaN too
+            kind, like = ("list", '["..."]') if get_origin(annotation) is list else ("table", '{"key": ...}')
+            found.append(f"{name} is not valid JSON: a {kind} set by environment must be JSON, like '{like}'")
+    return found
+
+
+def _env_path(name: str) -> list[str]:
+    return name[len(ENV_PREFIX) :].lower().split("__")
+
+
+def load(explicit_config: str | Path | None = None) -> tuple[Settings, Path]:
+    """The effective settings and the config file they came from; ConfigError lists problems."""
+    path, required = paths.locate_config(explicit_config)
+    paths.read_toml(path, required)  # one clear line for a missing or broken file
+    bound = type("BoundSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}})
+    env = env_problems(os.environ)
+    if env:
+        raise ConfigError(env)
+    try:
+        loaded = bound()
+    except ValidationError as exc:
+        raise ConfigError([line for e in exc.errors() for line in _problems(e)]) from None
+    except SettingsError as exc:  # what env_problems did not foresee
+        raise ConfigError([f"settings from the environment: {exc}"]) from None
+    entries = [u.get_secret_value() for u in loaded.notify.urls]
+    redact.add([*entries, *(endpoints.parse(e).url for e in entries)])  # masked in all messages from now on
+    return loaded, path
+
+
+def shown(settings: Settings) -> dict[str, Any]:
+    data = settings.model_dump(mode="json")
+    data["notify"]["urls"] = [endpoints.parse(u.get_secret_value()).shown for u in settings.notify.urls]
+    return data

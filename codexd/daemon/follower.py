@@ -1,0 +1,136 @@
+"""New lines of a task's events.jsonl, reports.jsonl and stderr.log, turned into its next record.
+
+Reads from the cursor in status.json, so a new daemon carries on where the last stopped.
+One step reads at most a budget of each file, so a flood of output is taken in bounded
+steps (the loop comes back at once for the rest) and other tasks get their turn between.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from codexd import jsonlines
+from codexd.codex.events import apply_event, apply_report, from_stderr
+from codexd.tasks import store
+from codexd.tasks.records import Cursor, Progress, TaskStatus
+
+STEP_BYTES = 1 << 20  # of each file per step: a backlog of 1 GB is read in 1 MiB steps
+STEP_LINES = 4000  # and at most this many lines
+
+# What a line too long to keep whole (a command's output of many MB) still says: the event's
+# type, its item's type and command near its start; the exit code and status at its end.
+_KIND = re.compile(rb'^\s*\{\s*"type"\s*:\s*"([^"\\]{1,100})"')
+_ITEM = re.compile(
+    rb'"item"\s*:\s*\{\s*(?:"id"\s*:\s*"[^"\\]*"\s*,\s*)?"type"\s*:\s*"([^"\\]{1,100})"'
+    rb'(?:\s*,\s*"command"\s*:\s*("(?:[^"\\]|\\.){0,4000}"))?'
+)
+_END = re.compile(rb'"exit_code"\s*:\s*(-?\d{1,10}|null)\s*,\s*"status"\s*:\s*"([a-z_]{1,40})"\s*\}\s*\}\s*$')
+
+
+@dataclass(frozen=True)
+class Advance:
+    status: TaskStatus  # with progress, thread id and cursor moved on
+    lines: list[str]  # for progress.log
+    active: bool  # real progress was seen (client retry chatter is not)
+    more: bool = False  # the budget ran out before the end: come back at once
+
+
+@dataclass
+class _Step:
+    """What one step has found so far."""
+
+    progress: Progress
+    thread: str | None
+    cursor: Cursor
+    lines: list[str]
+    active: bool = False
+    more: bool = False
+
+
+def advance(task_dir: Path, status: TaskStatus) -> Advance | None:
+    """What the task's files say past the cursor (up to a budget); None when nothing new was written."""
+    step = _Step(status.progress, status.thread_id, status.daemon, [])
+    for line in _budget(task_dir / store.EVENTS, step.cursor.events, step):
+        _take_event(step, event_of(line))
+        step.cursor = replace(step.cursor, events=line.end)
+    for line in _budget(task_dir / store.REPORTS, step.cursor.reports, step):
+        report = (
+            jsonlines.object_of(line.head) if not line.cut else None
+        )  # `codexd progress` writes short lines
+        if report is not None:
+            update = apply_report(step.progress, report)
+            step.progress = update.progress
+            step.lines += update.lines
+            step.active = True
+        step.cursor = replace(step.cursor, reports=line.end)
+    if step.cursor.events != status.daemon.events:  # Codex goes on after what it says there
+        _take_stderr(task_dir, step)
+    if step.cursor == status.daemon:
+        return None
+    moved = status.with_(progress=step.progress, thread_id=step.thread, daemon=step.cursor)
+    return Advance(moved, step.lines, step.active, step.more)
+
+
+def _budget(path: Path, offset: int, step: _Step) -> Iterator[store.Line]:
+    """Lines of `path` from `offset`, up to STEP_BYTES (or one longer line) and STEP_LINES."""
+    for count, line in enumerate(store.complete_lines(path, offset)):
+        if count and (line.end - offset > STEP_BYTES or count >= STEP_LINES):
+            step.more = True  # this line is for the next step
+            return
+        yield line
+
+
+def _take_stderr(task_dir: Path, step: _Step) -> None:
+    """What Codex says only on stderr (a question it declined for the agent). Not progress:
+    its diagnostics come whether or not the work moves."""
+    start = max(step.cursor.stderr, step.cursor.stderr_start)
+    for line in _budget(task_dir / store.STDERR, start, step):
+        step.lines += from_stderr(line.head)
+        step.cursor = replace(step.cursor, stderr=line.end)
+
+
+def _take_event(step: _Step, event: dict[str, Any] | None) -> None:
+    if event is None:
+        return
+    update = apply_event(step.progress, event, step.thread)
+    step.progress, step.thread = update.progress, update.thread_id or step.thread
+    step.lines += update.lines
+    step.active = step.active or not update.chatter
+    if _work_done(event):
+        step.cursor = replace(step.cursor, streak=0)  # the endpoint answered: a new failure starts afresh
+
+
+def event_of(line: store.Line) -> dict[str, Any] | None:
+    """The event on a line; for a line too long to keep whole, what its excerpt says."""
+    return jsonlines.object_of(line.head) if not line.cut else _excerpt(line)
+
+
+def _excerpt(line: store.Line) -> dict[str, Any] | None:
+    kind = _KIND.match(line.head)
+    if kind is None:
+        return None
+    event: dict[str, Any] = {"type": kind[1].decode()}
+    item = _ITEM.search(line.head)
+    if item is not None:
+        event["item"] = {"type": item[1].decode()}
+        if item[2] is not None:
+            event["item"]["command"] = _json_string(item[2])
+        end = _END.search(line.tail)
+        if end is not None:
+            event["item"]["exit_code"] = None if end[1] == b"null" else int(end[1])
+            event["item"]["status"] = end[2].decode()
+    return event
+
+
+def _json_string(raw: bytes) -> str:
+    found = jsonlines.value(raw)
+    return found if isinstance(found, str) else raw.decode("utf-8", "replace").strip('"')
+
+
+def _work_done(event: dict[str, Any]) -> bool:
+    item = event.get("item")
+    return event.get("type") == "item.completed" and isinstance(item, dict) and item.get("type") != "error"

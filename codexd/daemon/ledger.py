@@ -1,0 +1,187 @@
+"""The daemon's book of running tasks, and the one place a task's record changes.
+
+Every progress.log line, status.json write and state change goes through here, on the
+loop's thread. Listeners (notices) hear of every state change, as an event name:
+`started`, `stalled`, `restarted`, `completed`, `failed`, `cancelled` (and `queued`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import psutil
+import structlog
+
+from codexd.clock import iso
+from codexd.daemon import rules
+from codexd.errors import CodexdError, StorageError
+from codexd.tasks import store
+from codexd.tasks.records import LastLog, TaskStatus
+from codexd.tasks.states import TaskState, can_change
+
+log = structlog.get_logger()
+Listener = Callable[[TaskStatus, str], None]
+
+
+def event_of(old: TaskState, new: TaskState) -> str:
+    if new == TaskState.IN_PROGRESS:
+        return "restarted" if old == TaskState.STALLED else "started"  # STALLED -> IN_PROGRESS
+    return new.value
+
+
+class AfterExit(Enum):
+    """What the end of a task's current process means."""
+
+    FINISH = "finish"  # record how the run ended: completed, failed, or a retry
+    CANCEL = "cancel"  # `codexd stop`
+    RESTART = "restart"  # it stalled: resume after a backoff
+    RESTART_NOW = "restart_now"  # `codexd restart`
+    GIVE_UP = "give_up"  # it stalled with its restarts used up
+
+
+@dataclass
+class Running:
+    """A task the daemon looks after: running, being stopped, or owed another run."""
+
+    status: TaskStatus
+    run: int  # which process of the task this is; a stale exit notice is ignored
+    proc: psutil.Process | None = None  # adopted: started by an earlier daemon
+    popen: subprocess.Popen[bytes] | None = None  # our own child
+    after_exit: AfterExit = AfterExit.FINISH
+    active: float = 0.0  # monotonic time of the last progress
+    resume_due: float | None = None  # monotonic time a resume is owed at
+    stall: rules.Next | None = None  # what was decided when it stalled
+    dirty: bool = False  # status changed since it was last written
+    written_at: float = float("-inf")  # monotonic time status.json was last written
+    killer: threading.Thread | None = None  # ending its process tree
+    exit: tuple[int | None] | None = None  # an exit (its code) whose last events are still to be read
+    ending: tuple[int | None, Any] | None = None  # an end still to be written (exit code, Ending)
+    folder: tuple[int, int] | None = None  # its folder's (device, inode): one replaced is not its own
+
+    @property
+    def being_killed(self) -> bool:
+        return self.killer is not None and self.killer.is_alive()
+
+    @property
+    def task_id(self) -> str:
+        return self.status.task_id
+
+    @property
+    def has_process(self) -> bool:
+        return self.proc is not None or self.popen is not None
+
+    @property
+    def root(self) -> psutil.Process | None:
+        """The top of its process tree, while it still runs."""
+        if self.proc is None and self.popen is not None and self.popen.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                return psutil.Process(self.popen.pid)
+        return self.proc
+
+
+def folder_id(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+class Ledger:
+    def __init__(self, tasks: store.TaskStore, status_interval: float = 0.0):
+        self.tasks = tasks
+        self.status_interval = status_interval
+        self.failing: set[str] = set()  # tasks whose status.json could not be written
+        self.running: dict[str, Running] = {}
+        self.listeners: list[Listener] = []
+
+    def append(
+        self, running: Running, now: datetime, lines: list[str], status: TaskStatus | None = None
+    ) -> None:
+        """Lines for progress.log, then `status` (what they came from) becomes the record;
+        status.json follows at the next flush. If the lines cannot be written (a full
+        disk), nothing changes, so the same events are read again next time."""
+        status = status or running.status
+        if lines:
+            at = iso(now)
+            path = self.tasks.file(status.task_id, store.PROGRESS)
+            size = store.append_line(path, "\n".join(f"{at} {line}" for line in lines))
+            status = status.with_(
+                last_log=LastLog(at, lines[-1]), updated_at=at, daemon=replace(status.daemon, log=size)
+            )
+        if status is not running.status:
+            running.status, running.dirty = status, True
+
+    def note(self, task_id: str, now: datetime, line: str) -> None:
+        """A line for any task's progress.log, running or ended (an undeliverable notice)."""
+        running = self.running.get(task_id)
+        if running is not None:
+            self.append(running, now, [line])
+        elif self.tasks.dir(task_id).is_dir():
+            store.append_line(self.tasks.file(task_id, store.PROGRESS), f"{iso(now)} {line}")
+
+    def flush(self, now: float, force: bool = False) -> None:
+        """Write status.json of tasks whose progress moved, at most once per `status_interval`.
+
+        Progress is written without fsync: the cursor in it lets a new daemon redo what a
+        lost write did not record. State changes are written at once, durably (`change`).
+        """
+        for running in self.running.values():
+            if running.dirty and (force or now - running.written_at >= self.status_interval):
+                try:
+                    self.tasks.write_status(running.status, durable=force)
+                    running.dirty, running.written_at = False, now
+                except Exception as exc:  # a full disk, or a record that cannot be written: said once
+                    if running.task_id not in self.failing:
+                        trace = None if isinstance(exc, StorageError) else exc
+                        log.error(
+                            "status.write_failed", task_id=running.task_id, error=str(exc), exc_info=trace
+                        )
+                    self.failing.add(running.task_id)
+                    continue
+                if running.task_id in self.failing:
+                    self.failing.discard(running.task_id)
+                    log.info("status.write_recovered", task_id=running.task_id)
+
+    def change(self, status: TaskStatus, new: TaskState, now: datetime, line: str) -> TaskStatus:
+        """The one place a task's state changes: logged, written at once, and announced."""
+        old = status.status
+        if not can_change(old, new):
+            raise CodexdError(f"task {status.task_id}: {old} -> {new} is not allowed")
+        at = iso(now)
+        size = store.append_line(self.tasks.file(status.task_id, store.PROGRESS), f"{at} {line}")
+        changed = status.with_(status=new, updated_at=at, last_log=LastLog(at, line))
+        changed = changed.with_(daemon=replace(changed.daemon, log=size))
+        # Announced before it is recorded: a crash in between makes the next daemon announce
+        # it again, and the outbox drops the repeat. The other order could lose the notice.
+        self.emit(changed, event_of(old, new))
+        self.tasks.write_status(changed)
+        running = self.running.get(status.task_id)
+        if running is not None:
+            running.status, running.dirty = changed, False
+        log.info("task.state", task_id=status.task_id, old=old.value, new=new.value)
+        return changed
+
+    def end(
+        self, status: TaskStatus, state: TaskState, now: datetime, line: str, results: dict[str, Any]
+    ) -> None:
+        """Every ended task gets results.json, then its final state. Only then is it off the
+        books: if the disk is full, it stays on them and the end is tried again."""
+        self.tasks.write_results(status.task_id, results)
+        self.change(status.with_(pid=None, finished_at=iso(now)), state, now, line)
+        self.running.pop(status.task_id, None)
+
+    def emit(self, status: TaskStatus, event: str) -> None:
+        for listener in self.listeners:
+            try:
+                listener(status, event)
+            except Exception as exc:  # a listener must never break supervision
+                log.error("listener.failed", task_id=status.task_id, error=str(exc))

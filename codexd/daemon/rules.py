@@ -1,0 +1,138 @@
+"""Health rules: when to give up, how long to wait, what a failed turn means, what to say.
+
+Pure functions over numbers and strings, so every rule is tested with no processes and
+no real time. The supervisor applies them; `checkup` uses them to report.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from codexd.clock import duration
+from codexd.tasks.records import Progress, TaskStatus
+
+if TYPE_CHECKING:
+    from codexd.config.settings import HealthSettings
+
+
+STRIKES = 3  # the same unexpected error this many times in a row ends the task (or file) it is about
+
+
+class Failure(StrEnum):
+    TRANSIENT = "transient"  # rate-limited or briefly unavailable: it passes, so retry
+    AUTH = "auth"  # not logged in, or the credentials were refused: a person must act
+    SESSION_LOST = "session_lost"  # `resume` found no recorded session: start afresh
+    OTHER = "other"
+
+
+_SESSION_LOST = re.compile(r"no rollout found|thread/resume failed", re.IGNORECASE)
+_AUTH = re.compile(
+    r"\bstatus:? 40[13]\b|unauthori[sz]ed|forbidden|not logged in|log ?in again|"
+    r"(invalid|incorrect|missing) api key|missing environment variable|"
+    r"authenticat|access token|refresh token",
+    re.IGNORECASE,
+)
+_TRANSIENT = re.compile(
+    r"\bstatus:? (429|50[0-4]|529)\b|too many requests|rate.?limit|high demand|overloaded|"
+    r"temporarily unavailable|service unavailable|bad gateway|gateway time-?out|"
+    r"stream disconnected|connection (reset|refused|closed)|error sending request|"
+    r"timed out|timeout",
+    re.IGNORECASE,
+)
+
+
+def classify(error: str) -> Failure:
+    """What kind of failure a failed run's error describes (the session check comes first)."""
+    for kind, pattern in (
+        (Failure.SESSION_LOST, _SESSION_LOST),
+        (Failure.AUTH, _AUTH),
+        (Failure.TRANSIENT, _TRANSIENT),
+    ):
+        if pattern.search(error):
+            return kind
+    return Failure.OTHER
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Seconds before attempt `attempt` (1, 2, 3...): base, 2*base, 4*base..., at most cap."""
+    doublings = min(max(0, attempt - 1), 64)  # 2**1024 seconds overflows a float; 2**64 is plenty
+    return float(min(cap, base * 2**doublings))
+
+
+def is_stalled(idle: float, stall_timeout: float) -> bool:
+    return idle >= stall_timeout
+
+
+def stall_timeout_of(status: TaskStatus, policy: HealthSettings) -> float:
+    """The task's own (from its front matter), else the configured one."""
+    return status.stall_timeout or policy.stall_timeout
+
+
+@dataclass(frozen=True)
+class Next:
+    """What the supervisor does after a run went wrong."""
+
+    action: str  # "retry", "restart", "fresh" or "fail"
+    line: str  # for progress.log
+    delay: float = 0.0
+    error: str | None = None  # the task's error, when it fails
+
+
+def after_stall(stalls: int, idle: float, stall_timeout: float, policy: HealthSettings) -> Next:
+    """The task made no progress for `idle` seconds; this is its `stalls`-th stall."""
+    restarts = stalls - 1
+    if restarts >= policy.max_restarts:
+        error = (
+            f"stalled: no progress for {duration(idle)} (stall_timeout {duration(stall_timeout)}), "
+            f"{restarts} restart{'s' * (restarts != 1)} did not help (health.max_restarts = "
+            f"{policy.max_restarts})"
+        )
+        return Next("fail", f"Failed: {error}", error=error)
+    delay = backoff(stalls, policy.backoff, policy.backoff_max)
+    return Next(
+        "restart",
+        f"Restarting in {duration(delay)} (restart {stalls} of {policy.max_restarts})",
+        delay=delay,
+    )
+
+
+def after_failure(error: str, streak: int, policy: HealthSettings, afresh: int = 0) -> Next:
+    """A run ended with `error`; `streak` earlier runs in a row failed for a passing reason;
+    `afresh` fresh starts were made after a lost session (one is allowed: then it fails)."""
+    kind = classify(error)
+    if kind == Failure.SESSION_LOST and afresh == 0:
+        delay = backoff(1, policy.backoff, policy.backoff_max)
+        line = f"The Codex session could not be resumed; starting the task afresh in {duration(delay)}"
+        return Next("fresh", line, delay=delay)
+    if kind == Failure.AUTH:
+        fix = "log in to Codex (`codex login`, or set the provider's API key), then submit the task again"
+        message = f"Codex could not authenticate with the model provider: {fix} ({error})"
+        return Next("fail", f"Failed: {message}", error=message)
+    if kind == Failure.TRANSIENT and streak < policy.max_retries:
+        delay = backoff(streak + 1, policy.backoff, policy.backoff_max)
+        line = (
+            f"The model endpoint is busy or unavailable; retrying in {duration(delay)} "
+            f"(retry {streak + 1} of {policy.max_retries}): {error}"
+        )
+        return Next("retry", line, delay=delay)
+    if kind == Failure.TRANSIENT:
+        message = f"{error} (failed {streak + 1} times in a row; health.max_retries = {policy.max_retries})"
+        return Next("fail", f"Failed: {message}", error=message)
+    return Next("fail", f"Failed: {error}", error=error)
+
+
+def continuation_prompt(reason: str, progress: Progress) -> str:
+    """What a resumed session is told, so the agent carries on instead of starting over."""
+    parts = [
+        f"Your previous run was interrupted: {reason}.",
+        "Continue the same task from where you left off. Do not redo steps that are already "
+        "done; if unsure, check the state of the workspace first.",
+    ]
+    if progress.items:
+        parts.append("Already finished: " + "; ".join(item.title for item in progress.items[-30:]) + ".")
+    if progress.current:
+        parts.append(f"You were working on: {progress.current}.")
+    return " ".join(parts)

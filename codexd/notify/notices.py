@@ -1,0 +1,120 @@
+"""What a notice says: title, a plain-text body, a Markdown body, and its apprise type.
+
+Pure functions of a task's record: no apprise, no files. Slack and desktop notifiers get
+the text; Discord gets the Markdown, whose `# Heading` sections become embed fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from codexd.clock import duration, parse_iso
+from codexd.present.shown import md_text, shown_line
+from codexd.tasks.records import TaskStatus
+
+# apprise's notify types, which Slack and Discord colour: green, red, yellow, blue.
+KIND = {
+    "completed": "success",
+    "failed": "failure",
+    "stalled": "warning",
+    "cancelled": "warning",
+    "restarted": "info",
+}
+EVENTS = tuple(KIND)
+LABELS = {
+    "approved": "✅ Approved",
+    "changes_requested": "⚠️ Changes requested",
+    "commented": "💬 Commented",
+    "done": "✔ Done",
+    "failed": "✖ Failed",
+}
+
+
+@dataclass(frozen=True)
+class Notice:
+    key: str  # the same event of the same task always has the same key: a repeat is dropped
+    task_id: str
+    event: str
+    title: str
+    text: str
+    markdown: str
+    kind: str
+
+
+def key_of(status: TaskStatus, event: str) -> str:
+    """Ends happen once; stalls and restarts are numbered by their counts."""
+    if event == "stalled":
+        return f"{status.task_id}.stalled.{status.stalls}"
+    if event == "restarted":
+        return f"{status.task_id}.restarted.{status.restarts}"
+    return f"{status.task_id}.{event}"
+
+
+def render(status: TaskStatus, event: str, now: datetime) -> Notice:
+    facts = _facts(status, event, now)
+    counts = _counts(status)
+    what = _what_happened(status, event)
+    look = f"codexd report {status.task_id}"
+    # Values are task and agent text: shown, never obeyed (codexd.present.shown); Markdown escaped.
+    text_lines = [" · ".join(f"{k}: {shown_line(v)}" for k, v in facts)]
+    if counts:
+        text_lines.append(" · ".join(f"{k}: {shown_line(v)}" for k, v in counts))
+    text_lines += [f"{k}: {shown_line(v)}" for k, v in what]
+    text_lines.append(f"Details: {look}")
+    # Blank lines between sections: apprise's Discord parser merges them otherwise.
+    sections = [f"# {md_text(k)}\n{md_text(v)}\n" for k, v in [*counts, *what]]
+    head = " · ".join(f"**{k}:** {md_text(v)}" for k, v in facts) + f"\nDetails: `{look}`\n"
+    markdown = "\n".join([head, *sections])
+    return Notice(
+        key=key_of(status, event),
+        task_id=status.task_id,
+        event=event,
+        title=shown_line(f"Codex task {event}: {status.task_id}"),
+        text="\n".join(text_lines),
+        markdown=markdown,
+        kind=KIND[event],
+    )
+
+
+def _facts(status: TaskStatus, event: str, now: datetime) -> list[tuple[str, str]]:
+    facts = [("Type", status.type)]
+    if status.started_at:
+        end = parse_iso(status.finished_at) if status.finished_at else now
+        took = duration((end - parse_iso(status.started_at)).total_seconds())
+        facts.append(("Duration" if status.is_terminal else "Running for", took))
+    if status.restarts:
+        facts.append(("Restarts", str(status.restarts)))
+    return facts
+
+
+def _counts(status: TaskStatus) -> list[tuple[str, str]]:
+    """Total and one line per outcome (pr_review: approved, changes requested, commented)."""
+    progress = status.progress
+    outcomes = {k: v for k, v in status.results.items() if isinstance(v, int) and not isinstance(v, bool)}
+    total = progress.total or sum(outcomes.values()) or None
+    counts: list[tuple[str, str]] = []
+    if total:
+        done = f"{progress.completed}/{total}" if progress.completed != total else str(total)
+        counts.append(("Total", done))
+    counts += [(LABELS.get(k, k.replace("_", " ").capitalize()), str(n)) for k, n in outcomes.items()]
+    return counts
+
+
+def _what_happened(status: TaskStatus, event: str) -> list[tuple[str, str]]:
+    found: list[tuple[str, str]] = []
+    if status.progress.current and not status.is_terminal:
+        found.append(("Current", status.progress.current))
+    if event == "failed" and status.error:
+        found.append(("Error", status.error))
+    elif event in ("stalled", "restarted", "cancelled") and status.last_log:
+        found.append(("What happened", status.last_log.text))
+    return found
+
+
+def test_notice(host: str, events: list[str]) -> Notice:
+    """What `codexd notify test` sends: it says where it came from and what will follow."""
+    hears = ", ".join(events) or "nothing (notify.events is empty)"
+    text = f"Notices from codexd on {host} reach you here.\nYou will hear when a task is: {hears}."
+    markdown = f"Notices from codexd on **{host}** reach you here.\n# You will hear when a task is\n{hears}"
+    return Notice("test", "-", "test", "codexd test notice", text, markdown, "info")

@@ -1,0 +1,185 @@
+"""Human-readable text for the CLI: task lines, one task's details, durations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from codexd.clock import duration, parse_iso
+from codexd.present.shown import shown
+
+ICONS = {"approved": "✅", "changes_requested": "⚠️", "commented": "💬", "done": "✔", "failed": "✖"}
+
+
+def outcome_text(outcome: str) -> str:
+    """`changes_requested` -> `⚠️ changes requested`."""
+    return f"{ICONS.get(outcome, '•')} {outcome.replace('_', ' ')}"
+
+
+def item_line(item: dict[str, Any]) -> str:
+    """`✅ #626 - toml upgrade (approved)`: one finished item, wherever it is shown."""
+    outcome = item.get("outcome") or "done"
+    return f"{ICONS.get(outcome, '•')} {item.get('title')} ({outcome.replace('_', ' ')})"
+
+
+def elapsed(task: dict[str, Any], now: datetime | None = None) -> str:
+    start = task.get("started_at")
+    if not start:
+        return "-"
+    end = task.get("finished_at")
+    stop = parse_iso(end) if end else (now or datetime.now(UTC))
+    return duration((stop - parse_iso(start)).total_seconds())
+
+
+def progress_text(progress: dict[str, Any] | None) -> str:
+    progress = progress or {}
+    total, completed = progress.get("total"), progress.get("completed") or 0
+    if total:
+        return f"{completed}/{total} ({progress.get('percentage') or 0:.1f}%)"
+    return f"{completed} done" if completed else "-"
+
+
+def task_table(tasks: list[dict[str, Any]]) -> str:
+    header = ("ID", "TYPE", "STATUS", "PROGRESS", "ELAPSED", "RESTARTS")
+    rows = [
+        (
+            t["task_id"],
+            t.get("type", ""),
+            t.get("status", ""),
+            progress_text(t.get("progress")),
+            elapsed(t),
+            str(t.get("restarts") or 0),
+        )
+        for t in tasks
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    )
+
+
+def task_details(task: dict[str, Any]) -> str:
+    progress = task.get("progress") or {}
+    lines = [
+        f"{task['task_id']}  ({task.get('type')})  {task.get('status')}",
+        f"  created   {task.get('created_at')}",
+        f"  started   {task.get('started_at') or '-'}   elapsed {elapsed(task)}",
+    ]
+    if task.get("finished_at"):
+        lines.append(f"  finished  {task['finished_at']}   exit code {task.get('exit_code')}")
+    lines.append(f"  progress  {progress_text(progress)}")
+    if progress.get("current"):
+        lines.append(f"  current   {progress['current']}")
+    for item in progress.get("items") or []:
+        lines.append(f"    {item_line(item)}")
+    if task.get("results"):
+        lines.append("  results   " + ", ".join(f"{k} {v}" for k, v in task["results"].items()))
+    if task.get("last_log"):
+        lines.append(f"  last log  {task['last_log']['at']} {task['last_log']['text']}")
+    extra = [
+        f"pid {task['pid']}" if task.get("pid") else "",
+        f"restarts {task.get('restarts') or 0}",
+        f"stalls {task['stalls']}" if task.get("stalls") else "",
+        f"retries {task['retries']}" if task.get("retries") else "",
+        f"thread {task['thread_id']}" if task.get("thread_id") else "",
+    ]
+    lines.append("  " + "   ".join(e for e in extra if e))
+    if task.get("error"):
+        lines.append(f"  error     {task['error']}")
+    lines.append(f"  log       {task.get('log_file')}")
+    # Titles, errors and log lines are agent text: shown, never obeyed, and never a line of their own.
+    return "\n".join(shown(line).replace("\n", " ") for line in lines)
+
+
+def _task_health(task: dict[str, Any]) -> str:
+    if task.get("resume_in") is not None:
+        state = f"runs again in {duration(task['resume_in'])}"
+    elif task.get("alive") is False:
+        state = f"pid {task['pid']} gone"
+    else:
+        state = f"pid {task['pid']} alive, idle {duration(task['idle'])} of {duration(task['stall_timeout'])}"
+    counts = f"restarts {task['restarts']}, retries {task['retries']}"
+    return f"  {task['task_id']}  {task['status']}  {state}  ({counts})"
+
+
+def health_report(found: dict[str, Any]) -> str:
+    """`codexd health`: the daemon, every active task, then what is wrong and what happens next."""
+    daemon = found["daemon"]
+    if daemon["pid"]:
+        last = daemon["last_check"] or "not yet"
+        lines = [f"daemon: running (pid {daemon['pid']}); its last health check: {last}"]
+    else:
+        lines = ["daemon: not running: tasks are not supervised; start it with `codexd daemon`"]
+    tasks = found["tasks"]
+    lines.append(f"active tasks: {len(tasks)}")
+    lines += [_task_health(task) for task in tasks]
+    findings = found["findings"]
+    if not findings:
+        lines.append("problems: none")
+    else:
+        lines.append(f"problems: {len(findings)}")
+        for finding in findings:
+            pids = f" (pids {', '.join(map(str, finding['pids']))})" if finding["pids"] else ""
+            lines.append(f"  {finding['task_id'] or 'check'}: {finding['text']}{pids}")
+    return "\n".join(lines)
+
+
+def outbox_entries(pending: list[dict[str, Any]], failed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Outbox files as people may see them: the URL masked, the rest as it is."""
+    from codexd.notify.redact import mask_url
+
+    shown = []
+    for state, entries in (("pending", pending), ("given up", failed)):
+        for entry in entries:
+            fields = ("task_id", "event", "attempts", "last_error", "reason")
+            shown.append({"state": state, "url": mask_url(entry["url"]), **{k: entry.get(k) for k in fields}})
+    return shown
+
+
+def outbox_table(entries: list[dict[str, Any]]) -> str:
+    lines = []
+    for e in entries:
+        why = e.get("reason") or e.get("last_error") or ""
+        lines.append(
+            f"{e['state']:<9} {e['task_id']}  {e['event']}  {e['url']}  attempts {e['attempts']}  {why}"
+        )
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def service_logs(manager: str, logs_dir: str) -> str:
+    if manager == "systemd":
+        return "journalctl --user -u codexd -f"
+    return f"tail -f {logs_dir}/codexd.log"
+
+
+def _yes(value: bool | None, unknown: str) -> str:
+    return unknown if value is None else ("yes" if value else "no")
+
+
+def service_report(found: dict[str, Any]) -> str:
+    """`codexd service status`: the file, the manager's view, the daemon's own view."""
+    kind = "systemd user unit" if found["manager"] == "systemd" else "launchd agent"
+    if not found["installed"]:
+        installed = "no: `codexd service install` writes and starts it"
+    elif found["current"]:
+        installed = "yes, up to date"
+    else:
+        installed = "yes, but out of date: run `codexd service install` again"
+    unknown = "unknown (the service manager cannot be reached here)"
+    daemon = found["daemon"]
+    view = (
+        f"running, pid {daemon['pid']}, {daemon['tasks_running']} task(s) running"
+        if daemon["pid"]
+        else "not running"
+    )
+    return "\n".join(
+        [
+            f"service:   {kind} {found['file']}",
+            f"installed: {installed}",
+            f"enabled:   {_yes(found['enabled'], unknown)}",
+            f"running:   {_yes(found['running'], unknown)}",
+            f"daemon:    {view}",
+            f"logs:      {found['logs']}",
+        ]
+    )

@@ -1,0 +1,318 @@
+"""The task record of status.json: plain immutable data with from_dict/to_dict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from codexd.config.defaultdirs import is_task_id
+from codexd.config.limits import is_duration
+from codexd.fields import Fields, warn
+from codexd.tasks.states import ACTIVE, TERMINAL, TaskState
+
+MAX_PID = 2**31
+_STATES = frozenset(s.value for s in TaskState)
+
+
+@dataclass(frozen=True)
+class Item:
+    """One finished unit of work (a PR reviewed, a branch cleaned)."""
+
+    title: str
+    outcome: str = "done"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"title": self.title, "outcome": self.outcome}
+
+    @classmethod
+    def from_dict(cls, data: object) -> Item:
+        return cls.read(Fields(data))
+
+    @classmethod
+    def read(cls, f: Fields) -> Item:
+        return cls(title=f.text("title") or "", outcome=f.text("outcome") or "done")
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int | None = None
+    completed: int = 0
+    current: str | None = None
+    items: tuple[Item, ...] = ()
+    # "plan" (Codex todo_list), "reports" (`codexd progress`) or None; reports win.
+    source: str | None = None
+
+    @property
+    def percentage(self) -> float | None:
+        if not self.total:
+            return None
+        return round(min(100.0, 100.0 * self.completed / self.total), 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "completed": self.completed,
+            "percentage": self.percentage,
+            "current": self.current,
+            "items": [item.to_dict() for item in self.items],
+            "source": self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Progress:
+        return cls.read(Fields(data))
+
+    @classmethod
+    def read(cls, f: Fields) -> Progress:
+        items = f.items("items")
+        if not all(isinstance(i, dict) for i in items):
+            f.bad.append(f.prefix + "items")
+        return cls(
+            total=f.integer("total", None),
+            completed=f.integer("completed") or 0,
+            current=f.text("current"),
+            items=tuple(Item.read(Fields(i)) for i in items if isinstance(i, dict)),
+            source=f.text("source"),
+        )
+
+
+@dataclass(frozen=True)
+class LastLog:
+    at: str
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "text": self.text}
+
+    @classmethod
+    def read(cls, f: Fields) -> LastLog | None:
+        at, text = _moment(f, "at"), f.text("text")
+        return cls(at, text) if at is not None and text is not None else None
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A run the daemon owes the task: after a stall, a busy endpoint, or a `restart`."""
+
+    at: float  # wall-clock epoch seconds when it is due (kept so a new daemon honours it)
+    kind: str  # "restart" (counts in restarts) or "retry" (counts in retries)
+    reason: str  # told to the agent in the continuation prompt
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "kind": self.kind, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: object) -> Resume | None:
+        return cls.read(Fields(data))
+
+    @classmethod
+    def read(cls, f: Fields) -> Resume | None:
+        at, kind = f.number("at"), f.text("kind")
+        if at is None or kind not in ("restart", "retry"):
+            if f.data:
+                f.bad.append(f.prefix.rstrip("."))
+            return None
+        return cls(at=at, kind=kind, reason=f.text("reason") or "")
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where the daemon is in the task's files; lets a new daemon carry on exactly."""
+
+    events: int = 0  # bytes of events.jsonl already turned into progress
+    reports: int = 0  # bytes of reports.jsonl already applied
+    run_start: int = 0  # offset in events.jsonl where the current Codex run began
+    pid_create_time: float | None = None  # with pid: tells our process from a recycled pid
+    accepted_ns: int = 0  # submission order, for a fair queue
+    # progress.log's size when this record was written: lines past it came from a daemon
+    # that died before recording them, and are written again from the events.
+    log: int = 0
+    active_at: float | None = None  # epoch seconds of the last real progress (stall clock)
+    streak: int = 0  # runs in a row that failed for a passing reason (busy endpoint)
+    resume: Resume | None = None
+    stderr_start: int = 0  # stderr.log's size when the current run began: its reason is past it
+    afresh: int = 0  # fresh starts after a lost Codex session (one is allowed)
+    stderr: int = 0  # bytes of stderr.log already looked through for what Codex says there
+    cgroup: str | None = None  # the current run's cgroup (Linux): ends its whole tree, even later
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "reports": self.reports,
+            "run_start": self.run_start,
+            "pid_create_time": self.pid_create_time,
+            "accepted_ns": self.accepted_ns,
+            "log": self.log,
+            "active_at": self.active_at,
+            "streak": self.streak,
+            "resume": self.resume.to_dict() if self.resume else None,
+            "stderr_start": self.stderr_start,
+            "afresh": self.afresh,
+            "stderr": self.stderr,
+            "cgroup": self.cgroup,
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> Cursor:
+        return cls.read(Fields(data))
+
+    @classmethod
+    def read(cls, f: Fields) -> Cursor:
+        return cls(
+            events=f.integer("events") or 0,
+            reports=f.integer("reports") or 0,
+            run_start=f.integer("run_start") or 0,
+            pid_create_time=f.number("pid_create_time"),
+            accepted_ns=f.integer("accepted_ns", 0, high=2**63) or 0,
+            log=f.integer("log") or 0,
+            active_at=f.number("active_at"),
+            streak=f.integer("streak") or 0,
+            resume=Resume.read(f.within("resume")),
+            stderr_start=f.integer("stderr_start") or 0,
+            afresh=f.integer("afresh") or 0,
+            stderr=f.integer("stderr") or 0,
+            cgroup=f.text("cgroup"),
+        )
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    task_id: str
+    type: str
+    status: TaskState
+    created_at: str
+    updated_at: str
+    log_file: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    progress: Progress = field(default_factory=Progress)
+    results: dict[str, Any] = field(default_factory=dict)
+    pid: int | None = None
+    thread_id: str | None = None
+    restarts: int = 0
+    stalls: int = 0
+    retries: int = 0
+    stall_timeout: float | None = None  # the task's own, from its front matter
+    exit_code: int | None = None
+    error: str | None = None
+    last_log: LastLog | None = None
+    cwd: str | None = None
+    daemon: Cursor = field(default_factory=Cursor)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE
+
+    def with_(self, **changes: Any) -> TaskStatus:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "type": self.type,
+            "status": self.status.value,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "progress": self.progress.to_dict(),
+            "results": self.results,
+            "pid": self.pid,
+            "log_file": self.log_file,
+            "thread_id": self.thread_id,
+            "restarts": self.restarts,
+            "stalls": self.stalls,
+            "retries": self.retries,
+            "stall_timeout": self.stall_timeout,
+            "exit_code": self.exit_code,
+            "error": self.error,
+            "last_log": self.last_log.to_dict() if self.last_log else None,
+            "cwd": self.cwd,
+            "daemon": self.daemon.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> TaskStatus:
+        """The record in `data`; ill-typed fields read as their defaults, with one warning.
+
+        ValueError only when the task's identity (task_id, status, created_at) is unusable.
+        """
+        f = Fields(data)
+        task_id, state, created = _identity(f)
+        status = cls(
+            task_id=task_id,
+            type=f.text("type") or "generic",
+            status=state,
+            created_at=created,
+            updated_at=_moment(f, "updated_at") or created,
+            log_file=f.text("log_file") or "",
+            started_at=_moment(f, "started_at"),
+            finished_at=_moment(f, "finished_at"),
+            progress=Progress.read(f.within("progress")),
+            results=_counts(f),
+            pid=_pid(f),
+            thread_id=f.text("thread_id"),
+            restarts=f.integer("restarts") or 0,
+            stalls=f.integer("stalls") or 0,
+            retries=f.integer("retries") or 0,
+            stall_timeout=_stall_timeout(f),
+            exit_code=f.integer("exit_code", None, -(2**31), 2**31),
+            error=f.text("error"),
+            last_log=LastLog.read(f.within("last_log")),
+            cwd=f.text("cwd"),
+            daemon=Cursor.read(f.within("daemon")),
+        )
+        if f.bad:
+            warn("status.fields_ignored", task_id, f.bad)
+        return status
+
+
+def _identity(f: Fields) -> tuple[str, TaskState, str]:
+    task_id, state, created = f.data.get("task_id"), f.data.get("status"), _moment(f, "created_at")
+    if not isinstance(task_id, str) or not is_task_id(task_id):
+        raise ValueError(f"task_id {task_id!r} is not a task id")
+    if not isinstance(state, str) or state not in _STATES:
+        raise ValueError(f"status {state!r} is not one of {', '.join(s.value for s in TaskState)}")
+    if created is None:
+        raise ValueError(f"created_at {f.data.get('created_at')!r} is not a time")
+    return task_id, TaskState(state), created
+
+
+def _stall_timeout(f: Fields) -> float | None:
+    """A task's own; one an older codexd let through (Infinity) or a hand made one beyond a year
+    is dropped for the default."""
+    found = f.data.get("stall_timeout")
+    if found is None:
+        return None
+    return float(found) if is_duration(found) and found > 0 else f.ignore("stall_timeout", None)
+
+
+def _pid(f: Fields) -> int | None:
+    found = f.integer("pid", None, 0)
+    return found if found is None or 0 < found < MAX_PID else f.ignore("pid", None)
+
+
+def _moment(f: Fields, key: str) -> str | None:
+    """An ISO 8601 time with its zone, as the daemon writes them; else None."""
+    found = f.text(key)
+    if found is None:
+        return None
+    try:
+        zoned = datetime.fromisoformat(found.replace("Z", "+00:00")).tzinfo is not None
+    except ValueError:
+        zoned = False
+    return found if zoned else f.ignore(key, None)
+
+
+def _counts(f: Fields) -> dict[str, int]:
+    """results in status.json: how many items ended with each outcome."""
+    found = f.mapping("results")
+    counts = {k: v for k, v in found.items() if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
+    if len(counts) != len(found):
+        f.bad.append("results")
+    return counts
