@@ -100,11 +100,28 @@ MODES = [
 ]
 
 
+def new_task_id(cgroups_cleaned: list[str]) -> str:
+    task_id = f"tree-{secrets.token_hex(4)}"
+    cgroups_cleaned.append(task_id)
+    return task_id
+
+
+def nothing_left(env, task_id: str, sleep_arg: str) -> None:
+    wait_for(lambda: not sleepers(sleep_arg), 10, "the escaped sleeper ended")
+    wait_for(lambda: not task_cgroups(env, task_id), 10, "the run's cgroup removed")
+
+
+def stop_and_see_it_all_end(env, task_id: str, sleep_arg: str) -> None:
+    stopped = env.codexd("stop", task_id)
+    assert stopped.returncode == 0, stopped.stderr
+    wait_for(lambda: env.status(task_id)["status"] == "cancelled", 20, "the task cancelled")
+    nothing_left(env, task_id, sleep_arg)
+
+
 @LINUX
 @pytest.mark.parametrize("mode", MODES)
 def test_stop_ends_a_setsid_env_i_grandchild(env, daemon, sleep_arg, cgroups_cleaned, mode):
-    task_id = f"tree-{secrets.token_hex(4)}"
-    cgroups_cleaned.append(task_id)
+    task_id = new_task_id(cgroups_cleaned)
     escaper(env, sleep_arg, mode)
     running = daemon()
     wait_for(lambda: f'"mode": "{mode}"' in running.output(), 10, f"the daemon's word on mode {mode}")
@@ -112,24 +129,18 @@ def test_stop_ends_a_setsid_env_i_grandchild(env, daemon, sleep_arg, cgroups_cle
     wait_for(lambda: sleepers(sleep_arg), 20, "the escaped sleeper")
     if mode == "cgroup":
         assert env.status(task_id)["daemon"]["cgroup"], "the run's cgroup is recorded"
-    stopped = env.codexd("stop", task_id)
-    assert stopped.returncode == 0, stopped.stderr
-    wait_for(lambda: env.status(task_id)["status"] == "cancelled", 20, "the task cancelled")
-    wait_for(lambda: not sleepers(sleep_arg), 10, "the escaped sleeper ended")
-    wait_for(lambda: not task_cgroups(env, task_id), 10, "the run's cgroup removed")
+    stop_and_see_it_all_end(env, task_id, sleep_arg)
 
 
 @LINUX
 @pytest.mark.parametrize("mode", MODES)
 def test_a_task_that_ends_leaves_no_process_behind(env, daemon, sleep_arg, cgroups_cleaned, mode):
-    task_id = f"tree-{secrets.token_hex(4)}"
-    cgroups_cleaned.append(task_id)
+    task_id = new_task_id(cgroups_cleaned)
     escaper(env, sleep_arg, mode, finish=True)
     running = daemon()
     start(env, task_id)
     wait_for(lambda: env.status(task_id)["status"] == "completed", 20, "the task completed")
-    wait_for(lambda: not sleepers(sleep_arg), 10, "the sleeper it left ended")
-    wait_for(lambda: not task_cgroups(env, task_id), 10, "the run's cgroup removed")
+    nothing_left(env, task_id, sleep_arg)
     if mode == "group":  # its Codex gone, the sleeper came back to the daemon, which ended it
         wait_for(lambda: "task.adopted_ended" in running.output(), 10, "the daemon's word on it")
 
@@ -137,8 +148,7 @@ def test_a_task_that_ends_leaves_no_process_behind(env, daemon, sleep_arg, cgrou
 @LINUX
 @pytest.mark.skipif(not cgroup_mode_here(), reason="no delegated cgroup v2 here")
 def test_stop_after_a_daemon_kill_ends_the_tree_by_its_cgroup(env, daemon, sleep_arg, cgroups_cleaned):
-    task_id = f"tree-{secrets.token_hex(4)}"
-    cgroups_cleaned.append(task_id)
+    task_id = new_task_id(cgroups_cleaned)
     escaper(env, sleep_arg, "cgroup", unreap=True)
     first = daemon()
     start(env, task_id)
@@ -148,23 +158,17 @@ def test_stop_after_a_daemon_kill_ends_the_tree_by_its_cgroup(env, daemon, sleep
     first.signal(signal.SIGKILL)
     first.proc.wait(10)
     daemon()
-    stopped = env.codexd("stop", task_id)
-    assert stopped.returncode == 0, stopped.stderr
-    wait_for(lambda: env.status(task_id)["status"] == "cancelled", 20, "the task cancelled")
-    wait_for(lambda: not sleepers(sleep_arg), 10, "the escaped sleeper ended")
-    wait_for(lambda: not task_cgroups(env, task_id), 10, "the run's cgroup removed")
+    stop_and_see_it_all_end(env, task_id, sleep_arg)
 
 
 @LINUX
 @pytest.mark.parametrize("mode", MODES)
 def test_stall_recovery_ends_a_setsid_env_i_grandchild(env, daemon, sleep_arg, cgroups_cleaned, mode):
-    task_id = f"tree-{secrets.token_hex(4)}"
-    cgroups_cleaned.append(task_id)
+    task_id = new_task_id(cgroups_cleaned)
     escaper(env, sleep_arg, mode)
     env.set(CODEXD_HEALTH__STALL_TIMEOUT="1", CODEXD_HEALTH__MAX_RESTARTS="0")
     daemon()
     start(env, task_id)
     wait_for(lambda: sleepers(sleep_arg), 20, "the escaped sleeper")
     wait_for(lambda: env.status(task_id)["status"] == "failed", 30, "the task failed after its stall")
-    wait_for(lambda: not sleepers(sleep_arg), 10, "the escaped sleeper ended")
-    wait_for(lambda: not task_cgroups(env, task_id), 10, "the run's cgroup removed")
+    nothing_left(env, task_id, sleep_arg)
