@@ -8,7 +8,6 @@ loop's thread. Listeners (notices) hear of every state change, as an event name:
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ import structlog
 
 from codexd.clock import iso
 from codexd.daemon import rules
+from codexd.daemon.processes import Child
 from codexd.errors import CodexdError, StorageError
 from codexd.tasks import store
 from codexd.tasks.records import LastLog, TaskStatus
@@ -54,7 +54,7 @@ class Running:
     status: TaskStatus
     run: int  # which process of the task this is; a stale exit notice is ignored
     proc: psutil.Process | None = None  # adopted: started by an earlier daemon
-    popen: subprocess.Popen[bytes] | None = None  # our own child
+    popen: Child | None = None  # our own child
     after_exit: AfterExit = AfterExit.FINISH
     active: float = 0.0  # monotonic time of the last progress
     resume_due: float | None = None  # monotonic time a resume is owed at

@@ -6,9 +6,7 @@ their news back through `post`; they never touch a task's record.
 
 from __future__ import annotations
 
-import subprocess
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -23,24 +21,15 @@ from codexd.clock import Clock, duration, iso
 from codexd.codex import containment, outcome, process
 from codexd.config.settings import Settings
 from codexd.daemon import checkup, follower, rules
+from codexd.daemon.inbox import Exited
 from codexd.daemon.ledger import AfterExit, Ledger, Running, folder_id
+from codexd.daemon.processes import Child, Processes, cgroup_of, end_cgroup
 from codexd.errors import CodexdError
 from codexd.tasks import frontmatter, intake, store, tasktypes
-from codexd.tasks.records import Resume, TaskStatus
+from codexd.tasks.records import Resume, ResumeKind, TaskStatus
 from codexd.tasks.states import TaskState
 
 log = structlog.get_logger()
-KILL_TRIES = 3  # a killer that fails (a process-table hiccup) tries again this often
-KILL_RETRY = 1.0  # seconds between those tries
-
-
-@dataclass(frozen=True)
-class Exited:
-    """A task's process ended (posted by the thread that waited for it)."""
-
-    task_id: str
-    run: int
-    code: int | None
 
 
 @dataclass(frozen=True)
@@ -58,6 +47,7 @@ class Runs:
         book: Ledger,
         clock: Clock,
         post: Callable[[Exited], None],
+        processes: Processes,
     ):
         self.settings = settings
         self.types = types
@@ -66,6 +56,7 @@ class Runs:
         self.tasks = book.tasks
         self.clock = clock
         self.post = post
+        self.processes = processes
         self._runs = 0
         self.behind = False  # a task's output is not all read yet: the loop should not wait
 
@@ -95,7 +86,7 @@ class Runs:
     def _resume(self, running: Running, now: datetime) -> None:
         """Run the task again: resume its Codex session, or start afresh if it has none."""
         status = running.status
-        owed = status.daemon.resume or Resume(now.timestamp(), "restart", "it was restarted")
+        owed = status.daemon.resume or Resume(now.timestamp(), ResumeKind.RESTART, "it was restarted")
         thread = status.thread_id
         prompt = rules.continuation_prompt(owed.reason, status.progress)
         running.resume_due = None
@@ -105,8 +96,8 @@ class Runs:
             failed = Ending(TaskState.FAILED, f"Could not start Codex: {exc}", str(exc))
             self._end_run(running, None, now, failed)
             return
-        counts = {"restarts": status.restarts + 1} if owed.kind == "restart" else {}
-        counts = {"retries": status.retries + 1} if owed.kind == "retry" else counts
+        counts = {"restarts": status.restarts + 1} if owed.kind == ResumeKind.RESTART else {}
+        counts = {"retries": status.retries + 1} if owed.kind == ResumeKind.RETRY else counts
         status = status.with_(**counts)
         what = f"Resumed Codex session {thread}" if thread else "Started the task afresh"
         line = f"{what} (pid {popen.pid}; restarts {status.restarts}, retries {status.retries})"
@@ -115,13 +106,13 @@ class Runs:
         else:
             running.status = status
             self.book.append(running, now, [line])
-            if owed.kind == "restart":
+            if owed.kind == ResumeKind.RESTART:
                 self.book.emit(status, "restarted")
         self._watch(running, popen)
 
     def _spawn(
         self, status: TaskStatus, resume: tuple[str, str] | None, now: datetime
-    ) -> tuple[subprocess.Popen[bytes], TaskStatus]:
+    ) -> tuple[Child, TaskStatus]:
         task_dir = self.tasks.dir(status.task_id)
         kind = self.types.get(status.type)
         if kind is None:
@@ -146,7 +137,7 @@ class Runs:
             launch = process.Launch(
                 status.task_id, task_dir, argv, cwd, stdin_offset, tuple(codex.env), place, stdin_name
             )
-            popen = process.spawn(launch)
+            popen = self.processes.spawn(launch)
         except BaseException:
             if place.cgroup is not None:
                 containment.remove(place.cgroup)
@@ -156,7 +147,7 @@ class Runs:
             status.daemon,
             run_start=run_start,
             stderr_start=stderr_start,
-            pid_create_time=process.create_time(popen.pid),
+            pid_create_time=self.processes.create_time(popen.pid),
             resume=None,
             active_at=now.timestamp(),
             cgroup=str(cgroup) if cgroup else None,
@@ -170,18 +161,18 @@ class Runs:
         self.running[status.task_id] = running
         return running
 
-    def _watch(self, running: Running, popen: subprocess.Popen[bytes]) -> None:
+    def _watch(self, running: Running, popen: Child) -> None:
         self._runs += 1
         running.run, running.popen, running.proc = self._runs, popen, None
         running.after_exit, running.stall = AfterExit.FINISH, None
         running.active = self.clock.monotonic()
         self.in_thread(self._wait_child, running.status.task_id, running.run, popen)
 
-    def _wait_child(self, task_id: str, run: int, popen: subprocess.Popen[bytes]) -> None:
+    def _wait_child(self, task_id: str, run: int, popen: Child) -> None:
         code = None
         try:
             code = popen.wait()
-            process.forget(popen.pid)
+            self.processes.forget(popen.pid)
         except Exception as exc:  # never a silent end: the loop hears of the exit all the same
             log.error("task.wait_failed", task_id=task_id, exc_info=exc)
         finally:
@@ -266,9 +257,10 @@ class Runs:
             self._end_run(running, code, now, Ending(TaskState.FAILED, stall.line, stall.error))
         elif after == AfterExit.RESTART and stall is not None:
             reason = "it made no progress for too long, so its processes were stopped"
-            self._owe(running, now, Resume(0, "restart", reason), stall.delay, stall.line)
+            self._owe(running, now, Resume(0, ResumeKind.RESTART, reason), stall.delay, stall.line)
         elif after == AfterExit.RESTART_NOW:
-            self._owe(running, now, Resume(0, "restart", "the user restarted it"), 0.0, "Restarting now")
+            by_hand = Resume(0, ResumeKind.RESTART, "the user restarted it")
+            self._owe(running, now, by_hand, 0.0, "Restarting now")
         else:
             self._judge(running, code, now)
 
@@ -287,10 +279,11 @@ class Runs:
         if next_step.action == "retry":
             counted = status.with_(daemon=replace(status.daemon, streak=streak + 1))
             reason = f"the model endpoint failed ({error})"
-            self._owe(running, now, Resume(0, "retry", reason), next_step.delay, next_step.line, counted)
+            retry = Resume(0, ResumeKind.RETRY, reason)
+            self._owe(running, now, retry, next_step.delay, next_step.line, counted)
         elif next_step.action == "fresh":
             counted = status.with_(thread_id=None, daemon=replace(status.daemon, afresh=afresh + 1))
-            self._owe(running, now, Resume(0, "fresh", ""), next_step.delay, next_step.line, counted)
+            self._owe(running, now, Resume(0, ResumeKind.FRESH, ""), next_step.delay, next_step.line, counted)
         else:
             self._end_run(running, code, now, Ending(TaskState.FAILED, next_step.line, next_step.error))
 
@@ -332,7 +325,7 @@ class Runs:
         self.book.end(done, ending.state, now, ending.line, results)
         # A task that ended leaves nothing running: a server the agent started goes too.
         cgroup = cgroup_of(status, task_dir)
-        self.in_thread(kill_tree, None, task_dir, self.settings.daemon.stop_grace, cgroup)
+        self.in_thread(self.processes.end_tree, None, task_dir, self.settings.daemon.stop_grace, cgroup)
 
     def finish_exit(self, running: Running, now: datetime) -> None:
         """An exit or an end that could not be written (a full disk) is, when it can be."""
@@ -369,7 +362,7 @@ class Runs:
         if running.after_exit in (AfterExit.CANCEL, AfterExit.RESTART_NOW):
             return
         if not running.has_process:  # waiting out a backoff: skip the rest, and count a restart
-            owed = Resume(now.timestamp(), "restart", "the user restarted it")
+            owed = Resume(now.timestamp(), ResumeKind.RESTART, "the user restarted it")
             running.status = running.status.with_(daemon=replace(running.status.daemon, resume=owed))
             running.resume_due = self.clock.monotonic()
             return
@@ -380,7 +373,7 @@ class Runs:
     def check_adopted(self, running: Running) -> None:
         """An adopted process the health check saw gone: its waiter should have said so."""
         status = running.status
-        if process.find(status.pid, status.daemon.pid_create_time, status.task_id) is None:
+        if self.processes.find(status.pid, status.daemon.pid_create_time, status.task_id) is None:
             self.post(Exited(status.task_id, running.run, None))
 
     def kill(self, running: Running) -> None:
@@ -389,52 +382,12 @@ class Runs:
         task_dir = self.tasks.dir(running.status.task_id)
         grace = self.settings.daemon.stop_grace
         cgroup = cgroup_of(running.status, task_dir)
-        running.killer = self.in_thread(kill_tree, running.root, task_dir, grace, cgroup)
+        running.killer = self.in_thread(self.processes.end_tree, running.root, task_dir, grace, cgroup)
 
     def in_thread(self, target: Callable[..., Any], *args: Any) -> threading.Thread:
         thread = threading.Thread(target=target, args=args, daemon=True, name=f"codexd-{target.__name__}")
         thread.start()
         return thread
-
-
-def kill_tree(root: psutil.Process | None, task_dir: Path, grace: float, cgroup: Path | None = None) -> None:
-    """`process.kill_tree` on a killer thread: one that fails is logged and tried again. Then
-    the orphans a subreaper daemon adopted from ended trees are ended too."""
-    for attempt in range(1, KILL_TRIES + 1):
-        try:
-            process.kill_tree(root, task_dir, grace, cgroup)
-            break
-        except Exception as exc:
-            log.error("task.kill_failed", task_id=task_dir.name, attempt=attempt, exc_info=exc)
-            time.sleep(KILL_RETRY)
-    end_adopted()
-
-
-def end_adopted() -> None:
-    try:
-        ended = process.end_adopted()
-    except Exception as exc:
-        log.error("task.adopted_end_failed", exc_info=exc)
-        return
-    if ended:
-        log.info("task.adopted_ended", pids=ended)
-
-
-def cgroup_of(status: TaskStatus, task_dir: Path) -> Path | None:
-    """The run's recorded cgroup, if it is plausibly the task's (see containment.recorded)."""
-    return containment.recorded(status.daemon.cgroup, task_dir)
-
-
-def cgroup_of_process(pid: int, task_dir: Path) -> str | None:
-    """The cgroup a run taken over without a record is in, if it is one of the task's."""
-    found = containment.cgroup_of(pid)
-    return str(found) if found and containment.recorded(str(found), task_dir) else None
-
-
-def end_cgroup(status: TaskStatus, task_dir: Path) -> None:
-    folder = cgroup_of(status, task_dir)
-    if folder is not None and not containment.end(folder):
-        log.warning("task.cgroup_left", task_id=status.task_id, cgroup=str(folder))
 
 
 def run_stderr(path: Path, start: int) -> list[str]:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import shutil
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,14 +26,17 @@ import structlog
 from codexd.clock import Clock, SystemClock, iso
 from codexd.codex import process
 from codexd.config.settings import Settings
-from codexd.daemon import checkup, runs
+from codexd.daemon import checkup
+from codexd.daemon.checkup import Problem
+from codexd.daemon.inbox import Changed, Exited, Findings, Inbox, Message, Note, Wake
 from codexd.daemon.ledger import AfterExit, Ledger, Running
 from codexd.daemon.lock import DaemonLock, SpoolLock
+from codexd.daemon.processes import Processes, cgroup_of, cgroup_of_process
 from codexd.daemon.rules import STRIKES
-from codexd.daemon.runs import Exited, Runs
+from codexd.daemon.runs import Runs
 from codexd.daemon.scheduler import HealthSchedule
 from codexd.daemon.watcher import FolderWatcher
-from codexd.errors import CodexdError, StorageError
+from codexd.errors import CodexdError
 from codexd.notify.dispatch import Notifications
 from codexd.tasks import folders, store, taskid, tasktypes
 from codexd.tasks.intake import Spool
@@ -44,20 +46,6 @@ from codexd.tasks.states import TaskState
 log = structlog.get_logger()
 
 
-@dataclass(frozen=True)
-class Sweep:
-    found: checkup.Checkup
-
-
-@dataclass(frozen=True)
-class Note:
-    """A line for a task's progress.log from another thread (an undeliverable notice)."""
-
-    task_id: str
-    line: str
-
-
-Message = Exited | Sweep | Note | str
 NOTICE_GRACE = 2.0  # at shutdown, deliveries under way get this long to be recorded
 REPEAT_QUIET = 60.0  # seconds before the same error is logged again
 FOLDER_CHECK = 1.0  # seconds between checks that running tasks' folders are still theirs
@@ -94,22 +82,27 @@ class Schedule:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, clock: Clock | None = None, stop_tasks_on_exit: bool = False):
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        stop_tasks_on_exit: bool = False,
+        processes: Processes | None = None,
+    ):
         self.clock = clock or SystemClock()
+        self.processes = processes or Processes()
         self.stop_tasks_on_exit = stop_tasks_on_exit
         self.tasks = store.TaskStore(settings.tasks_dir)
         types = tasktypes.from_settings(settings.types)
         self.spool = Spool(settings.spool_dir, self.tasks, types, lambda: iso(self.clock.now()))
-        # SimpleQueue: put() is reentrant, so a signal handler that posts while the loop is
-        # inside get() cannot deadlock it (queue.Queue holds a lock there).
-        self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()
+        self.inbox = Inbox()
         self.book = Ledger(self.tasks, settings.daemon.status_interval)
         self.running = self.book.running
         self.notices = Notifications(
             settings.notify, self.tasks, self.clock, lambda task_id, line: self.inbox.put(Note(task_id, line))
         )
         self.book.listeners.append(self.notices.announce)
-        self.runs = Runs(settings, types, self.book, self.clock, self.inbox.put)
+        self.runs = Runs(settings, types, self.book, self.clock, self.inbox.put, self.processes)
         self.queued: list[TaskStatus] = []
         self.schedule = Schedule()
         self._lock = DaemonLock(settings.tasks_dir)
@@ -117,7 +110,6 @@ class Supervisor:
         self._stopping = threading.Event()
         self._watcher: FolderWatcher | None = None
         self._health: HealthSchedule | None = None
-        self._pending: list[Message] = []
         self._said: dict[str, float] = {}  # error -> when it was last logged
         self._strikes: dict[tuple[str | None, str], int] = {}  # (task, action) -> unexpected errors in a row
         self._handled: dict[Path, Handled] = {}  # requests acted on, until their effect is recorded
@@ -127,8 +119,7 @@ class Supervisor:
     def step(self) -> None:
         """Wait for a message or the poll interval, then do one round of work."""
         wait = 0.0 if self.runs.behind else self.settings.daemon.poll_interval  # a backlog: at once
-        with contextlib.suppress(queue.Empty):
-            self._pending.append(self.inbox.get(timeout=wait))
+        self.inbox.wait(wait)
         self.tick()
 
     def tick(self) -> None:
@@ -136,7 +127,7 @@ class Supervisor:
 
     def _tick(self) -> None:
         now = self.clock.now()
-        for message in self._drain():
+        for message in self.inbox.drain():
             self._handle(message, now)
         if self.clock.monotonic() >= self.schedule.rescan_at or self._spool_retry_due():
             self._intake(now)
@@ -165,7 +156,11 @@ class Supervisor:
 
     def request_stop(self) -> None:
         self._stopping.set()
-        self.inbox.put("wake")
+        self.wake()
+
+    def wake(self) -> None:
+        """A round of work now (safe in a signal handler: it only posts)."""
+        self.inbox.put(Wake())
 
     def reload(self, new: Settings) -> None:
         """New settings from SIGHUP. The folders stay: moving them needs a restart."""
@@ -202,7 +197,7 @@ class Supervisor:
         self.book.flush(self.clock.monotonic(), force=True)
         self._watcher = FolderWatcher(
             [self.settings.spool_dir, self.settings.tasks_dir / store.REQUESTS],
-            lambda: self.inbox.put("changed"),
+            lambda: self.inbox.put(Changed()),
         )
         self._watcher.start()
         self._health = HealthSchedule(self._health_job, self.settings.health.interval)
@@ -244,13 +239,13 @@ class Supervisor:
         for running in list(self.running.values()):
             running.after_exit = AfterExit.CANCEL
             task_dir = self.tasks.dir(running.status.task_id)
-            cgroup = runs.cgroup_of(running.status, task_dir)
-            process.kill_tree(running.root, task_dir, self.settings.daemon.stop_grace, cgroup)
+            cgroup = cgroup_of(running.status, task_dir)
+            self.processes.kill_tree(running.root, task_dir, self.settings.daemon.stop_grace, cgroup)
             self._guard(self.runs.exited, running, None, now)
 
     def _recover(self, now: datetime) -> None:
         """Re-adopt live tasks, finish those that ended unseen, queue the waiting ones."""
-        live = process.processes_by_task(self.tasks.root)
+        live = self.processes.by_task(self.tasks.root)
         wanted = self._requested()
         records = [d for d in self.tasks.all_statuses() if isinstance(d, dict)]
         for data in sorted(records, key=lambda d: str(d.get("created_at", ""))):
@@ -313,7 +308,7 @@ class Supervisor:
 
     def _adopt_unrecorded(self, status: TaskStatus, root: psutil.Process, now: datetime) -> None:
         began = root.create_time()
-        cgroup = runs.cgroup_of_process(root.pid, self.tasks.dir(status.task_id))  # never recorded
+        cgroup = cgroup_of_process(root.pid, self.tasks.dir(status.task_id))  # never recorded
         cursor = replace(status.daemon, pid_create_time=began, active_at=now.timestamp(), cgroup=cgroup)
         started = status.with_(
             pid=root.pid, started_at=iso(datetime.fromtimestamp(began, UTC)), daemon=cursor
@@ -335,7 +330,7 @@ class Supervisor:
             self.tasks.file(status.task_id, store.PROGRESS), status.daemon.log
         ):
             log.info("task.log_rewound", task_id=status.task_id)  # lines the last daemon did not record
-        proc = process.find(status.pid, status.daemon.pid_create_time, status.task_id)
+        proc = self.processes.find(status.pid, status.daemon.pid_create_time, status.task_id)
         running = self.runs.adopt(status, proc, now)
         if proc is not None:
             log.info("task.readopted", task_id=status.task_id, pid=status.pid)
@@ -362,29 +357,21 @@ class Supervisor:
     def _kill_strays(self, task_id: str, live: dict[str, list[psutil.Process]]) -> None:
         if task_id in live:
             log.warning("task.strays", task_id=task_id, pids=[p.pid for p in live[task_id]])
-            process.kill_tree(None, self.tasks.dir(task_id), self.settings.daemon.stop_grace)
+            self.processes.kill_tree(None, self.tasks.dir(task_id), self.settings.daemon.stop_grace)
 
     # -- the loop's work ------------------------------------------------------------
-
-    def _drain(self) -> Iterator[Message]:
-        while self._pending:
-            yield self._pending.pop(0)
-        while True:
-            try:
-                yield self.inbox.get_nowait()
-            except queue.Empty:
-                return
 
     def _handle(self, message: Message, now: datetime) -> None:
         if isinstance(message, Exited):
             running = self.running.get(message.task_id)
             if running is not None and running.run == message.run and running.has_process:
                 self._guard(self.runs.exited, running, message.code, now)
-        elif isinstance(message, Sweep):
-            self._guard(self._act_on, message.found, now)
+        elif isinstance(message, Findings):
+            for finding in message.findings:
+                self._guard(self._act_on_finding, finding, now)
         elif isinstance(message, Note):
             self._guard(self.book.note, message.task_id, now, message.line)
-        elif message == "changed":
+        elif isinstance(message, Changed):
             self.schedule.rescan_at = 0.0
 
     def _guard(self, action: Callable[..., object], *args: Any) -> None:
@@ -460,8 +447,8 @@ class Supervisor:
         root, cgroup, task_dir = None, None, self.tasks.dir(task_id)
         with contextlib.suppress(Exception):
             root = running.root if running else None
-            cgroup = runs.cgroup_of(running.status, task_dir) if running else None
-        self.runs.in_thread(runs.kill_tree, root, task_dir, self.settings.daemon.stop_grace, cgroup)
+            cgroup = cgroup_of(running.status, task_dir) if running else None
+        self.runs.in_thread(self.processes.end_tree, root, task_dir, self.settings.daemon.stop_grace, cgroup)
 
     def _queued_status(self, task_id: str) -> TaskStatus | None:
         return next((s for s in self.queued if s.task_id == task_id), None)
@@ -572,40 +559,30 @@ class Supervisor:
     # -- the health job's findings ----------------------------------------------------------
 
     def _health_job(self) -> None:
-        """Runs on APScheduler's thread: look, then hand the findings to the loop."""
+        """Runs on APScheduler's thread: look, keep the report, then hand the findings to the
+        loop. (The spool is rescanned on its own deadline, not here.)"""
         try:
-            found = checkup.run(self.tasks.root, self.settings.health, self.clock.now())
+            found = checkup.run(self.tasks.root, self.settings.health, self.clock.now(), self.processes)
         except Exception as exc:  # a failing check is logged; the schedule goes on
             log.error("health.check_failed", error=str(exc))
             return
-        runs.end_adopted()  # orphans of ended trees that came back to a subreaper daemon
-        self.inbox.put(Sweep(found))
-
-    def _act_on(self, found: checkup.Checkup, now: datetime) -> None:
-        self._intake(now)  # the folder watcher can miss events: rescan behind it
-        self._take_requests(now)
-        self._keep_alive()
-        for finding in found.findings:
-            self._guard(self._act_on_finding, finding, now)
-        try:
-            store.write_atomic(self.tasks.root / store.HEALTH, store.dump_json(found.to_dict()))
-        except StorageError as exc:
-            log.error("health.write_failed", error=str(exc))
-        log.info("health.checked", findings=len(found.findings), took=round(found.took, 3))
+        self.processes.end_orphans()  # orphans of ended trees that came back to a subreaper daemon
+        checkup.keep(found, self.tasks.root)
+        self.inbox.put(Findings(found.findings))
 
     def _act_on_finding(self, finding: checkup.Finding, now: datetime) -> None:
         """The check looked from outside; the loop's own state decides what is true now."""
         running = self.running.get(finding.task_id or "")
-        if finding.kind == "check_failed":
+        if finding.kind == Problem.CHECK_FAILED:
             log.error("health.step_failed", detail=finding.text)
         elif running is None:
-            if finding.kind == "orphans" and not self._is_queued(finding.task_id):
+            if finding.kind == Problem.ORPHANS and not self._is_queued(finding.task_id):
                 log.warning("task.orphans", task_id=finding.task_id, pids=list(finding.pids))
                 task_dir = self.tasks.dir(str(finding.task_id))
-                self.runs.in_thread(runs.kill_tree, None, task_dir, self.settings.daemon.stop_grace)
-        elif finding.kind == "stalled":
+                self.runs.in_thread(self.processes.end_tree, None, task_dir, self.settings.daemon.stop_grace)
+        elif finding.kind == Problem.STALLED:
             self.runs.check_deadlines(running, now)  # the safety net behind the per-tick check
-        elif finding.kind == "dead" and running.proc is not None:
+        elif finding.kind == Problem.DEAD and running.proc is not None:
             self.runs.check_adopted(running)
 
     def _is_queued(self, task_id: str | None) -> bool:
