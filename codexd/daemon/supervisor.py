@@ -3,80 +3,50 @@
 One thread owns every task's state. Other threads (the folder watcher, a waiter per
 process, tree killers, the health job) only post messages to the inbox; `tick()` acts.
 Deadlines run on the clock's monotonic time, so tests move them with a fake clock.
-Every step runs inside `_guard`, the one boundary: a bug while handling one task ends that
-task (`failed`, "internal error"), never the daemon, at start-up or later.
+Every step runs inside the one boundary (`boundary.Boundary.guard`): a bug while handling
+one task ends that task (`failed`, "internal error"), never the daemon, at start-up or later.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import stat
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-import psutil
 import structlog
 
 from codexd.clock import Clock, SystemClock, iso
-from codexd.codex import process
 from codexd.config.settings import Settings
 from codexd.daemon import checkup
+from codexd.daemon.boundary import Boundary
 from codexd.daemon.checkup import Problem
 from codexd.daemon.inbox import Changed, Exited, Findings, Inbox, Message, Note, Wake
-from codexd.daemon.ledger import AfterExit, Ledger, Running
+from codexd.daemon.ledger import Ledger
 from codexd.daemon.lock import DaemonLock, SpoolLock
-from codexd.daemon.processes import Processes, cgroup_of, cgroup_of_process
-from codexd.daemon.rules import STRIKES
+from codexd.daemon.processes import Processes, cgroup_of
+from codexd.daemon.recovery import Recovery
+from codexd.daemon.requests import Requests
+from codexd.daemon.running import Running, Why
 from codexd.daemon.runs import Runs
 from codexd.daemon.scheduler import HealthSchedule
 from codexd.daemon.watcher import FolderWatcher
 from codexd.errors import CodexdError
 from codexd.notify.dispatch import Notifications
-from codexd.tasks import folders, store, taskid, tasktypes
+from codexd.tasks import folders, store, tasktypes
 from codexd.tasks.intake import Spool
-from codexd.tasks.records import TaskStatus
-from codexd.tasks.states import TaskState
 
 log = structlog.get_logger()
-
-
 NOTICE_GRACE = 2.0  # at shutdown, deliveries under way get this long to be recorded
-REPEAT_QUIET = 60.0  # seconds before the same error is logged again
 FOLDER_CHECK = 1.0  # seconds between checks that running tasks' folders are still theirs
-# What the loop was doing for a task, for the error of a task that a bug ended.
-DOING = {
-    "follow": "following its events",
-    "exited": "handling the end of its run",
-    "finish_exit": "handling the end of its run",
-    "check_deadlines": "checking its deadlines",
-    "launch": "starting it",
-    "_recover_one": "taking it up at start-up",
-    "_take_request": "handling a stop or restart request",
-    "_act_on_finding": "acting on a health check",
-    "note": "writing its log",
-}
-ONE_TIME = frozenset({"launch", "_recover_one"})  # steps not tried again: a bug there ends the task at once
-
-
-@dataclass(frozen=True)
-class Handled:
-    """A stop or restart request acted on: it stays until its effect is recorded."""
-
-    stamp: int  # the request file's mtime_ns: a newer request is acted on again
-    task_id: str
-    kind: str
-    run: int  # the run it acted on: a restart is carried out when the next one began
 
 
 @dataclass
 class Schedule:
-    rescan_at: float = 0.0
+    rescan_at: float = 0.0  # when the spool and the requests folder are next rescanned
     spool_retry_at: float | None = None
     folders_at: float = 0.0  # when running tasks' folders are next checked
 
@@ -90,29 +60,30 @@ class Supervisor:
         processes: Processes | None = None,
     ):
         self.clock = clock or SystemClock()
-        self.processes = processes or Processes()
         self.stop_tasks_on_exit = stop_tasks_on_exit
+        self.processes = processes or Processes()
         self.tasks = store.TaskStore(settings.tasks_dir)
         types = tasktypes.from_settings(settings.types)
         self.spool = Spool(settings.spool_dir, self.tasks, types, lambda: iso(self.clock.now()))
         self.inbox = Inbox()
         self.book = Ledger(self.tasks, settings.daemon.status_interval)
         self.running = self.book.running
+        self.queued = self.book.queued
         self.notices = Notifications(
             settings.notify, self.tasks, self.clock, lambda task_id, line: self.inbox.put(Note(task_id, line))
         )
         self.book.listeners.append(self.notices.announce)
         self.runs = Runs(settings, types, self.book, self.clock, self.inbox.put, self.processes)
-        self.queued: list[TaskStatus] = []
+        self.boundary = Boundary(self.runs)
+        self._guard = self.boundary.guard
+        self.requests = Requests(settings.tasks_dir / store.REQUESTS, self.runs, self._guard)
+        self.recovery = Recovery(self.runs, self.requests, self._guard)
         self.schedule = Schedule()
         self._lock = DaemonLock(settings.tasks_dir)
         self._spool_lock = SpoolLock(settings.spool_dir, settings.tasks_dir)
         self._stopping = threading.Event()
         self._watcher: FolderWatcher | None = None
         self._health: HealthSchedule | None = None
-        self._said: dict[str, float] = {}  # error -> when it was last logged
-        self._strikes: dict[tuple[str | None, str], int] = {}  # (task, action) -> unexpected errors in a row
-        self._handled: dict[Path, Handled] = {}  # requests acted on, until their effect is recorded
 
     # -- the small public surface -------------------------------------------------
 
@@ -131,7 +102,7 @@ class Supervisor:
             self._handle(message, now)
         if self.clock.monotonic() >= self.schedule.rescan_at or self._spool_retry_due():
             self._intake(now)
-            self._take_requests(now)
+            self.requests.take(now)
             self._keep_alive()
         self.runs.behind = False  # each task's follow step says again
         check_folders = self._folders_due()
@@ -143,8 +114,8 @@ class Supervisor:
             self._guard(self.runs.check_deadlines, running, now)
         self._start_queued(now)
         self.book.flush(self.clock.monotonic())
-        if self._handled:
-            self._guard(self._settle_requests)
+        if self.requests.pending:
+            self._guard(self.requests.settle)
 
     @property
     def settings(self) -> Settings:
@@ -190,9 +161,9 @@ class Supervisor:
             )
         now = self.clock.now()
         self._guard(self.spool.recover)  # the daemon never crash-loops on its own files
-        self._guard(self._recover, now)
+        self._guard(self.recovery.recover, now)
         self._intake(now)
-        self._take_requests(now)
+        self.requests.take(now)
         self._start_queued(now)
         self.book.flush(self.clock.monotonic(), force=True)
         self._watcher = FolderWatcher(
@@ -237,221 +208,29 @@ class Supervisor:
 
     def _stop_all(self, now: datetime) -> None:
         for running in list(self.running.values()):
-            running.after_exit = AfterExit.CANCEL
-            task_dir = self.tasks.dir(running.status.task_id)
+            running.stop(Why.CANCEL)
+            task_dir = self.tasks.dir(running.task_id)
             cgroup = cgroup_of(running.status, task_dir)
             self.processes.kill_tree(running.root, task_dir, self.settings.daemon.stop_grace, cgroup)
             self._guard(self.runs.exited, running, None, now)
 
-    def _recover(self, now: datetime) -> None:
-        """Re-adopt live tasks, finish those that ended unseen, queue the waiting ones."""
-        live = self.processes.by_task(self.tasks.root)
-        wanted = self._requested()
-        records = [d for d in self.tasks.all_statuses() if isinstance(d, dict)]
-        for data in sorted(records, key=lambda d: str(d.get("created_at", ""))):
-            try:
-                status = TaskStatus.from_dict(data)
-            except (KeyError, ValueError, TypeError) as exc:
-                log.error("task.unreadable", task_id=data.get("task_id"), error=str(exc))
-                continue
-            self._guard(self._recover_one, status, live, wanted.get(status.task_id, {}), now)
-        self.queued.sort(key=lambda s: (s.created_at, s.daemon.accepted_ns))
-
-    def _recover_one(
-        self, status: TaskStatus, live: dict[str, list[psutil.Process]], wanted: dict[str, int], now: datetime
-    ) -> None:
-        if status.status == TaskState.QUEUED and not self._take_over(status, live, now):
-            self._kill_strays(status.task_id, live)  # a tree it cannot make sense of, if any
-            self.queued.append(status)
-        elif status.is_active:
-            self._readopt(status, live, wanted, now)
-
-    def _requested(self) -> dict[str, dict[str, int]]:
-        """Stop and restart requests waiting in the requests folder: by task, kind -> mtime_ns."""
-        found: dict[str, dict[str, int]] = {}
-        with contextlib.suppress(OSError):
-            for request, task_id, kind in self._requests():
-                with contextlib.suppress(OSError):
-                    found.setdefault(task_id, {})[kind] = request.stat().st_mtime_ns
-        return found
-
-    def _requests(self) -> list[tuple[Path, str, str]]:
-        """`stop` and `restart` requests in the requests folder, in order: (file, task id, kind).
-        Not the writers' hidden temp files, and no name that is not a task id."""
-        found = []
-        for request in sorted((self.settings.tasks_dir / store.REQUESTS).glob("[!.]*.*")):
-            task_id, _, kind = request.name.rpartition(".")
-            if kind in ("stop", "restart") and taskid.is_valid(task_id):
-                found.append((request, task_id, kind))
-        return found
-
-    def _take_over(self, status: TaskStatus, live: dict[str, list[psutil.Process]], now: datetime) -> bool:
-        """A queued task that has a Codex run: the last daemon died between starting it and
-        recording that. Take the run over, or its outcome if it has ended, rather than throw
-        the work away and run it again."""
-        root = process.root_of(live.get(status.task_id, []))
-        try:
-            if root is not None:
-                self._adopt_unrecorded(status, root, now)
-            elif status.task_id not in live and self._ran_unrecorded(status):
-                self._finish_unrecorded(status, now)
-            else:
-                return False  # never started, or a tree it cannot make sense of
-        except (psutil.Error, CodexdError, OSError) as exc:
-            log.warning("task.take_over_failed", task_id=status.task_id, error=str(exc))
-            return False
-        log.info("task.taken_over", task_id=status.task_id, pid=root.pid if root else None)
-        return True
-
-    def _ran_unrecorded(self, status: TaskStatus) -> bool:
-        return store.size_of(self.tasks.file(status.task_id, store.EVENTS)) > status.daemon.events
-
-    def _adopt_unrecorded(self, status: TaskStatus, root: psutil.Process, now: datetime) -> None:
-        began = root.create_time()
-        cgroup = cgroup_of_process(root.pid, self.tasks.dir(status.task_id))  # never recorded
-        cursor = replace(status.daemon, pid_create_time=began, active_at=now.timestamp(), cgroup=cgroup)
-        started = status.with_(
-            pid=root.pid, started_at=iso(datetime.fromtimestamp(began, UTC)), daemon=cursor
-        )
-        line = f"Started Codex (pid {root.pid}; taken over from a daemon that stopped while starting it)"
-        self.runs.adopt(self.book.change(started, TaskState.IN_PROGRESS, now, line), root, now)
-
-    def _finish_unrecorded(self, status: TaskStatus, now: datetime) -> None:
-        began = self.tasks.file(status.task_id, store.EVENTS).stat().st_mtime
-        started = status.with_(started_at=iso(datetime.fromtimestamp(began, UTC)))
-        line = "Codex ran while no daemon recorded it (a daemon stopped while starting it)"
-        running = self.runs.adopt(self.book.change(started, TaskState.IN_PROGRESS, now, line), None, now)
-        self.runs.exited(running, None, now)  # it has ended: its event log decides how
-
-    def _readopt(
-        self, status: TaskStatus, live: dict[str, list[psutil.Process]], wanted: dict[str, int], now: datetime
-    ) -> None:
-        if status.daemon.log and store.truncate_to(
-            self.tasks.file(status.task_id, store.PROGRESS), status.daemon.log
-        ):
-            log.info("task.log_rewound", task_id=status.task_id)  # lines the last daemon did not record
-        proc = self.processes.find(status.pid, status.daemon.pid_create_time, status.task_id)
-        running = self.runs.adopt(status, proc, now)
-        if proc is not None:
-            log.info("task.readopted", task_id=status.task_id, pid=status.pid)
-            if status.status == TaskState.STALLED:  # a restart that a crash cut short
-                self.runs.restart_stalled(running)
-            return
-        self._kill_strays(status.task_id, live)
-        owed = status.daemon.resume
-        restart = "restart" in wanted and not began_after(status, wanted["restart"])
-        if "stop" in wanted or (restart and owed is None):
-            # The last daemon was stopping or restarting it when it died: carry that out.
-            running.after_exit = AfterExit.CANCEL if "stop" in wanted else AfterExit.RESTART_NOW
-            self.runs.exited(running, None, now)
-        elif owed is not None:
-            running.resume_due = self.clock.monotonic() + max(0.0, owed.at - now.timestamp())
-            log.info("task.resume_owed", task_id=status.task_id, kind=owed.kind)
-        elif status.status == TaskState.STALLED:
-            self.runs.restart_stalled(running)
-            self.runs.exited(running, None, now)
-        else:
-            log.info("task.ended_unseen", task_id=status.task_id)
-            self.runs.exited(running, None, now)
-
-    def _kill_strays(self, task_id: str, live: dict[str, list[psutil.Process]]) -> None:
-        if task_id in live:
-            log.warning("task.strays", task_id=task_id, pids=[p.pid for p in live[task_id]])
-            self.processes.kill_tree(None, self.tasks.dir(task_id), self.settings.daemon.stop_grace)
-
     # -- the loop's work ------------------------------------------------------------
 
     def _handle(self, message: Message, now: datetime) -> None:
-        if isinstance(message, Exited):
-            running = self.running.get(message.task_id)
-            if running is not None and running.run == message.run and running.has_process:
-                self._guard(self.runs.exited, running, message.code, now)
-        elif isinstance(message, Findings):
-            for finding in message.findings:
-                self._guard(self._act_on_finding, finding, now)
-        elif isinstance(message, Note):
-            self._guard(self.book.note, message.task_id, now, message.line)
-        elif isinstance(message, Changed):
-            self.schedule.rescan_at = 0.0
-
-    def _guard(self, action: Callable[..., object], *args: Any) -> None:
-        """The daemon's one boundary: nothing that goes wrong for one task stops the loop.
-
-        An expected error (a full disk) is logged and retried next tick; the same one again
-        is logged once a minute, not ten times a second. Anything else is a bug: logged with
-        its traceback, and if it happens again for the same task the task ends `failed`
-        (see `_unexpected`). KeyboardInterrupt and SystemExit are not caught."""
-        try:
-            action(*args)
-        except (CodexdError, OSError) as exc:
-            key, mono = f"{action.__name__}: {exc}", self.clock.monotonic()
-            if self._said.get(key, float("-inf")) + REPEAT_QUIET <= mono:
-                self._said[key] = mono
-                log.error("task.error", action=action.__name__, error=str(exc))
-        except Exception as exc:
-            self._unexpected(action.__name__, args, exc)
-        else:
-            if self._strikes:
-                self._strikes.pop((_task_of(args), action.__name__), None)
-
-    def _unexpected(self, action: str, args: tuple[Any, ...], exc: Exception) -> None:
-        """A bug while handling a task: the step is tried again (next tick, next pass) up to
-        STRIKES times in a row; then, or at once for a one-time step, the task ends `failed`."""
-        task_id = _task_of(args)
-        key = (task_id, action)
-        strikes = self._strikes[key] = self._strikes.get(key, 0) + 1
-        mono = self.clock.monotonic()
-        if strikes == 1 or self._said.get(str(key), float("-inf")) + REPEAT_QUIET <= mono:
-            self._said[str(key)] = mono
-            log.error("task.internal_error", task_id=task_id, action=action, strikes=strikes, exc_info=exc)
-        if task_id is None or (strikes < STRIKES and action not in ONE_TIME):
-            return
-        del self._strikes[key]
-        what = f"{type(exc).__name__}: {exc} while {DOING.get(action, action)}"
-        hint = args[0] if isinstance(args[0], TaskStatus) else None
-        self._give_up(task_id, f"internal error: {what} (see the daemon log)", hint)
-
-    def _give_up(self, task_id: str, error: str, hint: TaskStatus | None) -> None:
-        """End a task a bug keeps from being handled: its tree killed, `failed`, its cursor past
-        the input that caused it. If even that fails, it leaves the books all the same."""
-        running = self.running.get(task_id)
-        status = running.status if running else self._queued_status(task_id) or hint
-        if status is None or status.is_terminal:
-            return  # nothing the daemon runs (a note for an ended task, say)
-        self._end_tree(running, task_id)
-        now = self.clock.now()
-        try:
-            self.book.end(
-                self._past_input(status).with_(error=error),
-                TaskState.FAILED,
-                now,
-                f"Failed: {error}",
-                {"summary": None, "error": error},
-            )
-        except Exception as exc:
-            log.error("task.end_failed", task_id=task_id, error=str(exc), exc_info=exc)
-        finally:
-            self.running.pop(task_id, None)
-            self.queued = [s for s in self.queued if s.task_id != task_id]
-        log.error("task.given_up", task_id=task_id, error=error)
-
-    def _past_input(self, status: TaskStatus) -> TaskStatus:
-        """The cursor moved past everything written so far: a new daemon does not read it again."""
-        task_dir = self.tasks.dir(status.task_id)
-        events, reports = store.size_of(task_dir / store.EVENTS), store.size_of(task_dir / store.REPORTS)
-        stderr = store.size_of(task_dir / store.STDERR)
-        cursor = replace(status.daemon, events=events, reports=reports, stderr=stderr, resume=None)
-        return status.with_(daemon=cursor)
-
-    def _end_tree(self, running: Running | None, task_id: str) -> None:
-        root, cgroup, task_dir = None, None, self.tasks.dir(task_id)
-        with contextlib.suppress(Exception):
-            root = running.root if running else None
-            cgroup = cgroup_of(running.status, task_dir) if running else None
-        self.runs.in_thread(self.processes.end_tree, root, task_dir, self.settings.daemon.stop_grace, cgroup)
-
-    def _queued_status(self, task_id: str) -> TaskStatus | None:
-        return next((s for s in self.queued if s.task_id == task_id), None)
+        match message:
+            case Exited(task_id, run, code):
+                running = self.running.get(task_id)
+                if running is not None and running.run == run and running.has_process:
+                    self._guard(self.runs.exited, running, code, now)
+            case Findings(findings):
+                for finding in findings:
+                    self._guard(self.act_on_finding, finding, now)
+            case Note(task_id, line):
+                self._guard(self.book.note, task_id, now, line)
+            case Changed():
+                self.schedule.rescan_at = 0.0
+            case Wake():
+                pass
 
     def _folders_due(self) -> bool:
         """Once a second, not every tick: a folder removed by hand is rare, the tick is hot."""
@@ -473,8 +252,8 @@ class Supervisor:
             problem=problem,
             fix="its processes were stopped; submit the task again to run it",
         )
-        self.running.pop(running.task_id, None)
-        self._end_tree(running, running.task_id)
+        self.book.drop(running.task_id)
+        self.boundary.end_tree(running, running.task_id)
         return True
 
     def _keep_alive(self) -> None:
@@ -503,55 +282,6 @@ class Supervisor:
             self.queued.append(status)
             self.book.emit(status, "queued")
 
-    def _take_requests(self, now: datetime) -> None:
-        for request, task_id, kind in self._requests():
-            self._guard(self._take_request, task_id, request, kind, now)
-
-    def _take_request(self, task_id: str, request: Path, kind: str, now: datetime) -> None:
-        """Act on a request once; it is removed only when its effect is recorded, so a daemon
-        killed in between leaves it to the next (acting on it again changes nothing)."""
-        stamp = request.stat().st_mtime_ns
-        seen = self._handled.get(request)
-        if seen is None and kind == "restart" and self._began_after(task_id, stamp):
-            request.unlink(missing_ok=True)  # carried out by a daemon that died before removing it
-            return
-        if seen is None or seen.stamp != stamp:
-            running = self.running.get(task_id)
-            run = running.run if running else 0
-            (self._cancel if kind == "stop" else self._restart_by_hand)(task_id, now)
-            self._handled[request] = Handled(stamp, task_id, kind, run)
-        self._settle_requests()
-
-    def _began_after(self, task_id: str, stamp: int) -> bool:
-        running = self.running.get(task_id)
-        return running is not None and began_after(running.status, stamp)
-
-    def _settle_requests(self) -> None:
-        """Remove the requests whose effect is recorded."""
-        for request, handled in list(self._handled.items()):
-            if self._carried_out(handled.task_id, handled.kind, handled.run):
-                request.unlink(missing_ok=True)
-                del self._handled[request]
-
-    def _carried_out(self, task_id: str, kind: str, run: int) -> bool:
-        """A stop when the task is off the books (its end recorded); a restart when its next run began."""
-        running = self.running.get(task_id)
-        if running is None:
-            return self._queued_status(task_id) is None
-        return kind == "restart" and running.run != run and running.has_process
-
-    def _cancel(self, task_id: str, now: datetime) -> None:
-        waiting = self._queued_status(task_id)
-        if waiting is not None:
-            self.book.end(waiting, TaskState.CANCELLED, now, "Cancelled before it started", {"summary": None})
-            self.queued.remove(waiting)  # only once its end is recorded
-        elif task_id in self.running:
-            self.runs.cancel(self.running[task_id], now)
-
-    def _restart_by_hand(self, task_id: str, now: datetime) -> None:
-        if task_id in self.running:
-            self.runs.restart_by_hand(self.running[task_id], now)
-
     def _start_queued(self, now: datetime) -> None:
         while self.queued and len(self.running) < self.settings.max_parallel:
             self._guard(self.runs.launch, self.queued.pop(0), now)
@@ -570,33 +300,20 @@ class Supervisor:
         checkup.keep(found, self.tasks.root)
         self.inbox.put(Findings(found.findings))
 
-    def _act_on_finding(self, finding: checkup.Finding, now: datetime) -> None:
+    def act_on_finding(self, finding: checkup.Finding, now: datetime) -> None:
         """The check looked from outside; the loop's own state decides what is true now."""
         running = self.running.get(finding.task_id or "")
         if finding.kind == Problem.CHECK_FAILED:
             log.error("health.step_failed", detail=finding.text)
         elif running is None:
-            if finding.kind == Problem.ORPHANS and not self._is_queued(finding.task_id):
+            if finding.kind == Problem.ORPHANS and self.book.queued_status(finding.task_id) is None:
                 log.warning("task.orphans", task_id=finding.task_id, pids=list(finding.pids))
                 task_dir = self.tasks.dir(str(finding.task_id))
                 self.runs.in_thread(self.processes.end_tree, None, task_dir, self.settings.daemon.stop_grace)
         elif finding.kind == Problem.STALLED:
             self.runs.check_deadlines(running, now)  # the safety net behind the per-tick check
-        elif finding.kind == Problem.DEAD and running.proc is not None:
+        elif finding.kind == Problem.DEAD and running.adopted is not None:
             self.runs.check_adopted(running)
-
-    def _is_queued(self, task_id: str | None) -> bool:
-        return any(s.task_id == task_id for s in self.queued)
-
-
-def _task_of(args: tuple[Any, ...]) -> str | None:
-    """Which task a guarded step is about, from its first argument."""
-    first = args[0] if args else None
-    if isinstance(first, Running | TaskStatus):
-        return first.task_id
-    if isinstance(first, checkup.Finding):
-        return first.task_id
-    return first if isinstance(first, str) else None
 
 
 def folder_problem(path: Path, known: tuple[int, int] | None) -> str | None:
@@ -612,10 +329,3 @@ def folder_problem(path: Path, known: tuple[int, int] | None) -> str | None:
     if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
         return f"its folder {path} cannot be read or written"
     return None
-
-
-def began_after(status: TaskStatus, stamp: int) -> bool:
-    """The task's current Codex run began (well) after a request written at `stamp` (ns):
-    a restart request older than the run was carried out by a daemon that died since."""
-    began = status.daemon.pid_create_time
-    return began is not None and began > stamp / 1e9 + process.CREATE_TIME_TOLERANCE

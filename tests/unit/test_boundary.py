@@ -518,7 +518,7 @@ def test_a_request_whose_name_is_no_task_id_is_not_acted_on(world, monkeypatch):
     w = world()
     w.submit()
     acted: list[str] = []
-    monkeypatch.setattr(w.sup, "_cancel", lambda task_id, now: acted.append(task_id))
+    monkeypatch.setattr(w.sup.requests, "cancel", lambda task_id, now: acted.append(task_id))
     for name in ("a b.stop", "ü.stop", "x" * 129 + ".stop", "t1.stop"):
         (w.settings.tasks_dir / ".requests" / name).write_text("now")
     w.sup.schedule.rescan_at = 0.0
