@@ -1,9 +1,9 @@
 """One task the daemon looks after, in one phase at a time.
 
 ```
-Idle ──its Codex starts, or is taken over──► Watched ──stall, stop, restart──► Stopping(why)
+Idle ──Codex starts, or a live run is taken over──► Watched ──stall, stop, restart──► Stopping(why)
 Watched, Stopping ──its process exits──► Finishing(code, why) ──► off the books (its end recorded)
-                                                               └──► Waiting(until) ──► Watched
+Idle, Waiting ──no process to wait for──► Finishing            └──► Waiting(until) ──► Watched
 ```
 
 Only its own methods change it, on the loop's thread; only the ledger changes its record

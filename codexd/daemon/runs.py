@@ -95,7 +95,7 @@ class Runs:
         owed = status.daemon.resume or Resume(now.timestamp(), ResumeKind.RESTART, "it was restarted")
         thread = status.thread_id
         prompt = rules.continuation_prompt(owed.reason, status.progress)
-        running.idle()
+        running.idle()  # owed no more: a start whose line cannot be written is not made twice
         try:
             popen, status = self._spawn(status, (thread, prompt) if thread else None, now)
         except (CodexdError, OSError) as exc:

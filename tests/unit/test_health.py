@@ -16,6 +16,8 @@ from codexd.clock import FakeClock
 from codexd.codex import process
 from codexd.config.settings import DaemonSettings, HealthSettings, Settings
 from codexd.daemon import rules
+from codexd.daemon.checkup import Problem
+from codexd.daemon.inbox import Findings
 from codexd.daemon.processes import Processes
 from codexd.daemon.supervisor import Supervisor
 from codexd.notify import notices
@@ -406,3 +408,17 @@ def test_a_run_that_no_daemon_recorded_is_finished_from_its_log_not_run_again(wo
     w.tick_until(lambda: w.status("t9")["status"] == "completed")
     assert w.procs.started == []  # finished from its event log, not run a second time
     assert "Codex ran while no daemon recorded it" in w.log("t9")
+
+
+def test_the_health_job_keeps_its_report_and_hands_the_loop_only_its_findings(world):
+    w = world()
+    w.submit()
+    w.sup._health_job()  # (as APScheduler's thread runs it)
+    report = json.loads((w.settings.tasks_dir / ".health.json").read_text())
+    assert [(f["task_id"], f["kind"]) for f in report["findings"]] == [("t1", "dead")]  # a fake child
+    posted = [m for m in w.sup.inbox.drain() if isinstance(m, Findings)]
+    assert posted and [(f.task_id, f.kind) for f in posted[-1].findings] == [("t1", Problem.DEAD)]
+    rescan_at = w.sup.schedule.rescan_at
+    w.sup._handle(posted[-1], w.clock.now())
+    assert w.sup.schedule.rescan_at == rescan_at  # the spool is rescanned on its own deadline
+    assert w.status()["status"] == "in_progress"  # the loop knows better: its child runs
