@@ -13,29 +13,40 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import psutil
+import structlog
 
 from codexd.clock import duration, iso, parse_iso
-from codexd.codex import process
+from codexd.daemon.processes import Processes
 from codexd.daemon.rules import is_stalled, stall_timeout_of
-from codexd.errors import BrokenRecord
+from codexd.errors import BrokenRecord, StorageError
 from codexd.tasks import store
 from codexd.tasks.records import TaskStatus
 
 if TYPE_CHECKING:
     from codexd.config.settings import HealthSettings
 
+log = structlog.get_logger()
 T = TypeVar("T")
-Processes = dict[str, list[psutil.Process]]
+ByTask = dict[str, list[psutil.Process]]
+
+
+class Problem(StrEnum):
+    STALLED = "stalled"  # its Codex runs, but has made no progress for too long
+    DEAD = "dead"  # its Codex is gone, but its end is not recorded
+    ORPHANS = "orphans"  # processes of a task that ended
+    CHECK_FAILED = "check_failed"  # a step of the check failed or took too long
+    UNREADABLE = "unreadable"  # a task record that cannot be read
 
 
 @dataclass(frozen=True)
 class Finding:
     task_id: str | None
-    kind: str  # "stalled", "dead", "orphans", "check_failed" or "unreadable"
+    kind: Problem
     text: str
     pids: tuple[int, ...] = ()
 
@@ -74,20 +85,32 @@ class Checkup:
         }
 
 
-def run(tasks_root: Path, policy: HealthSettings, now: datetime) -> Checkup:
+def run(
+    tasks_root: Path, policy: HealthSettings, now: datetime, processes: Processes | None = None
+) -> Checkup:
+    table = processes or Processes()
     started = time.monotonic()
     findings: list[Finding] = []
     limit = policy.check_timeout
     statuses = _step("reading the task records", lambda: _read(tasks_root, findings), limit, findings)
-    procs = _step("scanning processes", lambda: process.processes_by_task(tasks_root), limit, findings)
+    procs = _step("scanning processes", lambda: table.by_task(tasks_root), limit, findings)
     checked = _step(
         "checking tasks",
-        lambda: [_judge(s, procs, now, policy, findings) for s in statuses or [] if s.is_active],
+        lambda: [_judge(s, procs, now, policy, findings, table) for s in statuses or [] if s.is_active],
         limit,
         findings,
     )
     findings += _orphans(statuses or [], procs or {})
     return Checkup(iso(now), time.monotonic() - started, tuple(checked or ()), tuple(findings))
+
+
+def keep(found: Checkup, tasks_root: Path) -> None:
+    """The daemon's last check, in the tasks folder for `codexd health`."""
+    try:
+        store.write_atomic(tasks_root / store.HEALTH, store.dump_json(found.to_dict()))
+    except StorageError as exc:
+        log.error("health.write_failed", error=str(exc))
+    log.info("health.checked", findings=len(found.findings), took=round(found.took, 3))
 
 
 def _step(what: str, action: Callable[[], T], limit: float, findings: list[Finding]) -> T | None:
@@ -104,10 +127,10 @@ def _step(what: str, action: Callable[[], T], limit: float, findings: list[Findi
     worker.start()
     worker.join(limit)
     if worker.is_alive():
-        findings.append(Finding(None, "check_failed", f"{what} took longer than {limit:g} s; skipped"))
+        findings.append(Finding(None, Problem.CHECK_FAILED, f"{what} took longer than {limit:g} s; skipped"))
         return None
     if "error" in box:
-        findings.append(Finding(None, "check_failed", f"{what} failed: {box['error']}"))
+        findings.append(Finding(None, Problem.CHECK_FAILED, f"{what} failed: {box['error']}"))
         return None
     value: T = box["value"]
     return value
@@ -116,7 +139,7 @@ def _step(what: str, action: Callable[[], T], limit: float, findings: list[Findi
 def _read(tasks_root: Path, findings: list[Finding]) -> list[TaskStatus]:
     broken: list[BrokenRecord] = []
     found = store.TaskStore(tasks_root).all_records(broken)
-    findings += [Finding(Path(str(b.path)).parent.name, "unreadable", str(b)) for b in broken]
+    findings += [Finding(Path(str(b.path)).parent.name, Problem.UNREADABLE, str(b)) for b in broken]
     return found
 
 
@@ -129,22 +152,23 @@ def last_progress(status: TaskStatus) -> float:
 
 def _judge(
     status: TaskStatus,
-    procs: Processes | None,
+    procs: ByTask | None,
     now: datetime,
     policy: HealthSettings,
     findings: list[Finding],
+    table: Processes,
 ) -> TaskHealth:
     timeout = stall_timeout_of(status, policy)
     idle = now.timestamp() - last_progress(status)
     resume = status.daemon.resume
     alive = None
     if resume is None and status.pid is not None:
-        alive = process.find(status.pid, status.daemon.pid_create_time, status.task_id) is not None
+        alive = table.find(status.pid, status.daemon.pid_create_time, status.task_id) is not None
         if not alive:
             findings.append(
                 Finding(
                     status.task_id,
-                    "dead",
+                    Problem.DEAD,
                     f"its Codex process (pid {status.pid}) is gone, but its end is not recorded yet",
                 )
             )
@@ -152,7 +176,7 @@ def _judge(
             findings.append(
                 Finding(
                     status.task_id,
-                    "stalled",
+                    Problem.STALLED,
                     f"no progress for {duration(idle)} (stall_timeout {duration(timeout)})",
                     tuple(p.pid for p in (procs or {}).get(status.task_id, [])),
                 )
@@ -170,7 +194,7 @@ def _judge(
     )
 
 
-def _orphans(statuses: list[TaskStatus], procs: Processes) -> list[Finding]:
+def _orphans(statuses: list[TaskStatus], procs: ByTask) -> list[Finding]:
     """Processes of tasks that ended (or whose folder is gone): nothing should be left."""
     live_ids = {s.task_id for s in statuses if not s.is_terminal}
     found = []
@@ -179,6 +203,6 @@ def _orphans(statuses: list[TaskStatus], procs: Processes) -> list[Finding]:
             continue
         pids = tuple(sorted(p.pid for p in left))
         found.append(
-            Finding(task_id, "orphans", f"{len(pids)} process(es) left over after the task ended", pids)
+            Finding(task_id, Problem.ORPHANS, f"{len(pids)} process(es) left over after the task ended", pids)
         )
     return found

@@ -1,4 +1,5 @@
-"""The daemon's book of running tasks, and the one place a task's record changes.
+"""The daemon's book of the tasks it holds (running and queued), and the one place a task's
+record changes.
 
 Every progress.log line, status.json write and state change goes through here, on the
 loop's thread. Listeners (notices) hear of every state change, as an event name:
@@ -7,21 +8,15 @@ loop's thread. Listeners (notices) hear of every state change, as an event name:
 
 from __future__ import annotations
 
-import contextlib
-import subprocess
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from enum import Enum
-from pathlib import Path
 from typing import Any
 
-import psutil
 import structlog
 
 from codexd.clock import iso
-from codexd.daemon import rules
+from codexd.daemon.running import Running
 from codexd.errors import CodexdError, StorageError
 from codexd.tasks import store
 from codexd.tasks.records import LastLog, TaskStatus
@@ -37,71 +32,22 @@ def event_of(old: TaskState, new: TaskState) -> str:
     return new.value
 
 
-class AfterExit(Enum):
-    """What the end of a task's current process means."""
-
-    FINISH = "finish"  # record how the run ended: completed, failed, or a retry
-    CANCEL = "cancel"  # `codexd stop`
-    RESTART = "restart"  # it stalled: resume after a backoff
-    RESTART_NOW = "restart_now"  # `codexd restart`
-    GIVE_UP = "give_up"  # it stalled with its restarts used up
-
-
-@dataclass
-class Running:
-    """A task the daemon looks after: running, being stopped, or owed another run."""
-
-    status: TaskStatus
-    run: int  # which process of the task this is; a stale exit notice is ignored
-    proc: psutil.Process | None = None  # adopted: started by an earlier daemon
-    popen: subprocess.Popen[bytes] | None = None  # our own child
-    after_exit: AfterExit = AfterExit.FINISH
-    active: float = 0.0  # monotonic time of the last progress
-    resume_due: float | None = None  # monotonic time a resume is owed at
-    stall: rules.Next | None = None  # what was decided when it stalled
-    dirty: bool = False  # status changed since it was last written
-    written_at: float = float("-inf")  # monotonic time status.json was last written
-    killer: threading.Thread | None = None  # ending its process tree
-    exit: tuple[int | None] | None = None  # an exit (its code) whose last events are still to be read
-    ending: tuple[int | None, Any] | None = None  # an end still to be written (exit code, Ending)
-    folder: tuple[int, int] | None = None  # its folder's (device, inode): one replaced is not its own
-
-    @property
-    def being_killed(self) -> bool:
-        return self.killer is not None and self.killer.is_alive()
-
-    @property
-    def task_id(self) -> str:
-        return self.status.task_id
-
-    @property
-    def has_process(self) -> bool:
-        return self.proc is not None or self.popen is not None
-
-    @property
-    def root(self) -> psutil.Process | None:
-        """The top of its process tree, while it still runs."""
-        if self.proc is None and self.popen is not None and self.popen.poll() is None:
-            with contextlib.suppress(psutil.Error):
-                return psutil.Process(self.popen.pid)
-        return self.proc
-
-
-def folder_id(path: Path) -> tuple[int, int] | None:
-    try:
-        info = path.stat()
-    except OSError:
-        return None
-    return info.st_dev, info.st_ino
-
-
 class Ledger:
     def __init__(self, tasks: store.TaskStore, status_interval: float = 0.0):
         self.tasks = tasks
         self.status_interval = status_interval
         self.failing: set[str] = set()  # tasks whose status.json could not be written
         self.running: dict[str, Running] = {}
+        self.queued: list[TaskStatus] = []  # waiting for a slot, oldest first
         self.listeners: list[Listener] = []
+
+    def queued_status(self, task_id: str | None) -> TaskStatus | None:
+        return next((s for s in self.queued if s.task_id == task_id), None)
+
+    def drop(self, task_id: str) -> None:
+        """The task leaves the books: its end is recorded, or there is nowhere left to record it."""
+        self.running.pop(task_id, None)
+        self.queued[:] = [s for s in self.queued if s.task_id != task_id]
 
     def append(
         self, running: Running, now: datetime, lines: list[str], status: TaskStatus | None = None
@@ -118,7 +64,12 @@ class Ledger:
                 last_log=LastLog(at, lines[-1]), updated_at=at, daemon=replace(status.daemon, log=size)
             )
         if status is not running.status:
-            running.status, running.dirty = status, True
+            running.record(status, unwritten=True)
+
+    def amend(self, running: Running, status: TaskStatus) -> None:
+        """A change kept in memory, written with the next one: what the loop's next step
+        overwrites at once (a resume brought forward by `codexd restart`)."""
+        running.record(status, unwritten=running.unwritten)
 
     def note(self, task_id: str, now: datetime, line: str) -> None:
         """A line for any task's progress.log, running or ended (an undeliverable notice)."""
@@ -135,10 +86,10 @@ class Ledger:
         lost write did not record. State changes are written at once, durably (`change`).
         """
         for running in self.running.values():
-            if running.dirty and (force or now - running.written_at >= self.status_interval):
+            if running.unwritten and (force or now - running.written_at >= self.status_interval):
                 try:
                     self.tasks.write_status(running.status, durable=force)
-                    running.dirty, running.written_at = False, now
+                    running.written(now)
                 except Exception as exc:  # a full disk, or a record that cannot be written: said once
                     if running.task_id not in self.failing:
                         trace = None if isinstance(exc, StorageError) else exc
@@ -166,7 +117,7 @@ class Ledger:
         self.tasks.write_status(changed)
         running = self.running.get(status.task_id)
         if running is not None:
-            running.status, running.dirty = changed, False
+            running.record(changed, unwritten=False)
         log.info("task.state", task_id=status.task_id, old=old.value, new=new.value)
         return changed
 
@@ -177,7 +128,7 @@ class Ledger:
         books: if the disk is full, it stays on them and the end is tried again."""
         self.tasks.write_results(status.task_id, results)
         self.change(status.with_(pid=None, finished_at=iso(now)), state, now, line)
-        self.running.pop(status.task_id, None)
+        self.drop(status.task_id)
 
     def emit(self, status: TaskStatus, event: str) -> None:
         for listener in self.listeners:

@@ -50,7 +50,7 @@ class Signals:
 
     def _on_hup(self, signum: int, frame: FrameType | None) -> None:
         self.reload = True
-        self.supervisor.inbox.put("wake")
+        self.supervisor.wake()
 
 
 def run(loaded: settings.Settings, config: str | Path | None, stop_tasks: bool = False) -> None:

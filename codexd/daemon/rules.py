@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from codexd.clock import duration
 from codexd.tasks.records import Progress, TaskStatus
@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 
 STRIKES = 3  # the same unexpected error this many times in a row ends the task (or file) it is about
+# What follows a run that went wrong: resume the session after a busy endpoint or a stall,
+# start afresh after a lost session, or end the task failed.
+Action = Literal["retry", "restart", "fresh", "fail"]
 
 
 class Failure(StrEnum):
@@ -75,7 +78,7 @@ def stall_timeout_of(status: TaskStatus, policy: HealthSettings) -> float:
 class Next:
     """What the supervisor does after a run went wrong."""
 
-    action: str  # "retry", "restart", "fresh" or "fail"
+    action: Action
     line: str  # for progress.log
     delay: float = 0.0
     error: str | None = None  # the task's error, when it fails

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from codexd.config.defaultdirs import is_task_id
@@ -91,16 +92,22 @@ class LastLog:
         return cls(at, text) if at is not None and text is not None else None
 
 
+class ResumeKind(StrEnum):
+    RESTART = "restart"  # after a stall or a `restart`: counts in restarts
+    RETRY = "retry"  # after a busy endpoint: counts in retries
+    FRESH = "fresh"  # after a lost session: started afresh, counts in neither
+
+
 @dataclass(frozen=True)
 class Resume:
     """A run the daemon owes the task: after a stall, a busy endpoint, or a `restart`."""
 
     at: float  # wall-clock epoch seconds when it is due (kept so a new daemon honours it)
-    kind: str  # "restart" (counts in restarts) or "retry" (counts in retries)
+    kind: ResumeKind
     reason: str  # told to the agent in the continuation prompt
 
     def to_dict(self) -> dict[str, Any]:
-        return {"at": self.at, "kind": self.kind, "reason": self.reason}
+        return {"at": self.at, "kind": str(self.kind), "reason": self.reason}
 
     @classmethod
     def from_dict(cls, data: object) -> Resume | None:
@@ -109,11 +116,11 @@ class Resume:
     @classmethod
     def read(cls, f: Fields) -> Resume | None:
         at, kind = f.number("at"), f.text("kind")
-        if at is None or kind not in ("restart", "retry"):
+        if at is None or kind not in (ResumeKind.RESTART, ResumeKind.RETRY):  # (a "fresh" one is not read)
             if f.data:
                 f.bad.append(f.prefix.rstrip("."))
             return None
-        return cls(at=at, kind=kind, reason=f.text("reason") or "")
+        return cls(at=at, kind=ResumeKind(kind), reason=f.text("reason") or "")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import structlog
 
 from codexd.codex import process
 from codexd.daemon import follower, rules, runs, supervisor
-from codexd.daemon.runs import Exited
+from codexd.daemon.inbox import Exited
 from codexd.daemon.watcher import FolderWatcher
 from codexd.errors import StorageError
 from codexd.tasks import intake, store, tasktypes
@@ -47,8 +47,8 @@ class TaskProcesses(FakeProcesses):
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch):
-    yield from worlds(tmp_path, monkeypatch, TaskProcesses())
+def world(tmp_path):
+    yield from worlds(tmp_path, TaskProcesses())
 
 
 def breaks_for(monkeypatch, task_id: str, error: BaseException) -> list[str]:
@@ -151,7 +151,7 @@ def test_keyboard_interrupt_and_system_exit_are_not_swallowed(world, monkeypatch
             w.advance(0)
 
 
-def test_a_bug_at_start_up_fails_that_task_and_the_daemon_starts(world, monkeypatch):
+def test_a_bug_at_start_up_fails_that_task_and_the_daemon_starts(world):
     w = world()
     w.submit(task_id="t1")
     w.sup.close()
@@ -159,7 +159,7 @@ def test_a_bug_at_start_up_fails_that_task_and_the_daemon_starts(world, monkeypa
     def broken(*args: Any) -> None:
         raise TypeError("unexpected record")
 
-    monkeypatch.setattr(process, "find", broken)
+    w.procs.find = broken
     w.sup = w.new_supervisor()  # before: the TypeError ended start-up, and every start after it
     status = w.status("t1")
     assert status["status"] == "failed" and status["error"].startswith("internal error: TypeError")
@@ -241,10 +241,10 @@ def test_every_spawn_records_where_its_stderr_begins(world):
 # -- requests are removed only once their effect is recorded -------------------------------------
 
 
-def test_a_stop_request_stays_until_the_cancellation_is_recorded(world, monkeypatch):
+def test_a_stop_request_stays_until_the_cancellation_is_recorded(world):
     w = world()
     w.submit()
-    monkeypatch.setattr(process, "kill_tree", lambda *a: [])  # a tree that takes its time to end
+    w.procs.kill_tree = lambda *a: []  # a tree that takes its time to end
     request = w.settings.tasks_dir / ".requests" / "t1.stop"
     request.write_text("now")
     for _ in range(3):
@@ -257,12 +257,11 @@ def test_a_stop_request_stays_until_the_cancellation_is_recorded(world, monkeypa
     assert not request.exists()  # at once, not at the next rescan: a `retry` may come next
 
 
-def test_a_new_daemon_finishes_a_stop_the_last_one_began(world, monkeypatch):
+def test_a_new_daemon_finishes_a_stop_the_last_one_began(world):
     w = world()
     w.submit()
     (w.settings.tasks_dir / ".requests" / "t1.stop").write_text("now")
-    w.sup.close()  # (a daemon killed before it handled or recorded the stop)
-    monkeypatch.setattr(process, "find", lambda *a: None)  # its Codex ended meanwhile
+    w.sup.close()  # (a daemon killed before it handled or recorded the stop; its Codex ended meanwhile)
     w.sup = w.new_supervisor()
     w.tick_until(lambda: w.status()["status"] == "cancelled")
     assert not (w.settings.tasks_dir / ".requests" / "t1.stop").exists()
@@ -282,9 +281,9 @@ def test_a_restart_request_is_handled_once(world):
     assert not (w.settings.tasks_dir / ".requests" / "t1.restart").exists()
 
 
-def test_a_restart_request_older_than_the_current_run_is_not_carried_out_again(world, monkeypatch):
+def test_a_restart_request_older_than_the_current_run_is_not_carried_out_again(world):
     w = world()
-    monkeypatch.setattr(process, "create_time", lambda pid: time.time())
+    w.procs.create_time = lambda pid: time.time()
     w.submit()
     w.events("t1", THREAD)
     w.advance(0)
@@ -292,7 +291,7 @@ def test_a_restart_request_older_than_the_current_run_is_not_carried_out_again(w
     request.write_text("now")
     os.utime(request, (time.time() - 60, time.time() - 60))  # written before this run began
     w.sup.close()  # a daemon that restarted it and died before removing the request
-    monkeypatch.setattr(process, "find", lambda *a: None)  # the run ended meanwhile, on its own
+    # (the run ended meanwhile, on its own: a new daemon finds no fake child)
     w.events("t1", {"type": "turn.started"}, {"type": "turn.completed", "usage": {}})
     w.sup = w.new_supervisor()
     w.tick_until(lambda: w.status()["status"] == "completed")
@@ -396,7 +395,7 @@ def test_a_waiter_that_fails_still_reports_the_exit(tmp_path):
     assert done.wait(5) and posted == [Exited("t1", 7, None)]
 
 
-def test_a_killer_that_fails_is_tried_again(world, monkeypatch):
+def test_a_killer_that_fails_is_tried_again(world):
     w = world()
     w.submit()
     tries: list[int] = []
@@ -408,8 +407,8 @@ def test_a_killer_that_fails_is_tried_again(world, monkeypatch):
             raise RuntimeError("process table hiccup")
         return real(*args)
 
-    monkeypatch.setattr(process, "kill_tree", flaky)
-    monkeypatch.setattr(runs, "KILL_RETRY", 0.01)
+    w.procs.kill_tree = flaky
+    w.procs.kill_retry = 0.01
     (w.settings.tasks_dir / ".requests" / "t1.stop").write_text("now")
     w.sup.schedule.rescan_at = 0.0
     w.tick_until(lambda: w.status()["status"] == "cancelled")
@@ -519,7 +518,7 @@ def test_a_request_whose_name_is_no_task_id_is_not_acted_on(world, monkeypatch):
     w = world()
     w.submit()
     acted: list[str] = []
-    monkeypatch.setattr(w.sup, "_cancel", lambda task_id, now: acted.append(task_id))
+    monkeypatch.setattr(w.sup.requests, "cancel", lambda task_id, now: acted.append(task_id))
     for name in ("a b.stop", "ü.stop", "x" * 129 + ".stop", "t1.stop"):
         (w.settings.tasks_dir / ".requests" / name).write_text("now")
     w.sup.schedule.rescan_at = 0.0

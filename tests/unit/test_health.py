@@ -16,6 +16,9 @@ from codexd.clock import FakeClock
 from codexd.codex import process
 from codexd.config.settings import DaemonSettings, HealthSettings, Settings
 from codexd.daemon import rules
+from codexd.daemon.checkup import Problem
+from codexd.daemon.inbox import Findings
+from codexd.daemon.processes import Processes
 from codexd.daemon.supervisor import Supervisor
 from codexd.notify import notices
 from codexd.tasks import intake, tasktypes
@@ -114,7 +117,10 @@ class FakeChild:
         self._ended.set()
 
 
-class FakeProcesses:
+class FakeProcesses(Processes):
+    """The process backend the supervisor is given: children that end when told, and a
+    process table that holds none of them."""
+
     def __init__(self) -> None:
         self.started: list[FakeChild] = []
         self.kills = 0
@@ -130,6 +136,21 @@ class FakeProcesses:
         for child in self.started:
             if child.code is None:
                 child.end(-15)
+        return []
+
+    def forget(self, pid: int) -> None:
+        pass
+
+    def create_time(self, pid: int) -> float | None:
+        return None
+
+    def find(self, pid: int | None, started: float | None, task_id: str) -> Any:
+        return None  # a new daemon finds no fake child: its run ended meanwhile
+
+    def by_task(self, tasks_root: Path) -> dict[str, list[Any]]:
+        return {}
+
+    def end_adopted(self) -> list[int]:
         return []
 
     @property
@@ -152,7 +173,7 @@ class World:
         self.sup = self.new_supervisor()
 
     def new_supervisor(self) -> Supervisor:
-        sup = Supervisor(self.settings, clock=self.clock)
+        sup = Supervisor(self.settings, clock=self.clock, processes=self.procs)
         sup.start()
         return sup
 
@@ -196,15 +217,12 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path, monkeypatch):
-    yield from worlds(tmp_path, monkeypatch, FakeProcesses())
+def world(tmp_path):
+    yield from worlds(tmp_path, FakeProcesses())
 
 
-def worlds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, procs: Any) -> Iterator[Callable[..., World]]:
-    """Supervisors over `procs` (fake processes), each closed when the test ends."""
-    monkeypatch.setattr(process, "spawn", procs.spawn)
-    monkeypatch.setattr(process, "kill_tree", procs.kill_tree)
-    monkeypatch.setattr(process, "processes_by_task", lambda root: {})
+def worlds(tmp_path: Path, procs: FakeProcesses) -> Iterator[Callable[..., World]]:
+    """Supervisors given `procs` (fake processes), each closed when the test ends."""
     made: list[World] = []
 
     def make(**health_settings: Any) -> World:
@@ -390,3 +408,17 @@ def test_a_run_that_no_daemon_recorded_is_finished_from_its_log_not_run_again(wo
     w.tick_until(lambda: w.status("t9")["status"] == "completed")
     assert w.procs.started == []  # finished from its event log, not run a second time
     assert "Codex ran while no daemon recorded it" in w.log("t9")
+
+
+def test_the_health_job_keeps_its_report_and_hands_the_loop_only_its_findings(world):
+    w = world()
+    w.submit()
+    w.sup._health_job()  # (as APScheduler's thread runs it)
+    report = json.loads((w.settings.tasks_dir / ".health.json").read_text())
+    assert [(f["task_id"], f["kind"]) for f in report["findings"]] == [("t1", "dead")]  # a fake child
+    posted = [m for m in w.sup.inbox.drain() if isinstance(m, Findings)]
+    assert posted and [(f.task_id, f.kind) for f in posted[-1].findings] == [("t1", Problem.DEAD)]
+    rescan_at = w.sup.schedule.rescan_at
+    w.sup._handle(posted[-1], w.clock.now())
+    assert w.sup.schedule.rescan_at == rescan_at  # the spool is rescanned on its own deadline
+    assert w.status()["status"] == "in_progress"  # the loop knows better: its child runs
