@@ -464,7 +464,7 @@ def notify_test(ctx: click.Context, urls: tuple[str, ...]) -> int:
     entries = list(urls) or [u.get_secret_value() for u in loaded.notify.urls]
     if not entries:
         raise CodexdError(f"no notification URLs: add notify.urls to {path} (see the README) or pass --url")
-    redact.add([*entries, *(endpoints.parse(e).url for e in entries)])
+    settings.keep_secret(entries)
     notice = notices.test_notice(socket.gethostname(), list(loaded.notify.events))
     failed = 0
     for entry in entries:
