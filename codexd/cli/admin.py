@@ -107,9 +107,9 @@ def _service(ctx: click.Context, systemd: bool, launchd: bool) -> Any:
         raise InvalidInput("choose one of --systemd and --launchd")
     manager = "systemd" if systemd else "launchd" if launchd else None
     loaded, _ = settings.load(ctx.meta["config"])
-    path, named = paths.locate_config(ctx.meta["config"])
     chosen = manager or service.default_manager()
-    return service.plan(chosen, path if named else None, loaded.codex.command[0], loaded.daemon.stop_timeout)
+    named = paths.named_config(ctx.meta["config"])
+    return service.plan(chosen, named, loaded.codex.command[0], loaded.daemon.stop_timeout)
 
 
 @service.command(name="install")

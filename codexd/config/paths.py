@@ -135,6 +135,12 @@ def locate_config(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
     return expand(path), named
 
 
+def named_config(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """The config file the user named (a service's daemon is started with it), or None."""
+    path, named = locate_config(explicit)
+    return path if named else None
+
+
 def read_toml(path: str | os.PathLike[str], required: bool) -> dict[str, Any]:
     """The file's settings ({} when it is absent and nobody named it); ConfigError if they cannot be read."""
     try:
