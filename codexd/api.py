@@ -19,7 +19,7 @@ from codexd.clock import iso, parse_iso
 from codexd.config import limits, paths
 from codexd.daemon import lock
 from codexd.errors import BrokenRecord, CodexdError, InvalidInput, UnknownTask, WaitTimeout
-from codexd.present import reports
+from codexd.present import reports, vocabulary
 from codexd.tailing import tail_lines
 from codexd.tasks import intake, store, taskid, tasktypes
 from codexd.tasks.records import Progress, TaskStatus
@@ -71,9 +71,7 @@ class Tasks:
 
     def list(self, broken: Broken | None = None) -> list[dict[str, Any]]:
         """Every task, newest first; one whose status.json is broken goes to `broken` (else a log line)."""
-        found = self.store.all_statuses(broken)
-        found.sort(key=lambda d: (d["created_at"], d["daemon"]["accepted_ns"]), reverse=True)
-        return found
+        return vocabulary.newest_first(self.store.all_statuses(broken))
 
     def results(self, task_id: str) -> dict[str, Any] | None:
         self.status_dict(task_id)
@@ -235,19 +233,39 @@ def task_dir_from_env() -> Path | None:
     return Path(value) if value else None
 
 
+class Following:
+    """The lines appended to a file from `offset` on, whole, each cut to `width` bytes: what
+    `codexd logs --follow` and the dashboard's log view show as a task's log grows."""
+
+    def __init__(self, path: Path, offset: int, width: int | None = None):
+        self.path, self.offset = path, offset
+        self._lines = tailing.Splitter(width)
+
+    def new_lines(self) -> list[str] | None:
+        """The lines finished in what was appended since the last call; None if nothing was."""
+        data = store.read_from(self.path, self.offset)
+        if not data:
+            return None
+        self.offset += len(data)
+        return self._lines.feed(data)
+
+    def grown(self) -> bool:
+        return bool(store.read_from(self.path, self.offset, 1))
+
+
 def follow(
     path: Path, offset: int, ended: Callable[[], bool], poll: float = 0.1, width: int | None = None
 ) -> Iterator[str]:
     """Lines appended to `path` after `offset`, until `ended()` and nothing more is left;
     with `width`, each cut to its first `width` bytes."""
-    lines = tailing.Splitter(width)
+    following = Following(path, offset, width)
     while True:
-        data = store.read_from(path, offset)
-        offset += len(data)
-        yield from lines.feed(data)
-        if not data:
-            if ended() and not store.read_from(path, offset, 1):
-                return
+        lines = following.new_lines()
+        if lines is not None:
+            yield from lines
+        elif ended() and not following.grown():
+            return
+        else:
             time.sleep(poll)
 
 

@@ -22,9 +22,9 @@ from textual.widgets import DataTable, Footer, Header, Log, ProgressBar, Static
 
 from codexd import api
 from codexd.errors import BrokenRecord, CodexdError, UnknownTask
-from codexd.present import views
+from codexd.present import views, vocabulary
 from codexd.present.shown import shown
-from codexd.tailing import SHOWN_CHARS, Splitter, tail_lines
+from codexd.tailing import SHOWN_CHARS, tail_lines
 from codexd.tasks import store
 
 Now = Callable[[], datetime]
@@ -47,7 +47,7 @@ def task_lines(task: dict[str, Any], now: datetime) -> dict[str, Text]:
     Text objects, not strings: Textual reads markup in a string, so an agent's `[link=...]`,
     `[@click=...]` or `[/]` would be obeyed. Their control characters are made visible too."""
     progress = task.get("progress") or {}
-    items = [views.item_line(i) for i in progress.get("items") or []]
+    items = [vocabulary.item_line(i) for i in progress.get("items") or []]
     last = task.get("last_log") or {}
     recovery = [f"{key} {task[key]}" for key in ("restarts", "stalls", "retries") if task.get(key)]
     facts = Text.assemble(
@@ -186,8 +186,7 @@ class LogView(Screen[None]):
     def __init__(self, tasks: api.Tasks, task_id: str, raw: bool):
         super().__init__()
         self.tasks, self.task_id, self.raw = tasks, task_id, raw
-        self._offset = 0
-        self._lines = Splitter(SHOWN_CHARS)
+        self._following = api.Following(self.path, 0, SHOWN_CHARS)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -207,16 +206,14 @@ class LogView(Screen[None]):
         self.title = f"{self.task_id}: {'events.jsonl' if self.raw else 'progress.log'}"
         log = self.query_one(Log)
         log.clear()
-        self._offset, self._lines = store.size_of(self.path), Splitter(SHOWN_CHARS)
-        lines = tail_lines(self.path, LOG_LINES, end=self._offset, width=SHOWN_CHARS)
+        self._following = api.Following(self.path, store.size_of(self.path), SHOWN_CHARS)
+        lines = tail_lines(self.path, LOG_LINES, end=self._following.offset, width=SHOWN_CHARS)
         log.write_lines(map(shown, lines))  # raw events may hold C1 and bidi controls
 
     def follow(self) -> None:
-        data = store.read_from(self.path, self._offset)
-        if not data:
-            return
-        self._offset += len(data)
-        self.query_one(Log).write_lines(map(shown, self._lines.feed(data)))
+        lines = self._following.new_lines()
+        if lines is not None:
+            self.query_one(Log).write_lines(map(shown, lines))
 
     def action_toggle_raw(self) -> None:
         self.raw = not self.raw
@@ -231,7 +228,6 @@ class TaskList(Screen[None]):
         Binding("r", "refresh", "Refresh"),
         Binding("q", "app.quit", "Quit"),
     ]
-    COLUMNS = ("ID", "TYPE", "STATUS", "PROGRESS", "ELAPSED", "RESTARTS")
 
     def __init__(self, tasks: api.Tasks, now: Now):
         super().__init__()
@@ -246,25 +242,14 @@ class TaskList(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns(*self.COLUMNS)
+        self.query_one(DataTable).add_columns(*views.TASK_COLUMNS)
         self.show()
         self.set_interval(POLL, self.show)
 
     def rows(self) -> list[tuple[str, ...]]:
         now = self.now()
-        return [
-            (
-                t["task_id"],
-                str(t.get("type", "")),
-                str(t.get("status", "")),
-                views.progress_text(t.get("progress")),
-                views.elapsed(t, now),
-                str(t.get("restarts") or 0),
-            )
-            for t in self.tasks.list(
-                broken=[]
-            )  # a broken status file is left out, not logged over the screen
-        ]
+        # A broken status file is left out, not logged over the screen.
+        return [views.task_row(t, now) for t in self.tasks.list(broken=[])]
 
     def show(self) -> None:
         rows = self.rows()

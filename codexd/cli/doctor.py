@@ -193,8 +193,7 @@ def check_service(config: str | None, codex: str, stop_timeout: float) -> Iterat
     from codexd.cli import service
     from codexd.config import paths
 
-    path, named = paths.locate_config(config)
-    unit = service.plan(service.default_manager(), path if named else None, codex, stop_timeout)
+    unit = service.plan(service.default_manager(), paths.named_config(config), codex, stop_timeout)
     if not unit.installed:
         yield Check("service", True, f"not installed (optional: `codexd service install`, {unit.manager})")
         return

@@ -3,9 +3,10 @@
 `codexd status ID --json`, `codexd logs ID -n N` and `codexd list --json` are what
 scripts and status bars call in a loop, so they are answered here with `os` and `sys`
 alone, at about the cost of starting Python: status files are printed as the daemon wrote
-them, which is the JSON the full command prints. Anything else, and anything out of the
-ordinary (an unknown task, one still in the spool, a file the daemon did not format),
-goes to the full command line, which handles it the same way, only later.
+them, which is the JSON the full command prints. The tasks folder is found by
+`config.paths`, as the full command line finds it. Anything else, and anything out of the
+ordinary (an unknown task, one still in the spool, a file the daemon did not format, a
+config file in error), goes to the full command line, which handles it the same way, only later.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-from codexd.config import defaultdirs
+from codexd.config import defaultdirs, paths
 
 
 def main() -> None:
@@ -42,31 +43,10 @@ def quick(argv: list[str]) -> int | None:
     return None
 
 
-def tasks_root() -> str | None:
-    """The tasks folder as the full settings would find it, or None if only they can tell."""
-    named = os.environ.get("CODEXD_TASKS_DIR")
-    if named is not None:
-        return defaultdirs.expand(named) if named.strip() else None  # empty: the full CLI refuses it
-    config = os.environ.get("CODEXD_CONFIG")
-    path = defaultdirs.expand(config) if config else os.path.join(defaultdirs.config_dir(), "config.toml")
-    try:
-        with open(path, "rb") as f:
-            text = f.read()
-    except FileNotFoundError:
-        if config:
-            return None  # a named config must exist: the full command line says so
-        text = b""
-    except OSError:
-        return None
-    if b"tasks_dir" in text:
-        return None  # the settings file moves the tasks: parsing TOML is the full CLI's job
-    return os.path.join(defaultdirs.state_dir(), "tasks")
-
-
 def _task_record(task_id: str) -> tuple[str, bytes] | None:
     """The task's folder and status.json, if that is as the daemon wrote it; else the full
     command line answers (an unknown task, one still in the spool, a broken file)."""
-    root = tasks_root()
+    root = paths.quick_tasks_dir()
     if root is None or not defaultdirs.is_task_id(task_id):
         return None
     folder = os.path.join(root, task_id)
@@ -106,7 +86,7 @@ def _print_tail(task_id: str, n: int) -> int | None:
 def _print_list() -> int | None:
     from codexd.tasks import listing
 
-    root = tasks_root()
+    root = paths.quick_tasks_dir()
     if root is None or not os.path.isdir(root):
         return None
     data = listing.json_array(listing.named_status_files(root))

@@ -1,71 +1,44 @@
-"""Where things are: the config file and the task and spool folders.
+"""Where things are: which config file, and which tasks and spool folders.
 
-Kept light (tomllib, platformdirs) so that quick commands such as `status` and `list`
-find the tasks without building the full settings object.
+The one place their precedence is decided. The config file: `--config`, else
+$CODEXD_CONFIG, else config.toml in the platform config folder. A folder: its CODEXD_*
+variable, else the file's setting, else the platform state folder. The full settings
+(settings.py), the API and the quick commands (cli/entry.py) all ask here, so this module
+needs `os` alone: tomllib, pathlib and the error types are imported by the calls that use them.
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from codexd.config import defaultdirs
-from codexd.errors import ConfigError
+
+TYPE_CHECKING = False  # not typing's: importing typing costs the quick commands ~5 ms
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+    from typing import Any
 
 ENV_CONFIG = "CODEXD_CONFIG"
+# Each folder setting: the variable that overrides it, and its folder under the state folder.
+FOLDERS = {"tasks_dir": ("CODEXD_TASKS_DIR", "tasks"), "spool_dir": ("CODEXD_SPOOL_DIR", "spool")}
 
 
-def state_dir() -> Path:
-    return Path(defaultdirs.state_dir())
-
-
-def default_config_file() -> Path:
-    return Path(defaultdirs.config_dir()) / "config.toml"
-
-
-def expand(value: str | Path) -> Path:
-    """`~` and relative paths made absolute, as the user meant them where they typed them."""
-    return Path(defaultdirs.expand(str(value)))
-
-
-def locate_config(explicit: str | Path | None) -> tuple[Path, bool]:
+def config_file(explicit: str | os.PathLike[str] | None = None) -> tuple[str, bool]:
     """The config file and whether the user named it (then it must exist)."""
-    if explicit:
-        return expand(explicit), True
-    from_env = os.environ.get(ENV_CONFIG)
-    if from_env:
-        return expand(from_env), True
-    return default_config_file(), False
+    named = explicit or os.environ.get(ENV_CONFIG)
+    if named:
+        return defaultdirs.expand(str(named)), True
+    return os.path.join(defaultdirs.config_dir(), "config.toml"), False
 
 
-def read_toml(path: Path, required: bool) -> dict[str, Any]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        if required:
-            raise ConfigError(
-                [f"config file {path} does not exist: create it (see config.example.toml) or fix the path"]
-            ) from None
-        return {}
-    except OSError as exc:
-        raise ConfigError([f"config file {path} cannot be read: {exc.strerror}"]) from None
-    try:
-        return tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError([f"config file {path} is not UTF-8 text"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"config file {path} is not valid TOML: {exc}"]) from None
+def folder_value(key: str, table: Mapping[str, Any]) -> Any:
+    """What the user set folder `key` to: its variable over the file; None leaves the default."""
+    return os.environ.get(FOLDERS[key][0], table.get(key))
 
 
-@dataclass(frozen=True)
-class Locations:
-    config_file: Path
-    tasks_dir: Path
-    spool_dir: Path
-    type_names: frozenset[str]
+def default_folder(key: str) -> str:
+    return os.path.join(defaultdirs.state_dir(), FOLDERS[key][1])
 
 
 def check_folder_setting(key: str, value: Any) -> None:
@@ -75,26 +48,122 @@ def check_folder_setting(key: str, value: Any) -> None:
         raise ValueError(f"{key}: must be a folder path (a non-empty string); remove it for the default")
 
 
-def _setting(env_key: str, table: dict[str, Any], key: str, default: Path) -> Path:
-    value = os.environ.get(env_key, table.get(key))
+def folder(key: str, table: Callable[[], Mapping[str, Any]]) -> str:
+    """The folder `key` names, absolute; `table()` (the file's settings) is read only when no
+    variable decides. ValueError says, in one line, what is wrong."""
+    value = os.environ.get(FOLDERS[key][0])
     if value is None:
-        return default
+        value = folder_value(key, table())
+    if value is None:
+        return default_folder(key)
+    check_folder_setting(key, value)
+    return defaultdirs.expand(str(value))
+
+
+def read_bytes(path: str, required: bool) -> bytes:
+    """The config file's bytes (none when it is absent and nobody named it); ValueError says why not."""
     try:
-        check_folder_setting(key, value)
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        if required:
+            raise ValueError(
+                f"config file {path} does not exist: create it (see config.example.toml) or fix the path"
+            ) from None
+        return b""
+    except OSError as exc:
+        raise ValueError(f"config file {path} cannot be read: {exc.strerror}") from None
+
+
+def parse(raw: bytes, path: str) -> dict[str, Any]:
+    """The settings in the file's bytes; ValueError says why they cannot be read."""
+    import tomllib
+
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def quick_tasks_dir() -> str | None:
+    """The tasks folder `resolve()` finds, with `os` alone unless the file sets it; None when
+    there is a problem for the full command line to report."""
+    try:
+        return folder("tasks_dir", _quick_table)
+    except ValueError:
+        return None
+
+
+def _quick_table() -> Mapping[str, Any]:
+    """The file's settings, parsed only when it mentions tasks_dir (nothing else in it moves
+    the tasks), then with every folder checked as `resolve()` checks them."""
+    path, named = config_file()
+    raw = read_bytes(path, named)
+    if b"tasks_dir" not in raw:
+        return {}
+    table = parse(raw, path)
+    for key in FOLDERS:
+        folder(key, lambda: table)
+    return table
+
+
+# -- the full command line and the daemon: Path objects, and problems as ConfigError ---------------
+
+
+class Locations:
+    """Where one configuration puts things."""
+
+    __slots__ = ("config_file", "spool_dir", "tasks_dir", "type_names")
+
+    def __init__(self, config_file: Path, tasks_dir: Path, spool_dir: Path, type_names: frozenset[str]):
+        self.config_file, self.tasks_dir, self.spool_dir = config_file, tasks_dir, spool_dir
+        self.type_names = type_names
+
+
+def expand(value: str | os.PathLike[str]) -> Path:
+    """`~` and relative paths made absolute, as the user meant them where they typed them."""
+    from pathlib import Path
+
+    return Path(defaultdirs.expand(str(value)))
+
+
+def locate_config(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
+    """config_file() as a Path."""
+    path, named = config_file(explicit)
+    return expand(path), named
+
+
+def named_config(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """The config file the user named (a service's daemon is started with it), or None."""
+    path, named = locate_config(explicit)
+    return path if named else None
+
+
+def read_toml(path: str | os.PathLike[str], required: bool) -> dict[str, Any]:
+    """The file's settings ({} when it is absent and nobody named it); ConfigError if they cannot be read."""
+    try:
+        return parse(read_bytes(str(path), required), str(path))
     except ValueError as exc:
-        raise ConfigError([str(exc)]) from None
-    return expand(value)
+        raise _config_error(exc) from None
 
 
-def resolve(explicit_config: str | Path | None = None) -> Locations:
-    """The same precedence as the full settings: environment, then the file, then defaults."""
+def resolve(explicit_config: str | os.PathLike[str] | None = None) -> Locations:
+    """The config file and the folders it and the environment choose; ConfigError if one is wrong."""
+    from pathlib import Path
+
     path, required = locate_config(explicit_config)
     table = read_toml(path, required)
-    base = state_dir()
+    try:
+        tasks_dir, spool_dir = [Path(folder(key, lambda: table)) for key in FOLDERS]
+    except ValueError as exc:
+        raise _config_error(exc) from None
     types = table.get("types")
-    return Locations(
-        config_file=path,
-        tasks_dir=_setting("CODEXD_TASKS_DIR", table, "tasks_dir", base / "tasks"),
-        spool_dir=_setting("CODEXD_SPOOL_DIR", table, "spool_dir", base / "spool"),
-        type_names=frozenset(types) if isinstance(types, dict) else frozenset(),
-    )
+    return Locations(path, tasks_dir, spool_dir, frozenset(types) if isinstance(types, dict) else frozenset())
+
+
+def _config_error(exc: ValueError) -> Exception:
+    from codexd.errors import ConfigError
+
+    return ConfigError([str(exc)])

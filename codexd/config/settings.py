@@ -1,6 +1,9 @@
 """The full settings, validated with pydantic-settings (used by the daemon, config, doctor).
 
 Precedence: environment (`CODEXD_*`, `__` for nesting) over the TOML file over defaults.
+Which file, and the tasks and spool folders, are decided by `paths` (the quick commands
+ask it too); pydantic-settings reads the rest. The notification URLs are secrets:
+`load()` registers them with `redact` in one call, `keep_secret`.
 """
 
 from __future__ import annotations
@@ -126,8 +129,8 @@ class Settings(BaseSettings):
         env_prefix="CODEXD_", env_nested_delimiter="__", extra="forbid", allow_inf_nan=False
     )
 
-    tasks_dir: Path = Field(default_factory=lambda: paths.state_dir() / "tasks")
-    spool_dir: Path = Field(default_factory=lambda: paths.state_dir() / "spool")
+    tasks_dir: Path = Field(default_factory=lambda: Path(paths.default_folder("tasks_dir")))
+    spool_dir: Path = Field(default_factory=lambda: Path(paths.default_folder("spool_dir")))
     max_parallel: int = Field(4, ge=1, le=MAX_PARALLEL)
     # How a task's whole process tree is kept together and ended (see containment.py).
     process_trees: Literal["auto", "cgroup", "scope", "group"] = "auto"
@@ -215,20 +218,26 @@ def _env_path(name: str) -> list[str]:
 def load(explicit_config: str | Path | None = None) -> tuple[Settings, Path]:
     """The effective settings and the config file they came from; ConfigError lists problems."""
     path, required = paths.locate_config(explicit_config)
-    paths.read_toml(path, required)  # one clear line for a missing or broken file
+    table = paths.read_toml(path, required)  # one clear line for a missing or broken file
     bound = type("BoundSettings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": path}})
     env = env_problems(os.environ)
     if env:
         raise ConfigError(env)
+    # The folders as `paths` chooses them (validated here, with every other problem).
+    folders = {key: paths.folder_value(key, table) for key in paths.FOLDERS}
     try:
-        loaded = bound()
+        loaded = bound(**{key: value for key, value in folders.items() if value is not None})
     except ValidationError as exc:
         raise ConfigError([line for e in exc.errors() for line in _problems(e)]) from None
     except SettingsError as exc:  # what env_problems did not foresee
         raise ConfigError([f"settings from the environment: {exc}"]) from None
-    entries = [u.get_secret_value() for u in loaded.notify.urls]
-    redact.add([*entries, *(endpoints.parse(e).url for e in entries)])  # masked in all messages from now on
+    keep_secret([u.get_secret_value() for u in loaded.notify.urls])
     return loaded, path
+
+
+def keep_secret(entries: list[str]) -> None:
+    """Notification URL entries, and the URL in each, are masked in every message from now on."""
+    redact.add([*entries, *(endpoints.parse(e).url for e in entries)])
 
 
 def shown(settings: Settings) -> dict[str, Any]:

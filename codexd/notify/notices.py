@@ -11,6 +11,7 @@ from datetime import datetime
 
 from codexd.clock import duration, parse_iso
 from codexd.present.shown import md_text, shown_line
+from codexd.present.vocabulary import outcome_label
 from codexd.tasks.records import TaskStatus
 
 # apprise's notify types, which Slack and Discord colour: green, red, yellow, blue.
@@ -22,13 +23,6 @@ KIND = {
     "restarted": "info",
 }
 EVENTS = tuple(KIND)
-LABELS = {
-    "approved": "✅ Approved",
-    "changes_requested": "⚠️ Changes requested",
-    "commented": "💬 Commented",
-    "done": "✔ Done",
-    "failed": "✖ Failed",
-}
 
 
 @dataclass(frozen=True)
@@ -97,7 +91,7 @@ def _counts(status: TaskStatus) -> list[tuple[str, str]]:
     if total:
         done = f"{progress.completed}/{total}" if progress.completed != total else str(total)
         counts.append(("Total", done))
-    counts += [(LABELS.get(k, k.replace("_", " ").capitalize()), str(n)) for k, n in outcomes.items()]
+    counts += [(outcome_label(k), str(n)) for k, n in outcomes.items()]
     return counts
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from codexd.clock import duration, parse_iso
 from codexd.present.shown import md_text, shown, shown_line
-from codexd.present.views import item_line, outcome_text
+from codexd.present.vocabulary import STATUS_ICONS, item_line, outcome_text
 from codexd.tasks import store
 
 # progress.log lines that belong under "Errors and restarts" (the text after the time).
@@ -33,14 +33,6 @@ INCIDENTS = (
     b"Failed:",
     b"Notice undeliverable",
 )
-STATUS_ICONS = {
-    "completed": "✅",
-    "failed": "❌",
-    "cancelled": "⏹",
-    "stalled": "⏸",
-    "in_progress": "▶",
-    "queued": "⏳",
-}
 
 
 def build(status: dict[str, Any], results: dict[str, Any] | None, task_dir: Path) -> dict[str, Any]:

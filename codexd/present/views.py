@@ -1,4 +1,5 @@
-"""Human-readable text for the CLI: task lines, one task's details, durations."""
+"""Human-readable text for the CLI and the dashboard: task rows, one task's details, durations
+(the icons and words they use are in `vocabulary`)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,9 @@ from typing import Any
 
 from codexd.clock import duration, parse_iso
 from codexd.present.shown import shown
+from codexd.present.vocabulary import item_line
 
-ICONS = {"approved": "✅", "changes_requested": "⚠️", "commented": "💬", "done": "✔", "failed": "✖"}
-
-
-def outcome_text(outcome: str) -> str:
-    """`changes_requested` -> `⚠️ changes requested`."""
-    return f"{ICONS.get(outcome, '•')} {outcome.replace('_', ' ')}"
-
-
-def item_line(item: dict[str, Any]) -> str:
-    """`✅ #626 - toml upgrade (approved)`: one finished item, wherever it is shown."""
-    outcome = item.get("outcome") or "done"
-    return f"{ICONS.get(outcome, '•')} {item.get('title')} ({outcome.replace('_', ' ')})"
+TASK_COLUMNS = ("ID", "TYPE", "STATUS", "PROGRESS", "ELAPSED", "RESTARTS")
 
 
 def elapsed(task: dict[str, Any], now: datetime | None = None) -> str:
@@ -39,23 +30,24 @@ def progress_text(progress: dict[str, Any] | None) -> str:
     return f"{completed} done" if completed else "-"
 
 
+def task_row(task: dict[str, Any], now: datetime | None = None) -> tuple[str, ...]:
+    """One task under TASK_COLUMNS, in `codexd list` and the dashboard's task list."""
+    return (
+        task["task_id"],
+        str(task.get("type", "")),
+        str(task.get("status", "")),
+        progress_text(task.get("progress")),
+        elapsed(task, now),
+        str(task.get("restarts") or 0),
+    )
+
+
 def task_table(tasks: list[dict[str, Any]]) -> str:
-    header = ("ID", "TYPE", "STATUS", "PROGRESS", "ELAPSED", "RESTARTS")
-    rows = [
-        (
-            t["task_id"],
-            t.get("type", ""),
-            t.get("status", ""),
-            progress_text(t.get("progress")),
-            elapsed(t),
-            str(t.get("restarts") or 0),
-        )
-        for t in tasks
-    ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    rows = [task_row(t) for t in tasks]
+    widths = [max(len(r[i]) for r in [TASK_COLUMNS, *rows]) for i in range(len(TASK_COLUMNS))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
+        for row in [TASK_COLUMNS, *rows]
     )
 
 

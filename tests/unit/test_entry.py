@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from codexd.cli import commands, entry
+from codexd.config import paths
 from codexd.tasks import store
 from codexd.tasks.records import Progress, TaskStatus
 from codexd.tasks.states import TaskState
@@ -73,14 +74,18 @@ def test_anything_else_goes_to_the_full_command_line(tasks, argv):
     assert entry.quick(argv) is None
 
 
-def test_where_the_settings_decide_the_folder_it_hands_over(tasks, tmp_path, monkeypatch):
+def test_it_finds_the_folder_the_settings_name_or_hands_over(tasks, tmp_path, monkeypatch):
     monkeypatch.delenv("CODEXD_TASKS_DIR")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    assert entry.tasks_root() == str(tmp_path / "state" / "codexd" / "tasks")
+    assert paths.quick_tasks_dir() == str(tmp_path / "state" / "codexd" / "tasks")
     (tmp_path / "config.toml").write_text(f'tasks_dir = "{tmp_path / "tasks"}"\n')
-    assert entry.tasks_root() is None
+    assert paths.quick_tasks_dir() == str(tmp_path / "tasks") == str(paths.resolve().tasks_dir)
+    assert run(monkeypatch, entry.quick, ["status", "t1", "--json"])[0] == 0
+    for broken in ('tasks_dir = ""\n', 'tasks_dir = "x"\nspool_dir = ""\n', "tasks_dir = [\n"):
+        (tmp_path / "config.toml").write_text(broken)  # the full command line says what is wrong
+        assert paths.quick_tasks_dir() is None
     monkeypatch.setenv("CODEXD_CONFIG", str(tmp_path / "missing.toml"))
-    assert entry.tasks_root() is None
+    assert paths.quick_tasks_dir() is None
 
 
 def test_list_json_is_the_parsed_list_byte_for_byte(tasks, monkeypatch):

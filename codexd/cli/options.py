@@ -1,0 +1,105 @@
+"""What the commands share: the tasks folder, the number types, JSON, files written whole."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from codexd import api
+from codexd.config import limits
+from codexd.errors import BrokenRecord
+from codexd.notify.redact import redact
+from codexd.tasks import store
+
+
+def tasks_of(ctx: click.Context) -> api.Tasks:
+    """The tasks folder, found on first use so that `config check` can report a broken file."""
+    root = ctx.find_root()
+    if "tasks" not in root.meta:
+        root.meta["tasks"] = api.Tasks(config=root.meta["config"])
+    tasks: api.Tasks = root.meta["tasks"]
+    return tasks
+
+
+if TYPE_CHECKING:  # generic from click 8.2 on; the pyproject allows 8.1
+    _FloatType = click.ParamType[float, Any]
+    _IntType = click.ParamType[int, Any]
+else:
+    _FloatType = _IntType = click.ParamType
+
+
+class Seconds(_FloatType):
+    """Every duration on the command line: a finite number of seconds from 0 to a year."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = math.nan
+        if not limits.is_duration(number):
+            self.fail(f"{value!r} is not a number of seconds from 0 to {limits.MAX_SECONDS}", param, ctx)
+        return number
+
+
+class Count(_IntType):
+    """A count on the command line (`-n`, `--total`): a whole number from 0, in ASCII digits."""
+
+    name = "count"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        text = str(value).strip()
+        if not (text.isascii() and text.isdigit()):
+            self.fail(f"{value!r} is not a whole number from 0 (like 20)", param, ctx)
+        return int(text)
+
+
+SECONDS = Seconds()
+COUNT = Count()
+
+
+def confirm_timeout(default: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`--timeout`: how long a command waits for the daemon to carry out its request."""
+    return click.option(
+        "--timeout",
+        type=SECONDS,
+        default=default,
+        show_default=True,
+        help="Seconds to wait for the daemon to confirm.",
+    )
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def say_broken(broken: list[BrokenRecord]) -> None:
+    """One line each for the tasks left out: the command goes on with the others."""
+    for exc in broken:
+        click.echo(f"codexd: {redact(str(exc))}; left out", err=True)
+
+
+def write_out(text: str, output: Path | None) -> None:
+    """stdout, or a file written whole (temp file and rename), never half."""
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    store.write_output(output, text.encode())
+    click.echo(f"wrote {output}", err=True)
+
+
+def output_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-o",
+        "--output",
+        type=click.Path(path_type=Path),
+        help="Write to FILE instead of stdout.",
+    )(fn)
