@@ -37,8 +37,8 @@ from codexd.daemon.watcher import FolderWatcher
 from codexd.errors import CodexdError, StorageError
 from codexd.notify.dispatch import Notifications
 from codexd.tasks import folders, store, taskid, tasktypes
-from codexd.tasks.intake import Spool
 from codexd.tasks.records import TaskStatus
+from codexd.tasks.spool import Spool
 from codexd.tasks.states import TaskState
 
 log = structlog.get_logger()

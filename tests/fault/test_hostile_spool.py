@@ -162,7 +162,7 @@ def test_a_hostile_spool_never_breaks_the_daemon(env, daemon):
 
 def spool_of(tmp_path: Path):
     from codexd.tasks import store
-    from codexd.tasks.intake import Spool
+    from codexd.tasks.spool import Spool
 
     spool = tmp_path / "spool"
     spool.mkdir(mode=0o700)
