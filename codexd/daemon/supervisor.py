@@ -99,7 +99,7 @@ class Supervisor:
         self.stop_tasks_on_exit = stop_tasks_on_exit
         self.tasks = store.TaskStore(settings.tasks_dir)
         types = tasktypes.from_settings(settings.types)
-        self.spool = Spool(settings.spool_dir, self.tasks, types, lambda: iso(self.clock.now()))
+        self.spool = Spool(settings.spool_dir, self.tasks, types, self.clock)
         # SimpleQueue: put() is reentrant, so a signal handler that posts while the loop is
         # inside get() cannot deadlock it (queue.Queue holds a lock there).
         self.inbox: queue.SimpleQueue[Message] = queue.SimpleQueue()

@@ -88,6 +88,7 @@ class Courier:
         """Stop handing out work; give deliveries under way `grace` seconds to be recorded."""
         self._stopping.set()
         self._wake.set()
+        # Threads are waited for in real time, which an injected clock does not move.
         deadline = time.monotonic() + grace
         with self._lock:
             under_way = list(self._senders)
@@ -177,7 +178,7 @@ class Courier:
         self._give_up(delivery, f"not delivered within {age} ({tries})")
 
     def _give_up(self, delivery: Delivery, reason: str) -> None:
-        self.outbox.give_up(delivery, reason)
+        self.outbox.give_up(delivery, reason, self._clock.now().timestamp())
         self._pending.pop(delivery.key, None)
         log.error("notice.undeliverable", **_about(delivery), reason=reason)
         self._gave_up(delivery, reason)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -155,8 +154,8 @@ class Outbox:
         (self.dir / SENT / delivery.key).touch()
         self._file(delivery.key).unlink(missing_ok=True)
 
-    def give_up(self, delivery: Delivery, reason: str) -> None:
-        data = {**delivery.to_dict(), "given_up_at": time.time(), "reason": reason}
+    def give_up(self, delivery: Delivery, reason: str, now: float) -> None:
+        data = {**delivery.to_dict(), "given_up_at": now, "reason": reason}
         store.write_atomic(self.dir / FAILED / f"{delivery.key}.json", store.dump_json(data))
         self._file(delivery.key).unlink(missing_ok=True)
 

@@ -15,12 +15,13 @@ import os
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
 import structlog
 
+from codexd.clock import Clock, iso
 from codexd.daemon.rules import STRIKES
 from codexd.errors import InvalidInput, StorageError
 from codexd.tasks import intake, store, taskid
@@ -63,20 +64,23 @@ def has_writer(path: Path) -> bool | None:
     return False
 
 
-def being_written(path: Path, info: os.stat_result) -> float | None:
-    """When to look at the file again if it may still be being written; None if it is done."""
+def being_written(path: Path, info: os.stat_result, now: float) -> float | None:
+    """When to look at the file again if it may still be being written (on the clock whose
+    time is `now`); None if it is done."""
     writer = has_writer(path)
     if writer is not None:
-        return time.time() + WRITER_RECHECK if writer else None
-    settled_at = info.st_mtime + intake.SETTLE_SECONDS  # no better sign: recently changed means maybe
-    return settled_at if settled_at > time.time() else None
+        return now + WRITER_RECHECK if writer else None
+    # No better sign here: recently changed means maybe. Its time is the file system's clock,
+    # so its age is too; the wait is then counted on ours.
+    wait = info.st_mtime + intake.SETTLE_SECONDS - time.time()
+    return now + wait if wait > 0 else None
 
 
 def is_ignored(name: str) -> bool:
     return name.startswith(".") or name.endswith(IGNORED_SUFFIXES)
 
 
-def new_status(task_id: str, checked: Checked, tasks: TaskStore, now: str) -> TaskStatus:
+def new_status(task_id: str, checked: Checked, tasks: TaskStore, now: str, accepted_ns: int) -> TaskStatus:
     timeout = checked.fields.get("stall_timeout")
     return TaskStatus(
         task_id=task_id,
@@ -87,18 +91,19 @@ def new_status(task_id: str, checked: Checked, tasks: TaskStore, now: str) -> Ta
         log_file=str(tasks.file(task_id, store.PROGRESS)),
         cwd=str(checked.cwd or tasks.dir(task_id)),
         stall_timeout=float(timeout) if timeout is not None else None,
-        daemon=Cursor(accepted_ns=time.time_ns()),
+        daemon=Cursor(accepted_ns=accepted_ns),
     )
 
 
 class Spool:
     """The daemon's side of the spool folder."""
 
-    def __init__(self, spool_dir: Path, tasks: TaskStore, known_types: Iterable[str], now: Callable[[], str]):
+    def __init__(self, spool_dir: Path, tasks: TaskStore, known_types: Iterable[str], clock: Clock):
         self.dir = spool_dir
         self.tasks = tasks
         self.known_types = frozenset(known_types)
-        self.now = now
+        self.clock = clock
+        self._accepted_ns = 0  # the last task's: each one's is later, even within a clock tick
         self._strikes: dict[str, int] = {}  # file name -> unexpected errors in a row
         self._folders_seen: set[str] = set()  # folders left alone, logged once each
 
@@ -134,7 +139,7 @@ class Spool:
             self._folder(path)
             return None
         if stat.S_ISREG(info.st_mode):
-            busy_until = being_written(path, info)
+            busy_until = being_written(path, info, self.clock.now().timestamp())
             if busy_until is not None:
                 return busy_until  # look again then
         try:
@@ -193,8 +198,10 @@ class Spool:
         return self.finish(staging, task_id, checked)
 
     def finish(self, staging: Path, task_id: str, checked: Checked) -> TaskStatus | None:
-        now = self.now()
-        status = new_status(task_id, checked, self.tasks, now)
+        moment = self.clock.now()
+        now = iso(moment)
+        self._accepted_ns = max(int(moment.timestamp() * 1e9), self._accepted_ns + 1)
+        status = new_status(task_id, checked, self.tasks, now, self._accepted_ns)
         (staging / store.PROGRESS).unlink(missing_ok=True)  # our own line, from an interrupted try
         size = store.append_line(staging / store.PROGRESS, f"{now} Queued ({checked.kind})")
         status = status.with_(daemon=replace(status.daemon, log=size))
@@ -252,7 +259,7 @@ class Spool:
             n += 1
             target = rejected / f"{name}.{n}"
         os.rename(path, target)
-        note = f"{self.now()} refused {shown!r}: {reason}\n"
+        note = f"{iso(self.clock.now())} refused {shown!r}: {reason}\n"
         try:
             store.write_atomic(Path(f"{target}.error"), note.encode("utf-8", "backslashreplace"))
         except StorageError as exc:  # the file is out of the way all the same: the log says why

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 
+from codexd.clock import FakeClock
 from codexd.config import paths, settings
 from codexd.errors import ConfigError, StorageError, UnknownTask
 from codexd.tailing import tail_lines
@@ -143,7 +144,7 @@ def test_secrets_are_masked():
 
 
 def test_a_spool_file_still_open_for_writing_waits_and_a_closed_one_is_taken_at_once(tmp_path):
-    spool = Spool(tmp_path / "spool", store.TaskStore(tmp_path / "tasks"), ["generic"], lambda: "2025")
+    spool = Spool(tmp_path / "spool", store.TaskStore(tmp_path / "tasks"), ["generic"], FakeClock())
     (tmp_path / "spool").mkdir(mode=0o700)
     (tmp_path / "tasks").mkdir()
     path = tmp_path / "spool" / "copying.md"
