@@ -15,7 +15,7 @@ from codexd.clock import Clock
 from codexd.config.settings import NotifySettings
 from codexd.errors import CodexdError
 from codexd.notify import endpoints, notices
-from codexd.notify.courier import Courier, Policy
+from codexd.notify.courier import Courier
 from codexd.notify.endpoints import Attempt, Endpoint
 from codexd.notify.outbox import Delivery, Outbox, url_id
 from codexd.notify.redact import mask_url, redact
@@ -52,7 +52,7 @@ class Notifications:
         self.clock = clock
         self.outbox = Outbox(tasks.root)
         self._report = report
-        self.courier = Courier(self.outbox, Policy(), _deliver, self._gave_up, clock)
+        self.courier = Courier(self.outbox, settings, _deliver, self._gave_up, clock)
         self.events: frozenset[str] = frozenset()
         self.endpoints: list[Endpoint] = []
         # Who hears a task, from its front matter as the daemon took it: an agent running in its
@@ -64,9 +64,7 @@ class Notifications:
         """At start and on every reload: which events, which URLs, what retry policy."""
         self.events = frozenset(settings.events)
         self.endpoints = usable([u.get_secret_value() for u in settings.urls]) if settings.urls else []
-        policy = self.courier.policy
-        policy.backoff, policy.backoff_max = settings.backoff, settings.backoff_max
-        policy.expire, policy.timeout = settings.expire, settings.timeout
+        self.courier.policy = settings
 
     def start(self) -> None:
         self.outbox.open()
