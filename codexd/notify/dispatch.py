@@ -21,6 +21,7 @@ from codexd.notify.outbox import Delivery, Outbox, url_id
 from codexd.notify.redact import mask_url, redact
 from codexd.tasks import frontmatter, intake
 from codexd.tasks.records import TaskStatus
+from codexd.tasks.states import TaskEvent
 from codexd.tasks.store import INSTRUCTIONS, TaskStore
 
 log = structlog.get_logger()
@@ -79,8 +80,9 @@ class Notifications:
             log.error("notice.courier_restarted")
             self.courier.start()
 
-    def announce(self, status: TaskStatus, event: str) -> None:
-        if event == "queued":
+    def announce(self, status: TaskStatus, said: str) -> None:
+        event = TaskEvent(said)  # a ledger event name
+        if event == TaskEvent.QUEUED:
             self._listeners[status.task_id] = self._task_fields(status.task_id)
         if event not in self.events:
             return

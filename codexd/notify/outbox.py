@@ -22,6 +22,7 @@ from codexd import fields, jsonlines
 from codexd.config.defaultdirs import is_task_id
 from codexd.errors import StorageError
 from codexd.fields import Fields
+from codexd.notify.endpoints import NoticeKind
 from codexd.tasks import store
 
 log = structlog.get_logger()
@@ -29,6 +30,7 @@ FOLDER = ".outbox"
 SENT = "sent"
 FAILED = "failed"
 KEEP = 7 * 24 * 3600  # tombstones and failed notices are kept this long
+_KINDS = tuple(k.value for k in NoticeKind)
 
 
 def url_id(url: str) -> str:
@@ -47,7 +49,7 @@ class Delivery:
     title: str
     text: str
     markdown: str
-    kind: str
+    kind: NoticeKind
     created_at: float  # epoch seconds; it expires counted from here
     attempts: int = 0
     last_error: str | None = None
@@ -67,6 +69,9 @@ class Delivery:
         key, task_id, event, url = key or f.text("key"), f.text("task_id"), f.text("event"), f.text("url")
         if not (key and task_id and is_task_id(task_id) and event and url):
             raise ValueError("it lacks its key, task_id, event or url")
+        kind = f.text("kind") or ""
+        if kind not in _KINDS:
+            raise ValueError(f"its kind is not one of {', '.join(_KINDS)}")
         return cls(
             key=key,
             task_id=task_id,
@@ -75,7 +80,7 @@ class Delivery:
             title=f.text("title") or "",
             text=f.text("text") or "",
             markdown=f.text("markdown") or "",
-            kind=f.text("kind") or "",
+            kind=NoticeKind(kind),
             created_at=f.number("created_at", made) or made,
             attempts=f.integer("attempts", 0, high=10**9) or 0,
             last_error=f.text("last_error"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from codexd.config.defaultdirs import is_task_id
@@ -34,14 +35,18 @@ class Item:
         return cls(title=f.text("title") or "", outcome=f.text("outcome") or "done")
 
 
+class ProgressSource(StrEnum):
+    PLAN = "plan"  # Codex's todo_list
+    REPORTS = "reports"  # `codexd progress`: reports win over the plan
+
+
 @dataclass(frozen=True)
 class Progress:
     total: int | None = None
     completed: int = 0
     current: str | None = None
     items: tuple[Item, ...] = ()
-    # "plan" (Codex todo_list), "reports" (`codexd progress`) or None; reports win.
-    source: str | None = None
+    source: ProgressSource | None = None
 
     @property
     def percentage(self) -> float | None:
@@ -73,7 +78,7 @@ class Progress:
             completed=f.integer("completed") or 0,
             current=f.text("current"),
             items=tuple(Item.read(Fields(i)) for i in items if isinstance(i, dict)),
-            source=f.text("source"),
+            source=_source(f),
         )
 
 
@@ -290,6 +295,14 @@ def _stall_timeout(f: Fields) -> float | None:
     if found is None:
         return None
     return float(found) if is_duration(found) and found > 0 else f.ignore("stall_timeout", None)
+
+
+def _source(f: Fields) -> ProgressSource | None:
+    found = f.text("source")
+    try:
+        return None if found is None else ProgressSource(found)
+    except ValueError:
+        return f.ignore("source", None)
 
 
 def _pid(f: Fields) -> int | None:
