@@ -25,7 +25,7 @@ from codexd.config.settings import Settings
 from codexd.daemon import checkup, follower, rules
 from codexd.daemon.ledger import AfterExit, Ledger, Running, folder_id
 from codexd.errors import CodexdError
-from codexd.tasks import frontmatter, intake, store, tasktypes
+from codexd.tasks import intake, store, tasktypes
 from codexd.tasks.records import Resume, TaskStatus
 from codexd.tasks.states import TaskState
 
@@ -137,7 +137,7 @@ class Runs:
             output_schema=kind.output_schema,
             resume=resume[0] if resume else None,
         )
-        stdin_name, stdin_offset = _stdin(task_dir, resume)
+        stdin_name, stdin_offset = _stdin(task_dir, resume, status)
         run_start = store.size_of(task_dir / store.EVENTS)
         stderr_start = store.size_of(task_dir / store.STDERR)
         end_cgroup(status, task_dir)  # what the last run left behind, before a new one starts
@@ -443,11 +443,10 @@ def run_stderr(path: Path, start: int) -> list[str]:
     return data.decode("utf-8", "replace").splitlines()[-outcome.STDERR_LINES :]
 
 
-def _stdin(task_dir: Path, resume: tuple[str, str] | None) -> tuple[str, int]:
+def _stdin(task_dir: Path, resume: tuple[str, str] | None, status: TaskStatus) -> tuple[str, int]:
     """Codex's stdin: the instructions' body, or a resumed session's prompt (a file of its own)."""
     if resume:
         store.write_atomic(task_dir / store.RESUME_PROMPT, resume[1].encode(), durable=False)
         return store.RESUME_PROMPT, 0
     # Checked as at intake: a planted link or a grown file is refused, never read whole.
-    instructions = intake.read_instruction_file(task_dir / store.INSTRUCTIONS, follow=False)
-    return store.INSTRUCTIONS, frontmatter.parse(instructions).body_offset
+    return store.INSTRUCTIONS, intake.body_offset(status, task_dir / store.INSTRUCTIONS)

@@ -17,6 +17,7 @@ from codexd.config import paths
 from codexd.daemon import lock
 from codexd.errors import InvalidInput
 from codexd.tasks import folders, frontmatter, store, taskid
+from codexd.tasks.records import TaskStatus
 from codexd.tasks.store import TaskStore
 
 SETTLE_SECONDS = 0.25  # without leases: a file modified more recently may still be being written
@@ -36,6 +37,7 @@ class Checked:
     body: str
     kind: str
     cwd: Path | None
+    body_offset: int  # bytes before the body: where Codex's stdin starts
 
 
 def check(raw: bytes, known_types: Iterable[str], base: Path | None = None) -> Checked:
@@ -48,7 +50,7 @@ def check(raw: bytes, known_types: Iterable[str], base: Path | None = None) -> C
             f"unknown task type {kind!r}: known types are {', '.join(known)} (add [types.{kind}])"
         )
     cwd = _cwd(str(parsed.fields["cwd"]), base) if "cwd" in parsed.fields else None
-    return Checked(parsed.fields, parsed.body, kind, cwd)
+    return Checked(parsed.fields, parsed.body, kind, cwd, parsed.body_offset)
 
 
 def _cwd(text: str, base: Path | None) -> Path:
@@ -83,6 +85,15 @@ def read_identified(path: Path) -> tuple[bytes, FileId]:
 
 
 def _read_checked(path: Path, follow: bool) -> tuple[bytes, FileId]:
+    fd, info = _open_checked(path, follow)
+    try:
+        return _read_capped(fd, str(path)), identify(info)
+    finally:
+        os.close(fd)
+
+
+def _open_checked(path: Path, follow: bool) -> tuple[int, os.stat_result]:
+    """The file opened, once it is known to be a regular file under the cap."""
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags)  # O_NONBLOCK: a FIFO opens at once, to be refused below
@@ -99,9 +110,19 @@ def _read_checked(path: Path, follow: bool) -> tuple[bytes, FileId]:
         if not stat.S_ISREG(info.st_mode):
             raise InvalidInput(f"{path} is not a regular file (a device, FIFO or socket): save it to a file")
         _check_size(info.st_size)
-        return _read_capped(fd, str(path)), identify(info)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd, info
+
+
+def body_offset(status: TaskStatus, path: Path) -> int:
+    """Where Codex's stdin starts in the task's instructions.md `path`: recorded when it was
+    taken; for a task an older codexd took, read from its front matter (capped, no link)."""
+    if status.taken is None:
+        return frontmatter.parse(read_instruction_file(path, follow=False)).body_offset
+    os.close(_open_checked(path, follow=False)[0])  # still what Codex may be fed: no link, no FIFO
+    return status.taken.body_offset
 
 
 def read_stdin() -> bytes:

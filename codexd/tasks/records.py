@@ -11,6 +11,7 @@ from codexd.config.defaultdirs import is_task_id
 from codexd.config.limits import is_duration
 from codexd.fields import Fields, warn
 from codexd.tasks.states import ACTIVE, TERMINAL, TaskState
+from codexd.tasks.taken import Taken
 
 MAX_PID = 2**31
 _STATES = frozenset(s.value for s in TaskState)
@@ -204,6 +205,7 @@ class TaskStatus:
     last_log: LastLog | None = None
     cwd: str | None = None
     daemon: Cursor = field(default_factory=Cursor)
+    taken: Taken | None = None  # None: a task an older codexd took
 
     @property
     def is_terminal(self) -> bool:
@@ -239,6 +241,7 @@ class TaskStatus:
             "last_log": self.last_log.to_dict() if self.last_log else None,
             "cwd": self.cwd,
             "daemon": self.daemon.to_dict(),
+            "taken": self.taken.to_dict() if self.taken else None,
         }
 
     @classmethod
@@ -271,6 +274,7 @@ class TaskStatus:
             last_log=LastLog.read(f.within("last_log")),
             cwd=f.text("cwd"),
             daemon=Cursor.read(f.within("daemon")),
+            taken=Taken.read(f.within("taken")),
         )
         if f.bad:
             warn("status.fields_ignored", task_id, f.bad)

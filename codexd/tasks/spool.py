@@ -29,6 +29,7 @@ from codexd.tasks.intake import Checked, FileId
 from codexd.tasks.records import Cursor, TaskStatus
 from codexd.tasks.states import TaskState
 from codexd.tasks.store import TaskStore
+from codexd.tasks.taken import Taken
 
 log = structlog.get_logger()
 REJECTED = "rejected"
@@ -92,6 +93,7 @@ def new_status(task_id: str, checked: Checked, tasks: TaskStore, now: str, accep
         cwd=str(checked.cwd or tasks.dir(task_id)),
         stall_timeout=float(timeout) if timeout is not None else None,
         daemon=Cursor(accepted_ns=accepted_ns),
+        taken=Taken.of(checked.fields, checked.body_offset),
     )
 
 
