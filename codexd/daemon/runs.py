@@ -25,7 +25,8 @@ from codexd.config.settings import Settings
 from codexd.daemon import checkup, follower, rules
 from codexd.daemon.ledger import AfterExit, Ledger, Running, folder_id
 from codexd.errors import CodexdError
-from codexd.tasks import intake, store, tasktypes
+from codexd.tasks import incidents, intake, store, tasktypes
+from codexd.tasks.incidents import IncidentKind
 from codexd.tasks.records import Resume, TaskStatus
 from codexd.tasks.states import TaskState
 
@@ -114,7 +115,7 @@ class Runs:
             status = self.book.change(status, TaskState.IN_PROGRESS, now, line)  # announces "restarted"
         else:
             running.status = status
-            self.book.append(running, now, [line])
+            self.book.append(running, now, [line], incident=IncidentKind.RESUMED)
             if owed.kind == "restart":
                 self.book.emit(status, "restarted")
         self._watch(running, popen)
@@ -307,9 +308,8 @@ class Runs:
         Nothing changes until its line is written: a full disk means the exit is handled again."""
         status = status or running.status
         due = replace(resume, at=now.timestamp() + delay)
-        self.book.append(
-            running, now, [line], status.with_(pid=None, daemon=replace(status.daemon, resume=due))
-        )
+        owed = status.with_(pid=None, daemon=replace(status.daemon, resume=due))
+        self.book.append(running, now, [line], owed, incidents.OWED[resume.kind])
         running.after_exit, running.stall = AfterExit.FINISH, None
         running.resume_due = self.clock.monotonic() + delay
         log.info("task.resume_owed", task_id=running.status.task_id, kind=resume.kind, delay=delay)
@@ -373,7 +373,8 @@ class Runs:
             running.status = running.status.with_(daemon=replace(running.status.daemon, resume=owed))
             running.resume_due = self.clock.monotonic()
             return
-        self.book.append(running, now, ["Restart requested: stopping its process tree to resume the session"])
+        line = "Restart requested: stopping its process tree to resume the session"
+        self.book.append(running, now, [line], incident=IncidentKind.RESTART_ASKED)
         running.after_exit = AfterExit.RESTART_NOW
         self.kill(running)
 

@@ -37,6 +37,7 @@ from codexd.daemon.watcher import FolderWatcher
 from codexd.errors import CodexdError, StorageError
 from codexd.notify.dispatch import Notifications
 from codexd.tasks import folders, store, taskid, tasktypes
+from codexd.tasks.incidents import IncidentKind
 from codexd.tasks.records import TaskStatus
 from codexd.tasks.spool import Spool
 from codexd.tasks.states import TaskState
@@ -383,7 +384,7 @@ class Supervisor:
         elif isinstance(message, Sweep):
             self._guard(self._act_on, message.found, now)
         elif isinstance(message, Note):
-            self._guard(self.book.note, message.task_id, now, message.line)
+            self._guard(self.book.note, message.task_id, now, message.line, IncidentKind.NOTICE_LOST)
         elif message == "changed":
             self.schedule.rescan_at = 0.0
 

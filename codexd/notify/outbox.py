@@ -59,7 +59,7 @@ class Delivery:
         return url_id(self.url)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "event": str(self.event), "kind": str(self.kind)}  # plain text, as read
 
     @classmethod
     def from_dict(cls, data: object, key: str | None = None, made: float = 0.0) -> Delivery:

@@ -10,6 +10,8 @@ from typing import Any
 from codexd.config.defaultdirs import is_task_id
 from codexd.config.limits import is_duration
 from codexd.fields import Fields, warn
+from codexd.tasks import incidents
+from codexd.tasks.incidents import Incident, IncidentKind
 from codexd.tasks.states import ACTIVE, TERMINAL, TaskState
 from codexd.tasks.taken import Taken
 
@@ -62,7 +64,7 @@ class Progress:
             "percentage": self.percentage,
             "current": self.current,
             "items": [item.to_dict() for item in self.items],
-            "source": self.source,
+            "source": str(self.source) if self.source else None,
         }
 
     @classmethod
@@ -206,6 +208,7 @@ class TaskStatus:
     cwd: str | None = None
     daemon: Cursor = field(default_factory=Cursor)
     taken: Taken | None = None  # None: a task an older codexd took
+    incidents: tuple[Incident, ...] | None = None  # None: an older codexd's record (its log tells)
 
     @property
     def is_terminal(self) -> bool:
@@ -217,6 +220,12 @@ class TaskStatus:
 
     def with_(self, **changes: Any) -> TaskStatus:
         return replace(self, **changes)
+
+    def with_incident(self, kind: IncidentKind, at: str, text: str) -> TaskStatus:
+        """`text`, the progress.log line that told it, kept as an incident of `kind`."""
+        if self.incidents is None:
+            return self  # a task an older codexd took: its reports read its log
+        return replace(self, incidents=incidents.added(self.incidents, Incident(at, kind, text)))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -242,6 +251,7 @@ class TaskStatus:
             "cwd": self.cwd,
             "daemon": self.daemon.to_dict(),
             "taken": self.taken.to_dict() if self.taken else None,
+            "incidents": None if self.incidents is None else [i.to_dict() for i in self.incidents],
         }
 
     @classmethod
@@ -275,6 +285,7 @@ class TaskStatus:
             cwd=f.text("cwd"),
             daemon=Cursor.read(f.within("daemon")),
             taken=Taken.read(f.within("taken")),
+            incidents=incidents.read_all(f),
         )
         if f.bad:
             warn("status.fields_ignored", task_id, f.bad)

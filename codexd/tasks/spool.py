@@ -94,6 +94,7 @@ def new_status(task_id: str, checked: Checked, tasks: TaskStore, now: str, accep
         stall_timeout=float(timeout) if timeout is not None else None,
         daemon=Cursor(accepted_ns=accepted_ns),
         taken=Taken.of(checked.fields, checked.body_offset),
+        incidents=(),  # recorded from its start
     )
 
 
