@@ -89,3 +89,27 @@ def test_an_older_codexd_s_task_is_reported_from_its_log(tmp_path):
     tasks.file("t", store.PROGRESS).write_text(f"{AT} Stalled: no progress\n{AT} Working on: x\n")
     report = reports.build(tasks.read_status_dict("t"), None, tasks.dir("t"))
     assert report["incidents"] == [{"at": AT, "text": "Stalled: no progress"}]
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    from tests.unit.test_health import FakeProcesses, worlds
+
+    yield from worlds(tmp_path, monkeypatch, FakeProcesses())
+
+
+def test_a_daemon_records_what_its_log_says_of_a_task_that_kept_stalling(world):
+    w = world(max_restarts=1)
+    w.submit()
+    w.advance(900)
+    w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
+    w.advance(10)
+    w.advance(900)
+    w.tick_until(lambda: w.status()["status"] == "failed")
+    status = w.status()
+    task_dir = Path(status["log_file"]).parent
+    kinds = [i["kind"] for i in status["incidents"]]
+    assert kinds == ["stall", "restart", "resumed", "stall", "failed"]
+    assert reports.incidents(status, task_dir / store.PROGRESS) == reports.logged_incidents(
+        task_dir / store.PROGRESS
+    )
