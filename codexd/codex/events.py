@@ -12,7 +12,7 @@ from typing import Any
 
 from codexd.fields import BIG, integer
 from codexd.present.shown import shown, shown_line
-from codexd.tasks.records import Item, Progress
+from codexd.tasks.records import Item, Progress, ProgressSource
 
 _WRAPPED = re.compile(
     r"""^(?:/usr)?/bin/(?:ba|z|da)?sh -l?c (?:'(?P<single>.*)'|"(?P<double>.*)")$""", re.DOTALL
@@ -69,7 +69,7 @@ def is_chatter(message: str) -> bool:
 
 
 def _plan(progress: Progress, listed: object) -> tuple[Progress, tuple[str, ...]]:
-    if progress.source == "reports":
+    if progress.source == ProgressSource.REPORTS:
         return progress, ()  # explicit reports win over the inferred plan
     todo = [t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else []
     done = [one_line(_text(t.get("text")), 200) for t in todo if t.get("completed") is True]
@@ -79,7 +79,7 @@ def _plan(progress: Progress, listed: object) -> tuple[Progress, tuple[str, ...]
         completed=len(done),
         current=pending[0] if pending else None,
         items=tuple(Item(title) for title in done),
-        source="plan",
+        source=ProgressSource.PLAN,
     )
     if (new.total, new.completed, new.current) == (progress.total, progress.completed, progress.current):
         return new, ()
@@ -250,8 +250,8 @@ def _done(progress: Progress, title: str, outcome: str) -> Progress:
 
 def apply_report(progress: Progress, report: dict[str, Any]) -> Update:
     """A line written by `codexd progress` inside the task."""
-    if progress.source != "reports":
-        progress = Progress(source="reports")  # the first report replaces the inferred plan
+    if progress.source != ProgressSource.REPORTS:
+        progress = Progress(source=ProgressSource.REPORTS)  # the first report replaces the inferred plan
     total = _count(report.get("total"))
     if total is not None:
         return Update(replace(progress, total=total), (f"Progress: {total} items to do",))

@@ -10,7 +10,7 @@ from pathlib import Path
 from codexd.codex import containment, process
 from codexd.config.settings import CodexSettings
 from codexd.daemon.processes import Child, Processes, end_cgroup
-from codexd.tasks import frontmatter, intake, store, tasktypes
+from codexd.tasks import intake, store, tasktypes
 from codexd.tasks.records import TaskStatus
 
 
@@ -35,7 +35,7 @@ def start(
         output_schema=kind.output_schema,
         resume=resume[0] if resume else None,
     )
-    stdin_name, stdin_offset = _stdin(task_dir, resume)
+    stdin_name, stdin_offset = _stdin(task_dir, resume, status)
     run_start = store.size_of(task_dir / store.EVENTS)
     stderr_start = store.size_of(task_dir / store.STDERR)
     end_cgroup(status, task_dir)  # what the last run left behind, before a new one starts
@@ -62,11 +62,11 @@ def start(
     return popen, status.with_(pid=popen.pid, daemon=cursor)
 
 
-def _stdin(task_dir: Path, resume: tuple[str, str] | None) -> tuple[str, int]:
+def _stdin(task_dir: Path, resume: tuple[str, str] | None, status: TaskStatus) -> tuple[str, int]:
     """Codex's stdin: the instructions' body, or a resumed session's prompt (a file of its own)."""
     if resume:
         store.write_atomic(task_dir / store.RESUME_PROMPT, resume[1].encode(), durable=False)
         return store.RESUME_PROMPT, 0
-    # Checked as at intake: a planted link or a grown file is refused, never read whole.
-    instructions = intake.read_instruction_file(task_dir / store.INSTRUCTIONS, follow=False)
-    return store.INSTRUCTIONS, frontmatter.parse(instructions).body_offset
+    # Where the body starts was recorded at intake; the file is checked again (never a link,
+    # never read whole), and an older record without it is parsed as before.
+    return store.INSTRUCTIONS, intake.body_offset(status, task_dir / store.INSTRUCTIONS)

@@ -18,7 +18,8 @@ import structlog
 from codexd.clock import iso
 from codexd.daemon.running import Running
 from codexd.errors import CodexdError, StorageError
-from codexd.tasks import store
+from codexd.tasks import incidents, store
+from codexd.tasks.incidents import IncidentKind
 from codexd.tasks.records import LastLog, TaskStatus
 from codexd.tasks.states import TaskState, can_change
 
@@ -50,7 +51,12 @@ class Ledger:
         self.queued[:] = [s for s in self.queued if s.task_id != task_id]
 
     def append(
-        self, running: Running, now: datetime, lines: list[str], status: TaskStatus | None = None
+        self,
+        running: Running,
+        now: datetime,
+        lines: list[str],
+        status: TaskStatus | None = None,
+        incident: IncidentKind | None = None,  # what the last line tells, if anything went wrong
     ) -> None:
         """Lines for progress.log, then `status` (what they came from) becomes the record;
         status.json follows at the next flush. If the lines cannot be written (a full
@@ -63,6 +69,8 @@ class Ledger:
             status = status.with_(
                 last_log=LastLog(at, lines[-1]), updated_at=at, daemon=replace(status.daemon, log=size)
             )
+            if incident is not None:
+                status = status.with_incident(incident, at, lines[-1])
         if status is not running.status:
             running.record(status, unwritten=True)
 
@@ -71,13 +79,16 @@ class Ledger:
         overwrites at once (a resume brought forward by `codexd restart`)."""
         running.record(status, unwritten=running.unwritten)
 
-    def note(self, task_id: str, now: datetime, line: str) -> None:
+    def note(self, task_id: str, now: datetime, line: str, incident: IncidentKind | None = None) -> None:
         """A line for any task's progress.log, running or ended (an undeliverable notice)."""
         running = self.running.get(task_id)
         if running is not None:
-            self.append(running, now, [line])
+            self.append(running, now, [line], incident=incident)
         elif self.tasks.dir(task_id).is_dir():
             store.append_line(self.tasks.file(task_id, store.PROGRESS), f"{iso(now)} {line}")
+            if incident is not None:
+                status = self.tasks.read_status(task_id)
+                self.tasks.write_status(status.with_incident(incident, iso(now), line))
 
     def flush(self, now: float, force: bool = False) -> None:
         """Write status.json of tasks whose progress moved, at most once per `status_interval`.
@@ -111,6 +122,9 @@ class Ledger:
         size = store.append_line(self.tasks.file(status.task_id, store.PROGRESS), f"{at} {line}")
         changed = status.with_(status=new, updated_at=at, last_log=LastLog(at, line))
         changed = changed.with_(daemon=replace(changed.daemon, log=size))
+        kind = incidents.of_change(old, new)
+        if kind is not None:
+            changed = changed.with_incident(kind, at, line)
         # Announced before it is recorded: a crash in between makes the next daemon announce
         # it again, and the outbox drops the repeat. The other order could lose the notice.
         self.emit(changed, event_of(old, new))

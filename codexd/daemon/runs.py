@@ -28,7 +28,8 @@ from codexd.daemon.ledger import Ledger
 from codexd.daemon.processes import Child, Processes, cgroup_of
 from codexd.daemon.running import Ending, Finishing, Running, Stopping, Waiting, Watched, Why, folder_id
 from codexd.errors import CodexdError
-from codexd.tasks import store, tasktypes
+from codexd.tasks import incidents, store, tasktypes
+from codexd.tasks.incidents import IncidentKind
 from codexd.tasks.records import Resume, ResumeKind, TaskStatus
 from codexd.tasks.states import TaskState
 
@@ -110,7 +111,7 @@ class Runs:
         if status.status == TaskState.STALLED:
             self.book.change(status, TaskState.IN_PROGRESS, now, line)  # announces "restarted"
         else:
-            self.book.append(running, now, [line], status)
+            self.book.append(running, now, [line], status, incident=IncidentKind.RESUMED)
             if owed.kind == ResumeKind.RESTART:
                 self.book.emit(status, "restarted")
         self._watch(running, popen)
@@ -224,7 +225,8 @@ class Runs:
             self.book.amend(running, running.status.with_(daemon=replace(running.status.daemon, resume=owed)))
             running.wait(self.clock.monotonic())
             return
-        self.book.append(running, now, ["Restart requested: stopping its process tree to resume the session"])
+        line = "Restart requested: stopping its process tree to resume the session"
+        self.book.append(running, now, [line], incident=IncidentKind.RESTART_ASKED)
         running.stop(Why.RESTART_NOW)
         self.kill(running)
 
@@ -299,9 +301,8 @@ class Runs:
         Nothing changes until its line is written: a full disk means the exit is handled again."""
         status = status or running.status
         due = replace(resume, at=now.timestamp() + delay)
-        self.book.append(
-            running, now, [line], status.with_(pid=None, daemon=replace(status.daemon, resume=due))
-        )
+        owed = status.with_(pid=None, daemon=replace(status.daemon, resume=due))
+        self.book.append(running, now, [line], owed, incidents.OWED[resume.kind])
         running.wait(self.clock.monotonic() + delay)
         log.info("task.resume_owed", task_id=running.task_id, kind=resume.kind, delay=delay)
 

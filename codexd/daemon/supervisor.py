@@ -19,7 +19,7 @@ from pathlib import Path
 
 import structlog
 
-from codexd.clock import Clock, SystemClock, iso
+from codexd.clock import Clock, SystemClock
 from codexd.config.settings import Settings
 from codexd.daemon import checkup
 from codexd.daemon.boundary import Boundary
@@ -37,7 +37,8 @@ from codexd.daemon.watcher import FolderWatcher
 from codexd.errors import CodexdError
 from codexd.notify.dispatch import Notifications
 from codexd.tasks import folders, store, tasktypes
-from codexd.tasks.intake import Spool
+from codexd.tasks.incidents import IncidentKind
+from codexd.tasks.spool import Spool
 
 log = structlog.get_logger()
 NOTICE_GRACE = 2.0  # at shutdown, deliveries under way get this long to be recorded
@@ -64,7 +65,7 @@ class Supervisor:
         self.processes = processes or Processes()
         self.tasks = store.TaskStore(settings.tasks_dir)
         types = tasktypes.from_settings(settings.types)
-        self.spool = Spool(settings.spool_dir, self.tasks, types, lambda: iso(self.clock.now()))
+        self.spool = Spool(settings.spool_dir, self.tasks, types, self.clock)
         self.inbox = Inbox()
         self.book = Ledger(self.tasks, settings.daemon.status_interval)
         self.running = self.book.running
@@ -226,7 +227,7 @@ class Supervisor:
                 for finding in findings:
                     self._guard(self.act_on_finding, finding, now)
             case Note(task_id, line):
-                self._guard(self.book.note, task_id, now, line)
+                self._guard(self.book.note, task_id, now, line, IncidentKind.NOTICE_LOST)
             case Changed():
                 self.schedule.rescan_at = 0.0
             case Wake():

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import structlog
 
 from codexd.clock import Clock, duration
+from codexd.config.settings import NotifySettings
 from codexd.daemon import rules
 from codexd.errors import StorageError
 from codexd.notify.endpoints import Attempt
@@ -34,14 +35,6 @@ def _about(delivery: Delivery) -> dict[str, str]:
 
 
 @dataclass
-class Policy:
-    backoff: float = 10.0  # first wait after a failure; doubles each time
-    backoff_max: float = 900.0
-    expire: float = 86400.0  # a notice not delivered within this is given up
-    timeout: float = 30.0  # one attempt, whatever the endpoint does
-
-
-@dataclass
 class Lane:
     busy: bool = False
     failures: int = 0  # in a row
@@ -49,9 +42,9 @@ class Lane:
 
 
 class Courier:
-    def __init__(self, outbox: Outbox, policy: Policy, send: Send, gave_up: GaveUp, clock: Clock):
+    def __init__(self, outbox: Outbox, policy: NotifySettings, send: Send, gave_up: GaveUp, clock: Clock):
         self.outbox = outbox
-        self.policy = policy
+        self.policy = policy  # backoff, backoff_max, expire, timeout: replaced whole on a reload
         self._send = send
         self._gave_up = gave_up
         self._clock = clock
@@ -88,6 +81,7 @@ class Courier:
         """Stop handing out work; give deliveries under way `grace` seconds to be recorded."""
         self._stopping.set()
         self._wake.set()
+        # Threads are waited for in real time, which an injected clock does not move.
         deadline = time.monotonic() + grace
         with self._lock:
             under_way = list(self._senders)
@@ -177,7 +171,7 @@ class Courier:
         self._give_up(delivery, f"not delivered within {age} ({tries})")
 
     def _give_up(self, delivery: Delivery, reason: str) -> None:
-        self.outbox.give_up(delivery, reason)
+        self.outbox.give_up(delivery, reason, self._clock.now().timestamp())
         self._pending.pop(delivery.key, None)
         log.error("notice.undeliverable", **_about(delivery), reason=reason)
         self._gave_up(delivery, reason)

@@ -8,6 +8,7 @@ it, and leaves delivery to the courier's threads.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -15,12 +16,13 @@ from codexd.clock import Clock
 from codexd.config.settings import NotifySettings
 from codexd.errors import CodexdError
 from codexd.notify import endpoints, notices
-from codexd.notify.courier import Courier, Policy
+from codexd.notify.courier import Courier
 from codexd.notify.endpoints import Attempt, Endpoint
 from codexd.notify.outbox import Delivery, Outbox, url_id
 from codexd.notify.redact import mask_url, redact
 from codexd.tasks import frontmatter, intake
 from codexd.tasks.records import TaskStatus
+from codexd.tasks.states import TaskEvent
 from codexd.tasks.store import INSTRUCTIONS, TaskStore
 
 log = structlog.get_logger()
@@ -52,7 +54,7 @@ class Notifications:
         self.clock = clock
         self.outbox = Outbox(tasks.root)
         self._report = report
-        self.courier = Courier(self.outbox, Policy(), _deliver, self._gave_up, clock)
+        self.courier = Courier(self.outbox, settings, _deliver, self._gave_up, clock)
         self.events: frozenset[str] = frozenset()
         self.endpoints: list[Endpoint] = []
         # Who hears a task, from its front matter as the daemon took it: an agent running in its
@@ -64,9 +66,7 @@ class Notifications:
         """At start and on every reload: which events, which URLs, what retry policy."""
         self.events = frozenset(settings.events)
         self.endpoints = usable([u.get_secret_value() for u in settings.urls]) if settings.urls else []
-        policy = self.courier.policy
-        policy.backoff, policy.backoff_max = settings.backoff, settings.backoff_max
-        policy.expire, policy.timeout = settings.expire, settings.timeout
+        self.courier.policy = settings
 
     def start(self) -> None:
         self.outbox.open()
@@ -81,12 +81,13 @@ class Notifications:
             log.error("notice.courier_restarted")
             self.courier.start()
 
-    def announce(self, status: TaskStatus, event: str) -> None:
-        if event == "queued":
-            self._listeners[status.task_id] = self._task_fields(status.task_id)
+    def announce(self, status: TaskStatus, said: str) -> None:
+        event = TaskEvent(said)  # a ledger event name
+        if event == TaskEvent.QUEUED:
+            self._listeners[status.task_id] = self._hearing(status)
         if event not in self.events:
             return
-        urls = self._urls_for(status.task_id)
+        urls = self._urls_for(status)
         if not urls:
             return
         now = self.clock.now()
@@ -106,24 +107,33 @@ class Notifications:
             if self.outbox.put(delivery):
                 self.courier.add(delivery)
 
-    def _urls_for(self, task_id: str) -> list[str]:
+    def _urls_for(self, status: TaskStatus) -> list[str]:
         """The configured URLs that hear this task (by its tags), then the task's own."""
-        if task_id not in self._listeners:  # a task this daemon found at start-up
-            self._listeners[task_id] = self._task_fields(task_id)
-        tags, own = self._listeners[task_id]
+        if status.task_id not in self._listeners:  # a task this daemon found at start-up
+            self._listeners[status.task_id] = self._hearing(status)
+        tags, own = self._listeners[status.task_id]
         urls = [e.url for e in self.endpoints if e.hears(tags)]
         return list(dict.fromkeys([*urls, *own]))
 
-    def _task_fields(self, task_id: str) -> tuple[frozenset[str], list[str]]:
+    def _hearing(self, status: TaskStatus) -> tuple[frozenset[str], list[str]]:
+        """The task's tags, recorded when it was taken, and its own URLs, which are secrets
+        and so are read from its front matter (only when it has some)."""
+        taken = status.taken
+        if taken is not None and not taken.own_urls:
+            return frozenset(taken.notify_tags), []
+        fields = self._front_matter(status.task_id)
+        own = [str(u) for u in fields.get("notify_urls", ())]
+        redact.add(own)
+        tags = taken.notify_tags if taken is not None else fields.get("notify_tags", ())
+        return frozenset(str(t) for t in tags), own
+
+    def _front_matter(self, task_id: str) -> dict[str, Any]:
         try:
             # Capped, and never through a link: an agent running in its task folder can plant one.
             raw = intake.read_instruction_file(self.tasks.file(task_id, INSTRUCTIONS), follow=False)
-            fields = frontmatter.parse(raw).fields
+            return frontmatter.parse(raw).fields
         except (OSError, CodexdError):
-            return frozenset(), []
-        own = [str(u) for u in fields.get("notify_urls", ())]
-        redact.add(own)
-        return frozenset(str(t) for t in fields.get("notify_tags", ())), own
+            return {}
 
     def _gave_up(self, delivery: Delivery, reason: str) -> None:
         self._report(

@@ -11,6 +11,7 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +21,15 @@ APP_ID = "codexd"
 # `ops,team=slack://...`: the URL hears only tasks that ask for one of its tags.
 _TAGGED = re.compile(r"^\s*(?P<tags>[A-Za-z0-9_][A-Za-z0-9_, -]*)=\s*(?P<url>[A-Za-z0-9+._-]{1,32}://.*)$")
 _lock = threading.Lock()
+
+
+class NoticeKind(StrEnum):
+    """apprise's notify types, which Slack and Discord colour: green, red, yellow, blue."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    WARNING = "warning"
+    INFO = "info"
 
 
 @dataclass(frozen=True)
@@ -102,7 +112,7 @@ class Attempt:
     final: bool = False  # the URL can never work here: trying again is pointless
 
 
-def send(url: str, title: str, text: str, markdown: str, kind: str, timeout: float) -> Attempt:
+def send(url: str, title: str, text: str, markdown: str, kind: NoticeKind, timeout: float) -> Attempt:
     """Deliver one notice to one URL, waiting at most `timeout` seconds for it."""
     apprise = _apprise()
     asset = apprise.AppriseAsset(app_id=APP_ID, app_desc="codexd task notices", service_timeout=timeout)

@@ -10,17 +10,19 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from codexd.clock import duration, parse_iso
+from codexd.notify.endpoints import NoticeKind
 from codexd.present.shown import md_text, shown_line
 from codexd.present.vocabulary import outcome_label
 from codexd.tasks.records import TaskStatus
+from codexd.tasks.states import TaskEvent
 
-# apprise's notify types, which Slack and Discord colour: green, red, yellow, blue.
+# The events a notice can be sent for, and how each is coloured.
 KIND = {
-    "completed": "success",
-    "failed": "failure",
-    "stalled": "warning",
-    "cancelled": "warning",
-    "restarted": "info",
+    TaskEvent.COMPLETED: NoticeKind.SUCCESS,
+    TaskEvent.FAILED: NoticeKind.FAILURE,
+    TaskEvent.STALLED: NoticeKind.WARNING,
+    TaskEvent.CANCELLED: NoticeKind.WARNING,
+    TaskEvent.RESTARTED: NoticeKind.INFO,
 }
 EVENTS = tuple(KIND)
 
@@ -33,19 +35,19 @@ class Notice:
     title: str
     text: str
     markdown: str
-    kind: str
+    kind: NoticeKind
 
 
-def key_of(status: TaskStatus, event: str) -> str:
+def key_of(status: TaskStatus, event: TaskEvent) -> str:
     """Ends happen once; stalls and restarts are numbered by their counts."""
-    if event == "stalled":
+    if event == TaskEvent.STALLED:
         return f"{status.task_id}.stalled.{status.stalls}"
-    if event == "restarted":
+    if event == TaskEvent.RESTARTED:
         return f"{status.task_id}.restarted.{status.restarts}"
     return f"{status.task_id}.{event}"
 
 
-def render(status: TaskStatus, event: str, now: datetime) -> Notice:
+def render(status: TaskStatus, event: TaskEvent, now: datetime) -> Notice:
     facts = _facts(status, event, now)
     counts = _counts(status)
     what = _what_happened(status, event)
@@ -71,7 +73,7 @@ def render(status: TaskStatus, event: str, now: datetime) -> Notice:
     )
 
 
-def _facts(status: TaskStatus, event: str, now: datetime) -> list[tuple[str, str]]:
+def _facts(status: TaskStatus, event: TaskEvent, now: datetime) -> list[tuple[str, str]]:
     facts = [("Type", status.type)]
     if status.started_at:
         end = parse_iso(status.finished_at) if status.finished_at else now
@@ -95,13 +97,13 @@ def _counts(status: TaskStatus) -> list[tuple[str, str]]:
     return counts
 
 
-def _what_happened(status: TaskStatus, event: str) -> list[tuple[str, str]]:
+def _what_happened(status: TaskStatus, event: TaskEvent) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     if status.progress.current and not status.is_terminal:
         found.append(("Current", status.progress.current))
-    if event == "failed" and status.error:
+    if event == TaskEvent.FAILED and status.error:
         found.append(("Error", status.error))
-    elif event in ("stalled", "restarted", "cancelled") and status.last_log:
+    elif event in (TaskEvent.STALLED, TaskEvent.RESTARTED, TaskEvent.CANCELLED) and status.last_log:
         found.append(("What happened", status.last_log.text))
     return found
 
@@ -111,4 +113,4 @@ def test_notice(host: str, events: list[str]) -> Notice:
     hears = ", ".join(events) or "nothing (notify.events is empty)"
     text = f"Notices from codexd on {host} reach you here.\nYou will hear when a task is: {hears}."
     markdown = f"Notices from codexd on **{host}** reach you here.\n# You will hear when a task is\n{hears}"
-    return Notice("test", "-", "test", "codexd test notice", text, markdown, "info")
+    return Notice("test", "-", "test", "codexd test notice", text, markdown, NoticeKind.INFO)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from codexd import fields, jsonlines
 from codexd.config.defaultdirs import is_task_id
 from codexd.errors import StorageError
 from codexd.fields import Fields
+from codexd.notify.endpoints import NoticeKind
 from codexd.tasks import store
 
 log = structlog.get_logger()
@@ -30,6 +30,7 @@ FOLDER = ".outbox"
 SENT = "sent"
 FAILED = "failed"
 KEEP = 7 * 24 * 3600  # tombstones and failed notices are kept this long
+_KINDS = tuple(k.value for k in NoticeKind)
 
 
 def url_id(url: str) -> str:
@@ -48,7 +49,7 @@ class Delivery:
     title: str
     text: str
     markdown: str
-    kind: str
+    kind: NoticeKind
     created_at: float  # epoch seconds; it expires counted from here
     attempts: int = 0
     last_error: str | None = None
@@ -58,7 +59,7 @@ class Delivery:
         return url_id(self.url)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "event": str(self.event), "kind": str(self.kind)}  # plain text, as read
 
     @classmethod
     def from_dict(cls, data: object, key: str | None = None, made: float = 0.0) -> Delivery:
@@ -68,6 +69,9 @@ class Delivery:
         key, task_id, event, url = key or f.text("key"), f.text("task_id"), f.text("event"), f.text("url")
         if not (key and task_id and is_task_id(task_id) and event and url):
             raise ValueError("it lacks its key, task_id, event or url")
+        kind = f.text("kind") or ""
+        if kind not in _KINDS:
+            raise ValueError(f"its kind is not one of {', '.join(_KINDS)}")
         return cls(
             key=key,
             task_id=task_id,
@@ -76,7 +80,7 @@ class Delivery:
             title=f.text("title") or "",
             text=f.text("text") or "",
             markdown=f.text("markdown") or "",
-            kind=f.text("kind") or "",
+            kind=NoticeKind(kind),
             created_at=f.number("created_at", made) or made,
             attempts=f.integer("attempts", 0, high=10**9) or 0,
             last_error=f.text("last_error"),
@@ -155,8 +159,8 @@ class Outbox:
         (self.dir / SENT / delivery.key).touch()
         self._file(delivery.key).unlink(missing_ok=True)
 
-    def give_up(self, delivery: Delivery, reason: str) -> None:
-        data = {**delivery.to_dict(), "given_up_at": time.time(), "reason": reason}
+    def give_up(self, delivery: Delivery, reason: str, now: float) -> None:
+        data = {**delivery.to_dict(), "given_up_at": now, "reason": reason}
         store.write_atomic(self.dir / FAILED / f"{delivery.key}.json", store.dump_json(data))
         self._file(delivery.key).unlink(missing_ok=True)
 

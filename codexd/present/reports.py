@@ -20,7 +20,8 @@ from codexd.present.shown import md_text, shown, shown_line
 from codexd.present.vocabulary import STATUS_ICONS, item_line, outcome_text
 from codexd.tasks import store
 
-# progress.log lines that belong under "Errors and restarts" (the text after the time).
+# progress.log lines that belong under "Errors and restarts" (the text after the time), for
+# a task an older codexd took: the daemon now records incidents in status.json.
 INCIDENTS = (
     b"Stalled:",
     b"Restarting",
@@ -53,7 +54,7 @@ def build(status: dict[str, Any], results: dict[str, Any] | None, task_dir: Path
         "restarts": status.get("restarts") or 0,
         "stalls": status.get("stalls") or 0,
         "retries": status.get("retries") or 0,
-        "incidents": incidents(task_dir / store.PROGRESS),
+        "incidents": incidents(status, task_dir / store.PROGRESS),
         "artifacts": artifacts(task_dir / store.ARTIFACTS),
         "results": results,
     }
@@ -71,7 +72,16 @@ def _timing(status: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def incidents(log: Path) -> list[dict[str, str]]:
+def incidents(status: dict[str, Any], log: Path) -> list[dict[str, str]]:
+    """Stalls, restarts, retries and failures, as the record keeps them; for a task an older
+    codexd took, as its progress.log says them."""
+    recorded = status.get("incidents")
+    if not isinstance(recorded, list):
+        return logged_incidents(log)
+    return [{"at": i["at"], "text": i["text"]} for i in recorded]
+
+
+def logged_incidents(log: Path) -> list[dict[str, str]]:
     """Stalls, restarts, retries and failures from progress.log, read line by line."""
     found = []
     try:

@@ -1,88 +1,32 @@
-"""Work coming in: instruction files from `codexd start` and from the watched spool folder.
-
-A spool file is claimed by renaming it into a staging folder beside the tasks, so each
-file becomes exactly one task even when two scans race. A refused file moves to
-`rejected/` with a `.error` file beside it. Nothing is deleted.
+"""Work coming in: instruction files checked, read capped, and written into the spool by
+`codexd start`. The daemon's side of the spool is `spool`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import fcntl
-import hashlib
 import os
-import shutil
 import stat
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from codexd.config import paths
 from codexd.daemon import lock
-from codexd.daemon.rules import STRIKES
-from codexd.errors import InvalidInput, StorageError
+from codexd.errors import InvalidInput
 from codexd.tasks import folders, frontmatter, store, taskid
-from codexd.tasks.records import Cursor, TaskStatus
-from codexd.tasks.states import TaskState
+from codexd.tasks.records import TaskStatus
 from codexd.tasks.store import TaskStore
 
-log = structlog.get_logger()
-REJECTED = "rejected"
-NAME_MAX = 255  # bytes in a file name
-# Bytes a rejected file's name leaves for: a number after it, its note's ".error", and the
-# temporary name the note is written under first (see store.write_atomic).
-NAME_ROOM = len(".99999") + len(".error") + len("..4194304.abcdef.tmp")
-HASH_KEPT = 12  # hex digits of a long name's hash, so that two cut names never collide
-FOLDER_TROUBLE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO})  # not one file's
-IGNORED_SUFFIXES = (".tmp", ".part")
 SETTLE_SECONDS = 0.25  # without leases: a file modified more recently may still be being written
-WRITER_RECHECK = 0.1  # seconds before a file still open for writing is looked at again
 FileId = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns: which file was read
 
 
 def ensure_private_dir(path: Path) -> None:
     """Create the spool 0700; refuse one that others could write into or that is not ours."""
     folders.ensure_private(path, "spool folder")
-
-
-def has_writer(path: Path) -> bool | None:
-    """Is the file open for writing anywhere? None where the system cannot say.
-
-    On Linux a read lease is refused (EAGAIN) while any process has the file open for
-    writing, so a finished file is taken at once and one still being copied waits.
-    """
-    if not hasattr(fcntl, "F_SETLEASE"):
-        return None
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)
-        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
-    except OSError as exc:
-        return True if exc.errno == errno.EAGAIN else None  # not ours, or a filesystem without leases
-    finally:
-        os.close(fd)
-    return False
-
-
-def being_written(path: Path, info: os.stat_result) -> float | None:
-    """When to look at the file again if it may still be being written; None if it is done."""
-    writer = has_writer(path)
-    if writer is not None:
-        return time.time() + WRITER_RECHECK if writer else None
-    settled_at = info.st_mtime + SETTLE_SECONDS  # no better sign here: recently changed means maybe
-    return settled_at if settled_at > time.time() else None
-
-
-def is_ignored(name: str) -> bool:
-    return name.startswith(".") or name.endswith(IGNORED_SUFFIXES)
 
 
 @dataclass(frozen=True)
@@ -93,6 +37,7 @@ class Checked:
     body: str
     kind: str
     cwd: Path | None
+    body_offset: int  # bytes before the body: where Codex's stdin starts
 
 
 def check(raw: bytes, known_types: Iterable[str], base: Path | None = None) -> Checked:
@@ -105,7 +50,7 @@ def check(raw: bytes, known_types: Iterable[str], base: Path | None = None) -> C
             f"unknown task type {kind!r}: known types are {', '.join(known)} (add [types.{kind}])"
         )
     cwd = _cwd(str(parsed.fields["cwd"]), base) if "cwd" in parsed.fields else None
-    return Checked(parsed.fields, parsed.body, kind, cwd)
+    return Checked(parsed.fields, parsed.body, kind, cwd, parsed.body_offset)
 
 
 def _cwd(text: str, base: Path | None) -> Path:
@@ -121,209 +66,6 @@ def _cwd(text: str, base: Path | None) -> Path:
     if not cwd.is_dir():
         raise InvalidInput(f"cwd {cwd} is not an existing folder: create it or fix cwd")
     return cwd
-
-
-def new_status(task_id: str, checked: Checked, tasks: TaskStore, now: str) -> TaskStatus:
-    timeout = checked.fields.get("stall_timeout")
-    return TaskStatus(
-        task_id=task_id,
-        type=checked.kind,
-        status=TaskState.QUEUED,
-        created_at=now,
-        updated_at=now,
-        log_file=str(tasks.file(task_id, store.PROGRESS)),
-        cwd=str(checked.cwd or tasks.dir(task_id)),
-        stall_timeout=float(timeout) if timeout is not None else None,
-        daemon=Cursor(accepted_ns=time.time_ns()),
-    )
-
-
-class Spool:
-    """The daemon's side of the spool folder."""
-
-    def __init__(self, spool_dir: Path, tasks: TaskStore, known_types: Iterable[str], now: Callable[[], str]):
-        self.dir = spool_dir
-        self.tasks = tasks
-        self.known_types = frozenset(known_types)
-        self.now = now
-        self._strikes: dict[str, int] = {}  # file name -> unexpected errors in a row
-        self._folders_seen: set[str] = set()  # folders left alone, logged once each
-
-    def candidates(self) -> list[Path]:
-        try:
-            entries = sorted(os.scandir(self.dir), key=lambda e: e.name)
-        except FileNotFoundError:
-            return []
-        return [Path(e.path) for e in entries if not is_ignored(e.name) and e.name != REJECTED]
-
-    def scan(self) -> tuple[list[TaskStatus], float | None]:
-        """Take every ready file; also say when to look again for files still being written."""
-        accepted, retry_at = [], None
-        for path in self.candidates():
-            try:
-                result = self.take(path)
-            except FileNotFoundError:
-                continue  # gone meanwhile: taken by someone else or moved away
-            except Exception as exc:  # one file's trouble stops neither the others nor the daemon
-                if isinstance(exc, OSError) and exc.errno in FOLDER_TROUBLE:
-                    raise  # the folder's (a full disk): the daemon logs it and scans again later
-                self._unexpected(path, exc)
-                continue
-            if isinstance(result, float):
-                retry_at = result if retry_at is None else min(retry_at, result)
-            elif result is not None:
-                accepted.append(result)
-        return accepted, retry_at
-
-    def take(self, path: Path) -> TaskStatus | float | None:
-        info = path.lstat()
-        if stat.S_ISDIR(info.st_mode):
-            self._folder(path)
-            return None
-        if stat.S_ISREG(info.st_mode):
-            busy_until = being_written(path, info)
-            if busy_until is not None:
-                return busy_until  # look again then
-        try:
-            raw, identity = self._read(path, info)
-            checked = check(raw, self.known_types)
-            return self._accept(path, raw, identity, checked)
-        except InvalidInput as exc:
-            self.reject(path, str(exc))
-            return None
-
-    def _folder(self, path: Path) -> None:
-        """A folder named like an instruction file is refused; others (a user's drafts/) are left."""
-        if path.name.endswith(".md"):
-            self.reject(path, "it is a folder, not an instruction file: put the .md file in its place")
-        elif path.name not in self._folders_seen:
-            self._folders_seen.add(path.name)
-            log.info("spool.folder_left_alone", folder=str(path), why="only .md files are taken")
-
-    def _read(self, path: Path, info: os.stat_result) -> tuple[bytes, FileId]:
-        if stat.S_ISLNK(info.st_mode):
-            raise InvalidInput("the file is a symbolic link: put the file itself into the spool")
-        if not stat.S_ISREG(info.st_mode):
-            raise InvalidInput("not a regular file: only .md instruction files are taken")
-        if not path.name.endswith(".md"):
-            raise InvalidInput(f"only .md instruction files are taken: rename it to {path.stem}.md")
-        return read_identified(path)  # checked again on the opened file
-
-    def _task_id(self, path: Path, checked: Checked) -> str:
-        wanted = checked.fields.get("task_id")
-        if wanted is None:
-            return taskid.unique(taskid.from_name(path.name), self.tasks.is_taken)
-        if self.tasks.is_taken(wanted):
-            raise InvalidInput(f"task id {wanted!r} is already taken: choose another task_id")
-        return str(wanted)
-
-    def _accept(self, path: Path, raw: bytes, identity: FileId, checked: Checked) -> TaskStatus | None:
-        task_id = self._task_id(path, checked)
-        staging = self.tasks.stage(task_id)
-        target = staging / store.INSTRUCTIONS
-        try:
-            os.rename(path, target)  # the claim: only one scan can win it
-        except FileNotFoundError:
-            staging.rmdir()
-            return None
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            target.write_bytes(raw)  # what was read and checked, whatever is at the path now
-            path.unlink()
-        else:
-            if not is_file(target, identity):  # swapped (for a link, say) after it was read
-                why = "it changed while it was being taken: drop it into the spool again, whole"
-                self.reject(target, why, name=path.name)
-                staging.rmdir()
-                return None
-        return self.finish(staging, task_id, checked)
-
-    def finish(self, staging: Path, task_id: str, checked: Checked) -> TaskStatus | None:
-        now = self.now()
-        status = new_status(task_id, checked, self.tasks, now)
-        (staging / store.PROGRESS).unlink(missing_ok=True)  # our own line, from an interrupted try
-        size = store.append_line(staging / store.PROGRESS, f"{now} Queued ({checked.kind})")
-        status = status.with_(daemon=replace(status.daemon, log=size))
-        store.write_atomic(staging / store.STATUS, store.dump_json(status.to_dict()))
-        if self.tasks.publish(staging, task_id):
-            return status
-        self.reject(
-            staging / store.INSTRUCTIONS, f"task id {task_id!r} is already taken", name=f"{task_id}.md"
-        )
-        shutil.rmtree(staging, ignore_errors=True)  # only our own files are left in it
-        return None
-
-    def recover(self) -> list[TaskStatus]:
-        """Finish tasks whose creation a crash interrupted; nothing half-made stays hidden."""
-        done = []
-        for staging in self.tasks.leftovers():
-            task_id = staging.name.split("~")[0]
-            instructions = staging / store.INSTRUCTIONS
-            if not instructions.exists():
-                with contextlib.suppress(OSError):
-                    staging.rmdir()
-                continue
-            try:
-                checked = check(read_instruction_file(instructions, follow=False), self.known_types)
-                status = self.finish(staging, task_id, checked)
-            except InvalidInput as exc:
-                self.reject(instructions, str(exc), name=f"{task_id}.md")
-                continue
-            if status:
-                done.append(status)
-        return done
-
-    def _unexpected(self, path: Path, exc: Exception) -> None:
-        """Logged with its traceback; the same file failing STRIKES times is rejected, saying why."""
-        strikes = self._strikes[path.name] = self._strikes.get(path.name, 0) + 1
-        if strikes == 1:
-            log.error("spool.internal_error", file=str(path), exc_info=exc)
-        if strikes >= STRIKES:
-            del self._strikes[path.name]
-            try:
-                self.reject(path, f"internal error: {type(exc).__name__}: {exc} (see the daemon log)")
-            except Exception as again:  # it stays in the spool, and is tried again
-                log.error("spool.reject_failed", file=str(path), error=str(again))
-
-    def reject(self, path: Path, reason: str, name: str | None = None) -> None:
-        rejected = self.dir / REJECTED
-        rejected.mkdir(mode=0o700, exist_ok=True)
-        shown = name or path.name
-        name = rejected_name(shown)
-        target = rejected / name
-        n = 1
-        while any(os.path.lexists(p) for p in (target, f"{target}.error")):
-            n += 1
-            target = rejected / f"{name}.{n}"
-        os.rename(path, target)
-        note = f"{self.now()} refused {shown!r}: {reason}\n"
-        try:
-            store.write_atomic(Path(f"{target}.error"), note.encode("utf-8", "backslashreplace"))
-        except StorageError as exc:  # the file is out of the way all the same: the log says why
-            log.error("spool.note_failed", file=str(target), reason=reason, error=str(exc))
-
-
-def rejected_name(name: str) -> str:
-    """A name in rejected/ with room for its note: newlines shown as '?', and a long name cut at
-    a character boundary, with a short hash of the whole so that two cut names never collide."""
-    raw = os.fsencode(name.replace("\n", "?"))
-    limit = NAME_MAX - NAME_ROOM
-    if len(raw) <= limit:
-        return os.fsdecode(raw)
-    cut = limit - HASH_KEPT - 1
-    while cut > 0 and raw[cut] & 0xC0 == 0x80:  # never inside a UTF-8 character
-        cut -= 1
-    return f"{os.fsdecode(raw[:cut])}~{hashlib.sha256(raw).hexdigest()[:HASH_KEPT]}"
-
-
-def is_file(path: Path, identity: FileId) -> bool:
-    """Is `path` (never followed) still the very regular file that was read?"""
-    try:
-        info = path.lstat()
-    except OSError:
-        return False
-    return stat.S_ISREG(info.st_mode) and identify(info) == identity
 
 
 def identify(info: os.stat_result) -> FileId:
@@ -343,6 +85,15 @@ def read_identified(path: Path) -> tuple[bytes, FileId]:
 
 
 def _read_checked(path: Path, follow: bool) -> tuple[bytes, FileId]:
+    fd, info = _open_checked(path, follow)
+    try:
+        return _read_capped(fd, str(path)), identify(info)
+    finally:
+        os.close(fd)
+
+
+def _open_checked(path: Path, follow: bool) -> tuple[int, os.stat_result]:
+    """The file opened, once it is known to be a regular file under the cap."""
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags)  # O_NONBLOCK: a FIFO opens at once, to be refused below
@@ -359,9 +110,19 @@ def _read_checked(path: Path, follow: bool) -> tuple[bytes, FileId]:
         if not stat.S_ISREG(info.st_mode):
             raise InvalidInput(f"{path} is not a regular file (a device, FIFO or socket): save it to a file")
         _check_size(info.st_size)
-        return _read_capped(fd, str(path)), identify(info)
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return fd, info
+
+
+def body_offset(status: TaskStatus, path: Path) -> int:
+    """Where Codex's stdin starts in the task's instructions.md `path`: recorded when it was
+    taken; for a task an older codexd took, read from its front matter (capped, no link)."""
+    if status.taken is None:
+        return frontmatter.parse(read_instruction_file(path, follow=False)).body_offset
+    os.close(_open_checked(path, follow=False)[0])  # still what Codex may be fed: no link, no FIFO
+    return status.taken.body_offset
 
 
 def read_stdin() -> bytes:

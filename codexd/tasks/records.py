@@ -10,7 +10,10 @@ from typing import Any
 from codexd.config.defaultdirs import is_task_id
 from codexd.config.limits import is_duration
 from codexd.fields import Fields, warn
+from codexd.tasks import incidents
+from codexd.tasks.incidents import Incident, IncidentKind
 from codexd.tasks.states import ACTIVE, TERMINAL, TaskState
+from codexd.tasks.taken import Taken
 
 MAX_PID = 2**31
 _STATES = frozenset(s.value for s in TaskState)
@@ -35,14 +38,18 @@ class Item:
         return cls(title=f.text("title") or "", outcome=f.text("outcome") or "done")
 
 
+class ProgressSource(StrEnum):
+    PLAN = "plan"  # Codex's todo_list
+    REPORTS = "reports"  # `codexd progress`: reports win over the plan
+
+
 @dataclass(frozen=True)
 class Progress:
     total: int | None = None
     completed: int = 0
     current: str | None = None
     items: tuple[Item, ...] = ()
-    # "plan" (Codex todo_list), "reports" (`codexd progress`) or None; reports win.
-    source: str | None = None
+    source: ProgressSource | None = None
 
     @property
     def percentage(self) -> float | None:
@@ -57,7 +64,7 @@ class Progress:
             "percentage": self.percentage,
             "current": self.current,
             "items": [item.to_dict() for item in self.items],
-            "source": self.source,
+            "source": str(self.source) if self.source else None,
         }
 
     @classmethod
@@ -74,7 +81,7 @@ class Progress:
             completed=f.integer("completed") or 0,
             current=f.text("current"),
             items=tuple(Item.read(Fields(i)) for i in items if isinstance(i, dict)),
-            source=f.text("source"),
+            source=_source(f),
         )
 
 
@@ -116,7 +123,7 @@ class Resume:
     @classmethod
     def read(cls, f: Fields) -> Resume | None:
         at, kind = f.number("at"), f.text("kind")
-        if at is None or kind not in (ResumeKind.RESTART, ResumeKind.RETRY):  # (a "fresh" one is not read)
+        if at is None or kind not in tuple(ResumeKind):
             if f.data:
                 f.bad.append(f.prefix.rstrip("."))
             return None
@@ -206,6 +213,8 @@ class TaskStatus:
     last_log: LastLog | None = None
     cwd: str | None = None
     daemon: Cursor = field(default_factory=Cursor)
+    taken: Taken | None = None  # None: a task an older codexd took
+    incidents: tuple[Incident, ...] | None = None  # None: an older codexd's record (its log tells)
 
     @property
     def is_terminal(self) -> bool:
@@ -217,6 +226,12 @@ class TaskStatus:
 
     def with_(self, **changes: Any) -> TaskStatus:
         return replace(self, **changes)
+
+    def with_incident(self, kind: IncidentKind, at: str, text: str) -> TaskStatus:
+        """`text`, the progress.log line that told it, kept as an incident of `kind`."""
+        if self.incidents is None:
+            return self  # a task an older codexd took: its reports read its log
+        return replace(self, incidents=incidents.added(self.incidents, Incident(at, kind, text)))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -241,6 +256,8 @@ class TaskStatus:
             "last_log": self.last_log.to_dict() if self.last_log else None,
             "cwd": self.cwd,
             "daemon": self.daemon.to_dict(),
+            "taken": self.taken.to_dict() if self.taken else None,
+            "incidents": None if self.incidents is None else [i.to_dict() for i in self.incidents],
         }
 
     @classmethod
@@ -273,6 +290,8 @@ class TaskStatus:
             last_log=LastLog.read(f.within("last_log")),
             cwd=f.text("cwd"),
             daemon=Cursor.read(f.within("daemon")),
+            taken=Taken.read(f.within("taken")),
+            incidents=incidents.read_all(f),
         )
         if f.bad:
             warn("status.fields_ignored", task_id, f.bad)
@@ -297,6 +316,14 @@ def _stall_timeout(f: Fields) -> float | None:
     if found is None:
         return None
     return float(found) if is_duration(found) and found > 0 else f.ignore("stall_timeout", None)
+
+
+def _source(f: Fields) -> ProgressSource | None:
+    found = f.text("source")
+    try:
+        return None if found is None else ProgressSource(found)
+    except ValueError:
+        return f.ignore("source", None)
 
 
 def _pid(f: Fields) -> int | None:

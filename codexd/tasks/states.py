@@ -34,5 +34,18 @@ ALLOWED: dict[TaskState, frozenset[TaskState]] = {
 }
 
 
+class TaskEvent(StrEnum):
+    """What listeners (notices) hear of a state change: the new state's name, except the
+    two ways into in_progress."""
+
+    QUEUED = "queued"
+    STARTED = "started"  # queued -> in_progress
+    RESTARTED = "restarted"  # stalled -> in_progress, or a restart between runs
+    STALLED = "stalled"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 def can_change(old: TaskState, new: TaskState) -> bool:
     return new in ALLOWED[old]

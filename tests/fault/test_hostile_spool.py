@@ -161,12 +161,13 @@ def test_a_hostile_spool_never_breaks_the_daemon(env, daemon):
 
 
 def spool_of(tmp_path: Path):
+    from codexd.clock import FakeClock
     from codexd.tasks import store
-    from codexd.tasks.intake import Spool
+    from codexd.tasks.spool import Spool
 
     spool = tmp_path / "spool"
     spool.mkdir(mode=0o700)
-    return Spool(spool, store.TaskStore(tmp_path / "tasks"), ["generic"], lambda: "2025-10-31T12:00:00Z")
+    return Spool(spool, store.TaskStore(tmp_path / "tasks"), ["generic"], FakeClock())
 
 
 def drop(path: Path, data: str | bytes) -> Path:

@@ -19,7 +19,7 @@ from codexd.clock import FakeClock
 from codexd.config.settings import NotifySettings
 from codexd.daemon import logsetup
 from codexd.notify import endpoints, notices, redact
-from codexd.notify.courier import Courier, Policy
+from codexd.notify.courier import Courier
 from codexd.notify.dispatch import Notifications
 from codexd.notify.endpoints import Attempt
 from codexd.notify.outbox import Delivery, Outbox
@@ -207,7 +207,7 @@ class Harness:
         self.given_up: list[tuple[str, str]] = []
         self.courier = Courier(
             self.box,
-            Policy(**{"backoff": 10, "backoff_max": 60, "expire": 3600, **policy}),
+            NotifySettings(**{"backoff": 10, "backoff_max": 60, "expire": 3600, **policy}),
             fake,
             lambda d, why: self.given_up.append((d.key, why)),
             self.clock,

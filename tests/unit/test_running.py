@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from codexd.daemon.running import Ending, Finishing, Idle, Running, Stopping, Waiting, Watched, Why
-from codexd.tasks.records import TaskStatus
+from codexd.tasks.records import Resume, ResumeKind, TaskStatus
 from codexd.tasks.states import TaskState
 
 pytestmark = pytest.mark.timeout(30)
@@ -62,3 +62,10 @@ def test_an_end_decided_without_a_run_is_kept_until_it_is_recorded():
     ending = Ending(TaskState.FAILED, "Could not start Codex: boom", "boom")
     running.ends(ending)
     assert running.phase == Finishing(None, None, ending)
+
+
+@pytest.mark.parametrize("kind", list(ResumeKind))
+def test_every_owed_resume_survives_a_daemon_restart(kind):
+    """A fresh start owed after a lost session was dropped by a new daemon, and the task failed."""
+    owed = Resume(1.0, kind, "its session was lost")
+    assert Resume.from_dict(owed.to_dict()) == owed

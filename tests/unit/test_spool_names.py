@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from codexd.tasks.intake import NAME_MAX, NAME_ROOM, rejected_name
+from codexd.tasks.spool import NAME_MAX, NAME_ROOM, rejected_name
 
 
 def test_a_short_name_is_kept_and_a_newline_shown():

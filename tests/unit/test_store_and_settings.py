@@ -8,11 +8,13 @@ import threading
 
 import pytest
 
+from codexd.clock import FakeClock
 from codexd.config import paths, settings
 from codexd.errors import ConfigError, StorageError, UnknownTask
 from codexd.tailing import tail_lines
-from codexd.tasks import intake, store
+from codexd.tasks import store
 from codexd.tasks.records import TaskStatus
+from codexd.tasks.spool import Spool, has_writer
 from codexd.tasks.states import TaskState, can_change
 
 pytestmark = pytest.mark.timeout(30)
@@ -142,16 +144,16 @@ def test_secrets_are_masked():
 
 
 def test_a_spool_file_still_open_for_writing_waits_and_a_closed_one_is_taken_at_once(tmp_path):
-    spool = intake.Spool(tmp_path / "spool", store.TaskStore(tmp_path / "tasks"), ["generic"], lambda: "2025")
+    spool = Spool(tmp_path / "spool", store.TaskStore(tmp_path / "tasks"), ["generic"], FakeClock())
     (tmp_path / "spool").mkdir(mode=0o700)
     (tmp_path / "tasks").mkdir()
     path = tmp_path / "spool" / "copying.md"
     with path.open("w") as writer:
         writer.write("Do it.\n")
         writer.flush()
-        assert intake.has_writer(path) is True
+        assert has_writer(path) is True
         again = spool.take(path)
         assert isinstance(again, float) and path.exists()  # looked at again shortly, not taken
-    assert intake.has_writer(path) is False
+    assert has_writer(path) is False
     taken = spool.take(path)  # closed a moment ago: no settle delay where leases tell
     assert taken is not None and not isinstance(taken, float) and taken.task_id == "copying"

@@ -1,0 +1,49 @@
+"""What the daemon took from a task's instruction file when it accepted it: read once.
+
+Kept in status.json (`taken`), so that nothing parses the front matter again: not a spawn
+(where Codex's stdin starts), not a notice (which tagged URLs hear the task). A record an
+older codexd wrote has none (None): its instructions.md is read as it was then.
+The task's own notification URLs are secrets and stay out of status.json, which `status
+--json` prints: only whether there are any is kept here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from codexd.fields import Fields
+
+
+@dataclass(frozen=True)
+class Taken:
+    body_offset: int = 0  # bytes of instructions.md before its body: where Codex's stdin starts
+    notify_tags: tuple[str, ...] = ()  # which tagged notify.urls hear the task
+    own_urls: bool = False  # its front matter has notify_urls (read from there, never kept here)
+
+    @classmethod
+    def of(cls, fields: dict[str, Any], body_offset: int) -> Taken:
+        """From an instruction file's checked front matter."""
+        tags = tuple(str(t) for t in fields.get("notify_tags", ()))
+        return cls(body_offset, tags, bool(fields.get("notify_urls")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "body_offset": self.body_offset,
+            "notify_tags": list(self.notify_tags),
+            "own_urls": self.own_urls,
+        }
+
+    @classmethod
+    def read(cls, f: Fields) -> Taken | None:
+        if not f.data:
+            return None
+        tags = f.items("notify_tags")
+        if not all(isinstance(t, str) for t in tags):
+            f.bad.append(f.prefix + "notify_tags")
+        own = f.data.get("own_urls")
+        return cls(
+            body_offset=f.integer("body_offset") or 0,
+            notify_tags=tuple(t for t in tags if isinstance(t, str)),
+            own_urls=own if isinstance(own, bool) else f.ignore("own_urls", True),  # unsure: look
+        )
