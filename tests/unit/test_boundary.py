@@ -190,16 +190,21 @@ def test_a_bug_with_one_spool_file_rejects_that_file_and_takes_the_others(world,
 # -- runs that end at once cannot loop ---------------------------------------------------------
 
 
-def test_a_lost_session_starts_afresh_once_then_fails(world):
-    w = world()
+def lose_the_session(w: Any) -> None:
+    """A run whose `resume` finds no recorded session: the task is owed a fresh start."""
     w.submit()
     w.events("t1", THREAD, {"type": "turn.started"})
     stderr(w, "t1", LOST)
     w.procs.current.end(1)
     w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
+
+
+def test_a_lost_session_starts_afresh_once_then_fails(world):
+    w = world()
+    lose_the_session(w)
     assert len(w.procs.started) == 1  # not at once: after a backoff
     w.advance(10)
-    assert len(w.procs.started) == 2 and w.procs.current.argv[-1] == "-"  # afresh
+    assert len(w.procs.started) == 2 and "resume" not in w.procs.current.argv  # afresh
     w.events("t1", THREAD, {"type": "turn.started"})
     stderr(w, "t1", LOST)
     w.procs.current.end(1)
@@ -212,11 +217,7 @@ def test_a_lost_session_starts_afresh_once_then_fails(world):
 
 def test_the_reason_comes_from_this_runs_stderr_only(world):
     w = world()
-    w.submit()
-    w.events("t1", THREAD, {"type": "turn.started"})
-    stderr(w, "t1", LOST)
-    w.procs.current.end(1)
-    w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
+    lose_the_session(w)
     w.advance(10)
     w.procs.current.end(1)  # the fresh run says nothing on stderr
     w.tick_until(lambda: w.status()["status"] == "failed")

@@ -99,11 +99,10 @@ def world(tmp_path):
 
 
 def test_a_daemon_records_what_its_log_says_of_a_task_that_kept_stalling(world):
+    from tests.unit.test_health import stall_and_restart
+
     w = world(max_restarts=1)
-    w.submit()
-    w.advance(900)
-    w.tick_until(lambda: w.status()["daemon"]["resume"] is not None)
-    w.advance(10)
+    stall_and_restart(w)
     w.advance(900)
     w.tick_until(lambda: w.status()["status"] == "failed")
     status = w.status()
