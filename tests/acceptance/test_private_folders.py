@@ -14,7 +14,7 @@ from tests.conftest import CODEXD, ROOT, wait_for
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(90)]
 
 
-def run_daemon(env, timeout: float = 10) -> subprocess.CompletedProcess[str]:
+def run_daemon(env, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """`codexd daemon` that is expected to refuse: it must exit by itself."""
     return subprocess.run(
         [*CODEXD, "daemon"], env=env.vars, capture_output=True, text=True, timeout=timeout, check=False
