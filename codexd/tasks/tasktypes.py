@@ -46,13 +46,7 @@ def from_settings(configured: dict[str, Any]) -> dict[str, TaskType]:
     """Built-in types plus those of the configuration (which may redefine a built-in)."""
     types = dict(BUILTIN)
     for name, cfg in configured.items():
-        types[name] = TaskType(
-            name,
-            output_schema=cfg.output_schema,
-            items_field=cfg.items_field,
-            outcome_field=cfg.outcome_field,
-            title_field=cfg.title_field,
-        )
+        types[name] = TaskType(name, **cfg.model_dump())  # a setting added there is a field here
     return types
 
 
