@@ -53,6 +53,7 @@ def review(state: TaskState = TaskState.IN_PROGRESS, **changes) -> TaskStatus:
 @pytest.fixture
 def tasks(tmp_path: Path) -> api.Tasks:
     found = api.Tasks(tmp_path / "tasks", config=tmp_path / "none.toml")
+    found.spool_dir = tmp_path / "spool"  # never the user's own
     put(found, review())
     put(
         found,
@@ -147,6 +148,17 @@ async def test_an_ended_task_says_so_in_capitals_and_has_no_current_item(tasks, 
         assert "Current:" not in screen and "crossterm upgrade (CHANGES REQUESTED)" in screen
         assert "Error: cancelled by codexd stop" in screen
         assert "Last log: [12:59:45] Running: gh pr diff 602" in screen
+
+
+async def test_results_that_missed_the_schema_are_flagged_in_sight(tasks):
+    why = "'approved' is a required property; 'merged' is not one of the outcomes of a pr_review result"
+    flag = f"⚠️ results did not match the pr_review schema: {why}"
+    put(tasks, review(TaskState.COMPLETED, finished_at="2025-10-31T12:00:23Z", error=flag))
+    app = Dashboard(tasks, "codex-pr-review-2025-10-31", now=lambda: NOW)
+    async with app.run_test(size=(80, 24)):
+        screen = " ".join(text_of(app).split())  # the flag wraps
+        assert "Error: ⚠️ results did not match the pr_review schema: 'approved' is a required" in screen
+        assert "outcomes of a pr_review result" in screen and "Last log: [12:59:45]" in screen
 
 
 async def test_many_items_scroll_and_the_last_log_stays_in_sight(tasks):
