@@ -310,8 +310,10 @@ class TaskList(Screen[None]):
 
     def rows(self) -> list[tuple[str, ...]]:
         now = self.now()
-        # A broken status file is left out, not logged over the screen.
-        return [views.task_row(t, now) for t in self.tasks.list(broken=[])]
+        # A broken status file is left out, not logged over the screen. The status in capitals,
+        # as the task view says it.
+        rows = [views.task_row(t, now) for t in self.tasks.list(broken=[])]
+        return [(task_id, kind, vocabulary.loud(status), *rest) for task_id, kind, status, *rest in rows]
 
     def show(self) -> None:
         rows = self.rows()
