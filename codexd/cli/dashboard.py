@@ -18,14 +18,16 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Log, ProgressBar, Static
+from textual.widgets import DataTable, Header, Log, ProgressBar, Static
 
 from codexd import api
+from codexd.clock import parse_iso
 from codexd.errors import BrokenRecord, CodexdError, UnknownTask
 from codexd.present import views, vocabulary
 from codexd.present.shown import shown
 from codexd.tailing import SHOWN_CHARS, tail_lines
 from codexd.tasks import store
+from codexd.tasks.states import TERMINAL
 
 Now = Callable[[], datetime]
 POLL = 0.5  # seconds between looks at the task files: changes show within a second
@@ -41,35 +43,69 @@ def _stamp(path: Path) -> tuple[int, int] | None:
     return info.st_mtime_ns, info.st_size
 
 
+def _local(at: str | None, now: datetime | None = None) -> str:
+    """An ISO time in the local zone, the day left out when it is `now`'s day."""
+    if not at:
+        return "-"
+    try:
+        moment = parse_iso(str(at)).astimezone()
+    except ValueError:
+        return shown(str(at))
+    same_day = now is not None and moment.date() == now.astimezone().date()
+    return moment.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S")
+
+
+def _facts(task: dict[str, Any], now: datetime) -> Text:
+    """`Status: IN PROGRESS   Started: 2025-10-31 12:50:01   Elapsed: 00:19:59`"""
+    return Text.assemble(
+        "Status: ",
+        (vocabulary.loud(shown(str(task.get("status")))), "bold"),
+        f"   Started: {_local(task.get('started_at'))}",
+        f"   Elapsed: {views.elapsed(task, now, said=vocabulary.stopwatch)}",
+    )
+
+
+def _item(item: dict[str, Any]) -> str:
+    """`✅ #626 - toml upgrade (APPROVED)`"""
+    outcome = str(item.get("outcome") or "done")
+    return f"{vocabulary.OUTCOME_ICONS.get(outcome, '•')} {item.get('title')} ({vocabulary.loud(outcome)})"
+
+
 def task_lines(task: dict[str, Any], now: datetime) -> dict[str, Text]:
-    """The text of the task view, one entry per part of the screen.
+    """The text of the task view, one entry per part of the screen (an empty one is hidden).
 
     Text objects, not strings: Textual reads markup in a string, so an agent's `[link=...]`,
     `[@click=...]` or `[/]` would be obeyed. Their control characters are made visible too."""
     progress = task.get("progress") or {}
-    items = [vocabulary.item_line(i) for i in progress.get("items") or []]
     last = task.get("last_log") or {}
-    recovery = [f"{key} {task[key]}" for key in ("restarts", "stalls", "retries") if task.get(key)]
-    facts = Text.assemble(
-        f"{shown(str(task.get('type')))}   status ",
-        (shown(str(task.get("status"))), "bold"),
-        f"   started {task.get('started_at') or '-'}   elapsed {views.elapsed(task, now)}",
-    )
+    recovery = [
+        f"{key.capitalize()}: {task[key]}" for key in ("restarts", "stalls", "retries") if task.get(key)
+    ]
+    current = progress.get("current") if task.get("status") not in TERMINAL else None
     said = {
         "count": views.progress_text(progress),
-        "items": "\n".join(items) or "no items finished yet",
-        "current": f"current: {progress.get('current')}" if progress.get("current") else "",
-        "last": f"last log {last.get('at')}  {last.get('text')}" if last else "no log yet",
+        "items": "\n".join(map(_item, progress.get("items") or [])) or "nothing finished yet",
+        "current": f"Current: {current}" if current else "",
+        "last": f"Last log: [{_local(last.get('at'), now)}] {last.get('text')}" if last else "No log yet",
         "recovery": "   ".join(recovery),
-        "error": f"error: {task['error']}" if task.get("error") else "",
+        "error": f"Error: {task['error']}" if task.get("error") else "",
     }
-    return {"facts": facts} | {name: Text(shown(text)) for name, text in said.items()}
+    return {"facts": _facts(task, now)} | {name: Text(shown(text)) for name, text in said.items()}
+
+
+class KeyLine(Static):
+    """The keys at the foot of a screen, as the seed shows them: `[R]efresh | [L]ogs | [Q]uit`.
+    Each is a link to its action, so a click works as well as the key."""
+
+    def __init__(self, *keys: tuple[str, str]):
+        said = ((label.replace("[", "\\["), action) for label, action in keys)  # `[R]` is no tag
+        super().__init__(" | ".join(f"[@click={action}]{label}[/]" for label, action in said), classes="keys")
 
 
 class ConfirmStop(ModalScreen[bool]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("y", "answer(True)", "Stop it"),
-        Binding("n,escape", "answer(False)", "Keep it running"),
+        Binding("y,Y", "answer(True)", "Stop it"),
+        Binding("n,N,escape", "answer(False)", "Keep it running"),
     ]
 
     def __init__(self, task_id: str):
@@ -87,33 +123,38 @@ class ConfirmStop(ModalScreen[bool]):
 
 class TaskView(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "refresh", "Refresh"),
-        Binding("l", "logs", "Log"),
-        Binding("s", "stop", "Stop task"),
+        Binding("r,R", "refresh", "Refresh"),
+        Binding("l,L", "logs", "Logs"),
+        Binding("s,S", "stop", "Stop"),
         Binding("escape", "back", "Back"),
-        Binding("q", "app.quit", "Quit"),
+        Binding("q,Q", "app.quit", "Quit"),
     ]
 
-    def __init__(self, tasks: api.Tasks, task_id: str, now: Now):
+    def __init__(self, tasks: api.Tasks, task_id: str, now: Now, from_list: bool = False):
         super().__init__()
-        self.tasks, self.task_id, self.now = tasks, task_id, now
+        self.tasks, self.task_id, self.now, self.from_list = tasks, task_id, now, from_list
         self._seen: tuple[int, int] | None = None
         self.task_data: dict[str, Any] | None = None  # the status.json shown
+        self._finished = 0  # finished items shown
         self.title = task_id
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with VerticalScroll():
+        with Vertical(id="body"):
             yield Static(id="facts")
             with Horizontal(id="progress-row"):
+                yield Static("Progress:", id="progress-label")
                 yield ProgressBar(show_eta=False, show_percentage=False, id="progress")
                 yield Static(id="count")
-            yield Static(id="current")
-            yield Static(id="items")
-            yield Static(id="last")
-            yield Static(id="recovery")
+            with Vertical(id="middle"), VerticalScroll(id="items-box"):
+                yield Static(id="items")
+            yield Static(id="current", classes="line")
+            yield Static(id="last", classes="line")
+            yield Static(id="recovery", classes="line")
             yield Static(id="error")
-        yield Footer()
+        keys = [("[R]efresh", "screen.refresh"), ("[L]ogs", "screen.logs"), ("[S]top", "screen.stop")]
+        back = [("[Esc] Back", "screen.back")] if self.from_list else []
+        yield KeyLine(*keys, *back, ("[Q]uit", "app.quit"))
 
     def on_mount(self) -> None:
         self.show()
@@ -141,15 +182,30 @@ class TaskView(Screen[None]):
             widget = self.query_one(f"#{name}", Static)
             widget.update(text)
             widget.display = bool(text)
+        self._draw_progress(task)
+
+    def _draw_progress(self, task: dict[str, Any]) -> None:
+        """The bar, and the finished items titled after the type, the newest kept in sight."""
+        self.sub_title = shown(str(task.get("type")))
         progress = task.get("progress") or {}
         bar = self.query_one(ProgressBar)
         bar.display = bool(progress.get("total"))
         if progress.get("total"):
             bar.update(total=progress["total"], progress=progress.get("completed") or 0)
+        box = self.query_one("#items-box", VerticalScroll)
+        box.border_title = vocabulary.completed_heading(str(task.get("type")))
+        finished = len(progress.get("items") or [])
+        if finished > self._finished:  # a new item: scroll to it (else leave where the user scrolled)
+            box.scroll_end(animate=False, on_complete=self._redraw_scroll_bar)
+        self._finished = finished
+
+    def _redraw_scroll_bar(self) -> None:
+        """Textual 8.2 leaves the bar drawn where it was before `scroll_end`."""
+        self.query_one("#items-box", VerticalScroll).vertical_scrollbar.refresh()
 
     def _show_facts(self) -> None:
         if self.task_data is not None:
-            self.query_one("#facts", Static).update(task_lines(self.task_data, self.now())["facts"])
+            self.query_one("#facts", Static).update(_facts(self.task_data, self.now()))
 
     def action_refresh(self) -> None:
         self.show()
@@ -158,7 +214,7 @@ class TaskView(Screen[None]):
         self.app.push_screen(LogView(self.tasks, self.task_id, raw=False))
 
     def action_back(self) -> None:
-        if len(self.app.screen_stack) > 2:  # opened from the task list
+        if self.from_list:
             self.app.pop_screen()
 
     def action_stop(self) -> None:
@@ -178,9 +234,9 @@ class TaskView(Screen[None]):
 
 class LogView(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("e", "toggle_raw", "Raw events / progress log"),
-        Binding("escape,l", "back", "Back"),
-        Binding("q", "app.quit", "Quit"),
+        Binding("e,E", "toggle_raw", "Raw events / progress log"),
+        Binding("escape,l,L", "back", "Back"),
+        Binding("q,Q", "app.quit", "Quit"),
     ]
 
     def __init__(self, tasks: api.Tasks, task_id: str, raw: bool):
@@ -191,7 +247,11 @@ class LogView(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Log(max_lines=10_000)
-        yield Footer()
+        yield KeyLine(
+            ("[E] Raw events / progress log", "screen.toggle_raw"),
+            ("[L]/[Esc] Back", "screen.back"),
+            ("[Q]uit", "app.quit"),
+        )
 
     def on_mount(self) -> None:
         self.load()
@@ -225,8 +285,8 @@ class LogView(Screen[None]):
 
 class TaskList(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "refresh", "Refresh"),
-        Binding("q", "app.quit", "Quit"),
+        Binding("r,R", "refresh", "Refresh"),
+        Binding("q,Q", "app.quit", "Quit"),
     ]
 
     def __init__(self, tasks: api.Tasks, now: Now):
@@ -239,7 +299,9 @@ class TaskList(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield DataTable(cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield KeyLine(
+            ("[Enter] Open", "screen.open"), ("[R]efresh", "screen.refresh"), ("[Q]uit", "app.quit")
+        )
 
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(*views.TASK_COLUMNS)
@@ -248,8 +310,10 @@ class TaskList(Screen[None]):
 
     def rows(self) -> list[tuple[str, ...]]:
         now = self.now()
-        # A broken status file is left out, not logged over the screen.
-        return [views.task_row(t, now) for t in self.tasks.list(broken=[])]
+        # A broken status file is left out, not logged over the screen. The status in capitals,
+        # as the task view says it.
+        rows = [views.task_row(t, now) for t in self.tasks.list(broken=[])]
+        return [(task_id, kind, vocabulary.loud(status), *rest) for task_id, kind, status, *rest in rows]
 
     def show(self) -> None:
         rows = self.rows()
@@ -267,21 +331,32 @@ class TaskList(Screen[None]):
         self._shown = []
         self.show()
 
+    def action_open(self) -> None:
+        self.query_one(DataTable).action_select_cursor()
+
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         """Enter on a row opens the task; Escape there comes back."""
         if event.row_key.value:
-            self.app.push_screen(TaskView(self.tasks, event.row_key.value, self.now))
+            self.app.push_screen(TaskView(self.tasks, event.row_key.value, self.now, from_list=True))
 
 
 class Dashboard(App[None]):
     TITLE = "codexd"
     CSS = """
-    #progress-row { height: 1; margin: 1 0; }
-    #progress { width: 52; }
-    #progress Bar { width: 50; }
-    #count { width: auto; margin-left: 2; }
-    #items, #last, #recovery, #current, #error { margin-bottom: 1; }
-    #error { color: $error; }
+    #body { padding: 0 1; }
+    #facts { margin: 1 0; }
+    #progress-row { height: 1; margin-bottom: 1; }
+    #progress-label { width: auto; margin-right: 1; }
+    #progress { width: 1fr; max-width: 62; }
+    #progress Bar { width: 1fr; }
+    #count { width: auto; margin-left: 1; }
+    #middle { height: 1fr; margin-bottom: 1; }
+    #items-box { height: auto; max-height: 100%; padding: 0 1; }
+    #items-box { border: round $primary; border-title-align: left; }
+    #items-box:focus { border: round $accent; }
+    .line { text-wrap: nowrap; text-overflow: ellipsis; }
+    #error { color: $error; max-height: 3; }
+    .keys { dock: bottom; height: 1; padding: 0 1; background: $panel; }
     ConfirmStop { align: center middle; }
     #confirm { width: 60; height: auto; border: thick $warning; padding: 1 2; background: $surface; }
     """

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,13 +14,15 @@ from codexd.present.vocabulary import item_line
 TASK_COLUMNS = ("ID", "TYPE", "STATUS", "PROGRESS", "ELAPSED", "RESTARTS")
 
 
-def elapsed(task: dict[str, Any], now: datetime | None = None) -> str:
+def elapsed(
+    task: dict[str, Any], now: datetime | None = None, said: Callable[[float], str] = duration
+) -> str:
     start = task.get("started_at")
     if not start:
         return "-"
     end = task.get("finished_at")
     stop = parse_iso(end) if end else (now or datetime.now(UTC))
-    return duration((stop - parse_iso(start)).total_seconds())
+    return said((stop - parse_iso(start)).total_seconds())
 
 
 def progress_text(progress: dict[str, Any] | None) -> str:

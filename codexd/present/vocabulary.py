@@ -40,3 +40,23 @@ def newest_first(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     second, the one the daemon accepted last (`tasks/listing.newest_first` reads the same
     two fields from the bytes of status files, for `list --json`)."""
     return sorted(tasks, key=lambda d: (d["created_at"], d["daemon"]["accepted_ns"]), reverse=True)
+
+
+COMPLETED_HEADINGS = {"pr_review": "Completed PRs"}
+
+
+def loud(name: str) -> str:
+    """`in_progress` -> `IN PROGRESS`: a status or an outcome as the dashboard's headings say it."""
+    return name.replace("_", " ").upper()
+
+
+def completed_heading(task_type: str) -> str:
+    """`pr_review` -> `Completed PRs`: what a task's finished items are called (`Completed` otherwise)."""
+    return COMPLETED_HEADINGS.get(task_type, "Completed")
+
+
+def stopwatch(seconds: float) -> str:
+    """`623` -> `00:10:23`: an elapsed time as a stopwatch shows it (the hours go past 24)."""
+    seconds = int(max(0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"

@@ -73,11 +73,12 @@ def test_monitor_in_a_real_terminal(env):
     term = Terminal(env, [*CODEXD, "monitor", "t1"])
     try:
         screen = term.shows("5/19 (26.3%)")
-        assert "t1" in screen and "current: #602 - crossterm upgrade" in screen
-        assert "last log 2025-10-31T11:59:45Z  Running: gh pr diff 602" in screen
-        term.keys("l")
+        assert "t1" in screen and "Current: #602 - crossterm upgrade" in screen
+        assert "Last log: [" in screen and "] Running: gh pr diff 602" in screen
+        assert "Status: IN PROGRESS" in screen and "[R]efresh | [L]ogs | [S]top | [Q]uit" in screen
+        term.keys("L")  # upper case, as the key line shows it
         term.shows("t1: progress.log")
-        term.keys("q")
+        term.keys("Q")
         term.shows("EXIT 0")
     finally:
         term.close()

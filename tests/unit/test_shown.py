@@ -85,7 +85,8 @@ def test_dashboard_text_is_never_markup():
 
     from codexd.cli.dashboard import task_lines
 
-    lines = task_lines(hostile_task(), datetime(2025, 10, 31, 12, tzinfo=UTC))
+    running = hostile_task() | {"status": "in_progress"}  # an ended task shows no current item
+    lines = task_lines(running, datetime(2025, 10, 31, 12, tzinfo=UTC))
     for name in ("current", "items", "last", "error"):
         assert isinstance(lines[name], Text) and lines[name].spans == [], name
         assert MARKUP in lines[name].plain, name
