@@ -43,9 +43,7 @@ def usable(entries: list[str]) -> list[Endpoint]:
 
 
 def _deliver(delivery: Delivery, timeout: float) -> Attempt:
-    return endpoints.send(
-        delivery.url, delivery.title, delivery.text, delivery.markdown, delivery.kind, timeout
-    )
+    return endpoints.send(delivery.url, delivery, timeout)
 
 
 class Notifications:
@@ -103,6 +101,8 @@ class Notifications:
                 markdown=notice.markdown,
                 kind=notice.kind,
                 created_at=created,
+                lead=notice.lead,
+                fields=notice.fields,
             )
             if self.outbox.put(delivery):
                 self.courier.add(delivery)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from codexd.clock import FakeClock
 from codexd.config.settings import NotifySettings
@@ -26,6 +25,7 @@ from codexd.notify.outbox import Delivery, Outbox
 from codexd.tasks.records import Item, LastLog, Progress, TaskStatus
 from codexd.tasks.states import TaskState
 from codexd.tasks.store import TaskStore
+from tests import sink
 
 pytestmark = pytest.mark.timeout(30)
 NOW = datetime(2025, 10, 31, 13, 2, 0, tzinfo=UTC)
@@ -59,10 +59,19 @@ def test_a_completed_review_names_the_task_and_counts_each_verdict():
     assert notice.kind == "success" and notice.key == "codex-pr-review-2025-10-31.completed"
     assert notice.text.splitlines() == [
         "Type: pr_review · Duration: 1h11m",
-        "Total: 19 · ✅ Approved: 15 · ⚠️ Changes requested: 3 · 💬 Commented: 1",
+        "Total PRs: 19 · ✅ Approved: 15 · ⚠️ Changes requested: 3 · 💬 Commented: 1",
         "Details: codexd report codex-pr-review-2025-10-31",
     ]
-    assert "# ✅ Approved\n15" in notice.markdown and "# Total\n19" in notice.markdown
+    assert (
+        notice.lead == "Type: pr_review · Duration: 1h11m\nDetails: codexd report codex-pr-review-2025-10-31"
+    )
+    assert [(f.name, f.value, f.short) for f in notice.fields] == [
+        ("Total PRs", "19", True),
+        ("✅ Approved", "15", True),
+        ("⚠️ Changes requested", "3", True),
+        ("💬 Commented", "1", True),
+    ]
+    assert "#" not in notice.markdown  # no `# Heading` sections for apprise to parse (and drop)
 
 
 def test_a_failure_carries_its_error_and_a_stall_what_happened():
@@ -82,7 +91,7 @@ def test_a_failure_carries_its_error_and_a_stall_what_happened():
     assert stalled.kind == "warning" and stalled.key == "codex-pr-review-2025-10-31.stalled.2"
     assert stalled.text.splitlines()[:3] == [
         "Type: pr_review · Running for: 1h11m",
-        "Total: 5/19",
+        "Total PRs: 5/19",
         "Current: #602 - crossterm upgrade",
     ]
     assert "What happened: Stalled: no progress for 15m00s" in stalled.text
@@ -91,52 +100,69 @@ def test_a_failure_carries_its_error_and_a_stall_what_happened():
 # -- what apprise sends (its payload; no live service) ---------------------------------------
 
 
-@pytest.fixture
-def posted(monkeypatch):
-    """Every HTTP request apprise makes, answered 200 without a network."""
-    calls: list[dict[str, Any]] = []
-
-    def fake(method: str, url: str, **kwargs: Any) -> requests.Response:
-        calls.append({"method": method, "url": url, "json": json.loads(kwargs.get("data") or "{}")})
-        answer = requests.Response()
-        answer.status_code, answer._content = 200, b"ok"
-        return answer
-
-    monkeypatch.setattr(requests, "request", fake)
-    monkeypatch.setattr(requests, "post", lambda url, **kw: fake("POST", url, **kw))
-    return calls
+SLACK_HOOK = "/services/T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ"
+SEED_FIELDS = [
+    ("Total PRs", "19"),
+    ("✅ Approved", "15"),
+    ("⚠️ Changes requested", "3"),
+    ("💬 Commented", "1"),
+]
 
 
 def send(url: str, notice: notices.Notice) -> Attempt:
-    return endpoints.send(url, notice.title, notice.text, notice.markdown, notice.kind, 10)
+    return endpoints.send(url, notice, 10)
 
 
-def test_slack_gets_a_green_attachment_with_the_counts_and_codexd_as_the_app(posted):
-    assert send(SLACK, notices.render(review(), "completed", NOW)).error is None
-    [call] = posted
-    assert call["url"].startswith("https://hooks.slack.com/services/T1JJ3T3L2/")
-    attachment = call["json"]["attachments"][0]
+def received(*urls_and_notices: tuple[str, notices.Notice]) -> list[dict[str, Any]]:
+    """What a local sink standing in for Slack's and Discord's webhooks got, in order."""
+    with sink.serve() as got, sink.aimed(got):
+        for url, notice in urls_and_notices:
+            assert send(url, notice).error is None
+        return got.received
+
+
+def test_slack_gets_the_seeds_fields_in_an_attachment_coloured_by_outcome():
+    done, failed = notices.render(review(), "completed", NOW), review(status=TaskState.FAILED, error="boom")
+    stalled = review(status=TaskState.STALLED, finished_at=None, results={}, progress=Progress(total=19))
+    late, broke = notices.render(stalled, "stalled", NOW), notices.render(failed, "failed", NOW)
+    ok, bad, slow = received((SLACK, done), (SLACK, broke), (SLACK, late))
+    assert ok["path"] == SLACK_HOOK and ok["channel"] == "#reviews"
+    attachment = ok["attachments"][0]
     assert attachment["title"] == "Codex task completed: codex-pr-review-2025-10-31"
-    assert "✅ Approved: 15" in attachment["text"] and attachment["footer"] == "codexd"
-    assert attachment["color"] == "#3AA337"  # apprise's success green
-    send(SLACK, notices.render(review(status=TaskState.FAILED, error="boom"), "failed", NOW))
-    assert posted[1]["json"]["attachments"][0]["color"] == "#A32037"  # failure red
+    assert attachment["text"] == done.lead and attachment["footer"] == "codexd"
+    assert attachment["fields"] == [{"title": k, "value": v, "short": True} for k, v in SEED_FIELDS]
+    assert attachment["color"] == "#3AA337"  # green: completed
+    assert bad["attachments"][0]["color"] == "#A32037"  # red: failed
+    assert {"title": "Error", "value": "boom", "short": False} in bad["attachments"][0]["fields"]
+    assert slow["attachments"][0]["color"] == "#CACF29"  # yellow: stalled (and cancelled)
 
 
-def test_discord_gets_an_embed_with_one_field_per_count(posted):
-    assert send(DISCORD, notices.render(review(), "completed", NOW)).error is None
-    [call] = posted
-    embed = call["json"]["embeds"][0]
+def test_slack_block_kit_gets_the_fields_as_a_section():
+    [payload] = received((SLACK + "?blocks=yes", notices.render(review(), "completed", NOW)))
+    sections = [b for b in payload["attachments"][0]["blocks"] if "fields" in b]
+    assert [cell["text"] for cell in sections[0]["fields"]] == [f"*{k}*\n{v}" for k, v in SEED_FIELDS]
+
+
+def test_discord_gets_an_embed_with_every_count_as_a_field_the_last_one_too():
+    notice = notices.render(review(), "completed", NOW)
+    [payload] = received((DISCORD, notice))
+    assert payload["path"] == "/api/webhooks/4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js"
+    embed = payload["embeds"][0]
     assert embed["title"] == "Codex task completed: codex-pr-review-2025-10-31"
-    assert embed["author"]["name"] == "codexd"
-    assert [f["name"] for f in embed["fields"]] == [
-        "Total",
-        "✅ Approved",
-        "⚠️ Changes requested",
-        "💬 Commented",
-    ]
-    assert embed["fields"][1]["value"] == "```md\n15\n```"
-    assert "codexd report codex-pr-review-2025-10-31" in embed["description"]
+    assert embed["author"]["name"] == "codexd" and embed["color"] == 0x3AA337
+    # apprise's own Markdown parsing left "💬 Commented" empty: its text was one character
+    assert embed["fields"] == [{"name": k, "value": v, "inline": True} for k, v in SEED_FIELDS]
+    assert embed["description"] == notice.markdown and "codexd report codex-pr-review" in embed["description"]
+
+
+def test_the_fields_survive_the_outbox(tmp_path):
+    notice = notices.render(review(status=TaskState.FAILED, error="boom"), "failed", NOW)
+    made = Delivery("k", "t1", "failed", SLACK, notice.title, notice.text, notice.markdown, notice.kind, 1.0)
+    made = replace(made, lead=notice.lead, fields=notice.fields)
+    box = Outbox(tmp_path)
+    box.open()
+    box.put(made)
+    assert box.pending() == [made]
 
 
 def test_macos_gets_terminal_notifier_with_the_sound(monkeypatch, tmp_path):
@@ -165,7 +191,7 @@ def test_a_url_that_cannot_work_here_is_named_and_never_retried():
     assert found is not None and found.platform and "cannot work on this machine" in found.text
     bad = endpoints.problem(f"slack://{'x' * 3}")
     assert bad is not None and not bad.platform and "not a valid Slack URL" in bad.text
-    assert endpoints.send("bogus://x", "t", "b", "b", "info", 1) == Attempt(
+    assert endpoints.send("bogus://x", notices.test_notice("h", []), 1) == Attempt(
         "unknown kind of URL 'bogus': see apprise's list of services", final=True
     )
 
