@@ -18,8 +18,8 @@ from codexd.errors import CodexdError
 from codexd.notify import endpoints, notices
 from codexd.notify.courier import Courier
 from codexd.notify.endpoints import Attempt, Endpoint
-from codexd.notify.outbox import Delivery, Outbox, url_id
-from codexd.notify.redact import mask_url, redact
+from codexd.notify.outbox import Delivery, Outbox
+from codexd.notify.redact import mask_url, redact, url_id
 from codexd.tasks import frontmatter, intake
 from codexd.tasks.records import TaskStatus
 from codexd.tasks.states import TaskEvent

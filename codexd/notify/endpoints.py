@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from codexd.notify import answers
 from codexd.notify.redact import mask_url, redact
 
 APP_ID = "codexd"
@@ -108,6 +109,7 @@ def load() -> Any:
         from codexd.notify import plugins
 
         plugins.register()
+        answers.install()
         return apprise
 
 
@@ -144,6 +146,7 @@ def _with_query(url: str, key: str, value: str) -> str:
 class Attempt:
     error: str | None = None  # None: delivered
     final: bool = False  # the URL can never work here: trying again is pointless
+    retry_after: str | None = None  # what a 429 or 503 answer's Retry-After said
 
 
 def send(url: str, message: Message, timeout: float) -> Attempt:
@@ -165,10 +168,12 @@ def send(url: str, message: Message, timeout: float) -> Attempt:
     sender = apprise.Apprise(asset=asset)
     sender.add(plugin)
     kind_ = apprise.NotifyType(message.kind)
-    result = sender.notify(body=body, title=message.title, notify_type=kind_, body_format=body_format)
+    with answers.listening() as asked:
+        result = sender.notify(body=body, title=message.title, notify_type=kind_, body_format=body_format)
     if result:
         return Attempt()
-    return Attempt(redact(_reason(result) or f"{plugin.service_name} did not accept it"))
+    error = redact(_reason(result) or f"{plugin.service_name} did not accept it")
+    return Attempt(error, retry_after=asked[-1] if asked else None)
 
 
 def _reason(result: Any) -> str | None:

@@ -10,7 +10,6 @@ a restarted daemon announces a second time is not sent twice. The folder is priv
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from codexd.config.defaultdirs import is_task_id
 from codexd.errors import StorageError
 from codexd.fields import Fields
 from codexd.notify.endpoints import Field, NoticeKind
+from codexd.notify.redact import url_id
 from codexd.tasks import store
 
 log = structlog.get_logger()
@@ -31,11 +31,6 @@ SENT = "sent"
 FAILED = "failed"
 KEEP = 7 * 24 * 3600  # tombstones and failed notices are kept this long
 _KINDS = tuple(k.value for k in NoticeKind)
-
-
-def url_id(url: str) -> str:
-    """A short stable name for a URL that says nothing about it."""
-    return hashlib.sha256(url.encode()).hexdigest()[:10]
 
 
 @dataclass(frozen=True)

@@ -273,6 +273,58 @@ def test_a_failing_endpoint_backs_off_alone_while_the_others_go_on(tmp_path):
     assert sorted(p.name for p in (tmp_path / ".outbox" / "sent").iterdir()) == ["a", "b", "c"]
 
 
+@pytest.mark.parametrize(
+    ("asked", "wait"),
+    [
+        ("120", 120.0),
+        ("Fri, 31 Oct 2025 12:05:00 GMT", 300.0),  # an HTTP date: 5 minutes after the fake clock's now
+        ("Fri, 31 Oct 2025 11:00:00 GMT", None),  # in the past: our own backoff
+        ("in a while", None),
+        ("999999", 3600.0),  # capped at an hour
+    ],
+)
+def test_a_retry_after_of_seconds_or_a_date_is_waited_out_capped_at_an_hour(tmp_path, asked, wait):
+    h = Harness(tmp_path, Endpoints(), backoff=10, backoff_max=60, expire=86400)
+    h.courier._send = lambda d, timeout: (h.fake.tried.append(d.key), Attempt("429", retry_after=asked))[1]
+    h.put(delivery("a", "json://x/busy"))
+    h.pump()
+    assert h.fake.tried == ["a"]
+    waited = wait or 10.0
+    h.clock.advance(waited - 0.1)
+    h.pump()
+    assert h.fake.tried == ["a"]  # not before the endpoint said
+    h.clock.advance(0.1)
+    h.pump()
+    assert h.fake.tried == ["a", "a"]
+
+
+def test_the_sink_answering_429_with_retry_after_is_tried_again_only_after_it(tmp_path):
+    from codexd.notify.dispatch import _deliver
+
+    with sink.serve(lambda n: 429 if n == 1 else 200) as got:
+        got.headers["Retry-After"] = "30"
+        h = Harness(tmp_path, Endpoints())
+        h.courier._send = _deliver
+        h.put(delivery("a", got.url()))
+        h.pump()
+        assert got.refused == 1 and h.box.pending()[0].last_error  # 429, and kept
+        h.clock.advance(29.9)  # our own backoff (10 s) is long over
+        h.pump()
+        assert got.requests == 1
+        h.clock.advance(0.1)
+        h.pump()
+        assert got.requests == 2 and got.titles() == ["title"] and h.box.pending() == []
+
+
+def test_only_a_429_or_503_is_asked_when_to_come_back():
+    notice = notices.test_notice("h", [])
+    for status, heard in ((429, "7"), (503, "7"), (500, None)):
+        with sink.serve(lambda n, status=status: status) as got:
+            got.headers["Retry-After"] = "7"
+            assert endpoints.send(got.url(), notice, 5).retry_after == heard
+    assert endpoints.send("bogus://x", notice, 1).retry_after is None
+
+
 def test_a_notice_is_given_up_when_it_expires_or_its_url_can_never_work(tmp_path):
     h = Harness(tmp_path, Endpoints(down=["503"] * 10, broken=["final"]), expire=60)
     h.put(delivery("old", "json://x/down"), delivery("bad", "json://x/broken"))
@@ -369,12 +421,22 @@ def test_who_hears_a_task_is_read_when_it_is_queued_not_what_its_agent_wrote_lat
         (DISCORD, "https://discord.com/****"),
         ("json://user:pw@127.0.0.1:8080/hook", "json://****@127.0.0.1:8080/****"),
         ("json://localhost", "json://localhost"),
-        ("macosx://?sound=Glass", "macosx://?sound=Glass"),
         ("not a url", "****"),
     ],
 )
-def test_urls_are_shown_masked(url, shown):
-    assert redact.mask_url(url) == shown
+def test_urls_are_shown_masked_with_the_start_of_their_id(url, shown):
+    assert redact.mask_url(url) == f"{shown}#{redact.url_id(url)[:4]}"
+
+
+def test_a_desktop_url_has_no_secret_and_is_shown_whole():
+    assert redact.mask_url("macosx://?sound=Glass") == "macosx://?sound=Glass"
+
+
+def test_four_urls_on_one_host_are_told_apart_without_their_secrets():
+    urls = [f"slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi{n}FQ/#reviews" for n in range(4)]
+    shown = [redact.mask_url(u) for u in urls]
+    assert len(set(shown)) == 4 and all(s.startswith("slack://****#") for s in shown)
+    assert not any(part in s for s in shown for part in ("T1JJ3T3L2", "A1BRTD4JD", "TIiajkdnlazkc"))
 
 
 def test_a_secret_is_masked_in_any_log_line_even_a_traceback(capsys):
@@ -389,4 +451,4 @@ def test_a_secret_is_masked_in_any_log_line_even_a_traceback(capsys):
     structlog.reset_defaults()
     err = capsys.readouterr().err
     assert "TIiajkdnlazkcOXrIdevi7FQ" not in err and "T1JJ3T3L2" not in err
-    assert "cannot post to slack://****; token **** refused" in err
+    assert f"cannot post to {redact.mask_url(SLACK)}; token **** refused" in err
