@@ -1,7 +1,9 @@
-"""A notification endpoint on 127.0.0.1 for apprise's `json://` URLs: it records what it gets.
+"""A notification endpoint on 127.0.0.1: it records the JSON it gets, with the path it was posted to.
 
-`answer` decides each reply: an HTTP status, or HANG to hold the request open until the
-sink closes (an endpoint that never answers).
+apprise's `json://` URLs post to it directly; Slack and Discord post to it when their
+plugins' base URLs point here (`aimed`). `answer` decides each reply: an HTTP status, or
+HANG to hold the request open until the sink closes (an endpoint that never answers).
+An error answer carries `headers` (`Retry-After`). A success says "ok", as Slack's does.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ HANG = -1
 class Sink:
     port: int = 0
     answer: Callable[[int], int] = lambda n: 200  # (request number from 1) -> status or HANG
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every error answer
     received: list[dict[str, Any]] = field(default_factory=list)  # what it accepted
     refused: int = 0  # requests answered with an error
     requests: int = 0
@@ -54,11 +57,31 @@ def _handler(sink: Sink) -> type[BaseHTTPRequestHandler]:
             else:
                 with sink.lock:
                     sink.refused += 1
+            reply = b"ok" if status < 300 else b""
             self.send_response(status)
-            self.send_header("Content-Length", "0")
+            for name, value in ({} if status < 300 else sink.headers).items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(reply)))
             self.end_headers()
+            self.wfile.write(reply)
 
     return Handler
+
+
+@contextlib.contextmanager
+def aimed(sink: Sink) -> Iterator[None]:
+    """Slack's and Discord's webhooks post to the sink for a while (codexd.notify.plugins)."""
+    from codexd.notify import endpoints, plugins
+
+    endpoints.load()  # registers codexd's plugins with apprise
+    base = f"http://127.0.0.1:{sink.port}"
+    saved = plugins.SlackWithFields.webhook_url, plugins.DiscordWithFields.notify_url
+    plugins.SlackWithFields.webhook_url = f"{base}/services"
+    plugins.DiscordWithFields.notify_url = f"{base}/api/webhooks"
+    try:
+        yield
+    finally:
+        plugins.SlackWithFields.webhook_url, plugins.DiscordWithFields.notify_url = saved
 
 
 @contextlib.contextmanager

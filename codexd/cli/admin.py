@@ -59,9 +59,7 @@ def notify_test(ctx: click.Context, urls: tuple[str, ...]) -> int:
     failed = 0
     for entry in entries:
         endpoint = endpoints.parse(entry)
-        sent = endpoints.send(
-            endpoint.url, notice.title, notice.text, notice.markdown, notice.kind, loaded.notify.timeout
-        )
+        sent = endpoints.send(endpoint.url, notice, loaded.notify.timeout)
         click.echo(
             f"ok    {endpoint.shown}" if sent.error is None else f"FAIL  {endpoint.shown}: {sent.error}"
         )

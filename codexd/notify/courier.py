@@ -19,6 +19,7 @@ from codexd.clock import Clock, duration
 from codexd.config.settings import NotifySettings
 from codexd.daemon import rules
 from codexd.errors import StorageError
+from codexd.notify import answers
 from codexd.notify.endpoints import Attempt
 from codexd.notify.outbox import Delivery, Outbox
 from codexd.notify.redact import mask_url
@@ -27,6 +28,7 @@ log = structlog.get_logger()
 Send = Callable[[Delivery, float], Attempt]  # (delivery, timeout) -> what came of it
 GaveUp = Callable[[Delivery, str], None]
 IDLE_WAIT = 1.0
+RETRY_AFTER_MAX = 3600.0  # a longer Retry-After is taken as this (or notify.backoff_max, if longer)
 
 
 def _about(delivery: Delivery) -> dict[str, str]:
@@ -160,10 +162,20 @@ class Courier:
             return
         self._pending[delivery.key] = tried
         lane.failures += 1
-        retry_in = rules.backoff(lane.failures, self.policy.backoff, self.policy.backoff_max)
+        retry_in = self._retry_in(lane.failures, attempt)
         lane.next_at = self._clock.monotonic() + retry_in
-        retry = {"attempts": tried.attempts, "retry_in": round(retry_in, 3)}
+        retry: dict[str, object] = {"attempts": tried.attempts, "retry_in": round(retry_in, 3)}
+        if attempt.retry_after:
+            retry["retry_after"] = attempt.retry_after
         log.warning("notice.failed", **_about(delivery), error=error, **retry)
+
+    def _retry_in(self, failures: int, attempt: Attempt) -> float:
+        """Our backoff, or longer when the endpoint asked for it (capped: RETRY_AFTER_MAX)."""
+        wait = rules.backoff(failures, self.policy.backoff, self.policy.backoff_max)
+        asked = answers.seconds(attempt.retry_after, self._clock.now())
+        if asked is None:
+            return wait
+        return max(wait, min(asked, max(self.policy.backoff_max, RETRY_AFTER_MAX)))
 
     def _expire(self, delivery: Delivery) -> None:
         age = duration(self.policy.expire)

@@ -18,8 +18,8 @@ from codexd.errors import CodexdError
 from codexd.notify import endpoints, notices
 from codexd.notify.courier import Courier
 from codexd.notify.endpoints import Attempt, Endpoint
-from codexd.notify.outbox import Delivery, Outbox, url_id
-from codexd.notify.redact import mask_url, redact
+from codexd.notify.outbox import Delivery, Outbox
+from codexd.notify.redact import mask_url, redact, url_id
 from codexd.tasks import frontmatter, intake
 from codexd.tasks.records import TaskStatus
 from codexd.tasks.states import TaskEvent
@@ -43,9 +43,7 @@ def usable(entries: list[str]) -> list[Endpoint]:
 
 
 def _deliver(delivery: Delivery, timeout: float) -> Attempt:
-    return endpoints.send(
-        delivery.url, delivery.title, delivery.text, delivery.markdown, delivery.kind, timeout
-    )
+    return endpoints.send(delivery.url, delivery, timeout)
 
 
 class Notifications:
@@ -103,6 +101,8 @@ class Notifications:
                 markdown=notice.markdown,
                 kind=notice.kind,
                 created_at=created,
+                lead=notice.lead,
+                fields=notice.fields,
             )
             if self.outbox.put(delivery):
                 self.courier.add(delivery)

@@ -12,9 +12,10 @@ import re
 import threading
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from codexd.notify import answers
 from codexd.notify.redact import mask_url, redact
 
 APP_ID = "codexd"
@@ -30,6 +31,36 @@ class NoticeKind(StrEnum):
     FAILURE = "failure"
     WARNING = "warning"
     INFO = "info"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One named value of a notice: a count (short, shown side by side) or a sentence."""
+
+    name: str
+    value: str
+    short: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "short": self.short}
+
+
+class Message(Protocol):
+    """What is sent (a notice, or a delivery of one): `text` for plain services; Slack gets
+    `lead` and Discord `markdown` (the lead, as Markdown), each with `fields` beside it."""
+
+    @property
+    def title(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def lead(self) -> str: ...
+    @property
+    def markdown(self) -> str: ...
+    @property
+    def kind(self) -> NoticeKind: ...
+    @property
+    def fields(self) -> tuple[Field, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -65,7 +96,8 @@ class Problem:
         return f"{mask_url(self.url)}: {self.text}"
 
 
-def _apprise() -> Any:
+def load() -> Any:
+    """apprise, loaded once, its log kept quiet and codexd's plugins registered."""
     with _lock:
         quiet = logging.getLogger("apprise")
         if not quiet.handlers:
@@ -74,12 +106,16 @@ def _apprise() -> Any:
             quiet.setLevel(logging.WARNING)  # the result keeps only what passes this level
         import apprise
 
+        from codexd.notify import plugins
+
+        plugins.register()
+        answers.install()
         return apprise
 
 
 def problem(url: str) -> Problem | None:
     """None when apprise can use the URL on this machine; else what is wrong and what to do."""
-    apprise = _apprise()
+    apprise = load()
     if apprise.Apprise.instantiate(url) is not None:
         return None
     scheme = url.partition("://")[0].lower()
@@ -110,27 +146,34 @@ def _with_query(url: str, key: str, value: str) -> str:
 class Attempt:
     error: str | None = None  # None: delivered
     final: bool = False  # the URL can never work here: trying again is pointless
+    retry_after: str | None = None  # what a 429 or 503 answer's Retry-After said
 
 
-def send(url: str, title: str, text: str, markdown: str, kind: NoticeKind, timeout: float) -> Attempt:
+def send(url: str, message: Message, timeout: float) -> Attempt:
     """Deliver one notice to one URL, waiting at most `timeout` seconds for it."""
-    apprise = _apprise()
+    apprise = load()
     asset = apprise.AppriseAsset(app_id=APP_ID, app_desc="codexd task notices", service_timeout=timeout)
     plugin = apprise.Apprise.instantiate(url, asset=asset)
     if plugin is None:
         found = problem(url)
         return Attempt(found.text if found else "the URL cannot be used", final=True)
-    body, body_format = text, apprise.NotifyFormat.TEXT
-    if plugin.service_name == "Discord":  # an embed with one field per `# Heading` section
+    body, body_format = message.text, apprise.NotifyFormat.TEXT
+    if plugin.service_name == "Discord":  # an embed: the lead as its description, and the fields
         plugin = apprise.Apprise.instantiate(_with_query(url, "format", "markdown"), asset=asset)
-        body, body_format = markdown, apprise.NotifyFormat.MARKDOWN
+        body, body_format = message.markdown, apprise.NotifyFormat.MARKDOWN
+    elif message.fields and message.lead and hasattr(plugin, "notice_fields"):
+        body = message.lead  # the counts go as fields, not again in the text
+    if hasattr(plugin, "notice_fields"):  # codexd.notify.plugins
+        plugin.notice_fields = message.fields
     sender = apprise.Apprise(asset=asset)
     sender.add(plugin)
-    kind_ = apprise.NotifyType(kind)
-    result = sender.notify(body=body, title=title, notify_type=kind_, body_format=body_format)
+    kind_ = apprise.NotifyType(message.kind)
+    with answers.listening() as asked:
+        result = sender.notify(body=body, title=message.title, notify_type=kind_, body_format=body_format)
     if result:
         return Attempt()
-    return Attempt(redact(_reason(result) or f"{plugin.service_name} did not accept it"))
+    error = redact(_reason(result) or f"{plugin.service_name} did not accept it")
+    return Attempt(error, retry_after=asked[-1] if asked else None)
 
 
 def _reason(result: Any) -> str | None:

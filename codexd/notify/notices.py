@@ -1,7 +1,8 @@
-"""What a notice says: title, a plain-text body, a Markdown body, and its apprise type.
+"""What a notice says: title, bodies, fields, and its apprise type.
 
-Pure functions of a task's record: no apprise, no files. Slack and desktop notifiers get
-the text; Discord gets the Markdown, whose `# Heading` sections become embed fields.
+Pure functions of a task's record: no apprise, no files. Desktop notifiers and other
+services get the whole text; Slack gets the lead with the counts as attachment fields,
+Discord the lead in Markdown with the same fields in its embed (codexd.notify.plugins).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from codexd.clock import duration, parse_iso
-from codexd.notify.endpoints import NoticeKind
+from codexd.notify.endpoints import Field, NoticeKind
 from codexd.present.shown import md_text, shown_line
 from codexd.present.vocabulary import outcome_label
 from codexd.tasks.records import TaskStatus
@@ -25,6 +26,7 @@ KIND = {
     TaskEvent.RESTARTED: NoticeKind.INFO,
 }
 EVENTS = tuple(KIND)
+TOTAL = {"pr_review": "Total PRs"}  # the seed's name for the total of a type's items
 
 
 @dataclass(frozen=True)
@@ -33,9 +35,11 @@ class Notice:
     task_id: str
     event: str
     title: str
-    text: str
-    markdown: str
+    text: str  # everything, as plain text
+    markdown: str  # the lead, as Markdown
     kind: NoticeKind
+    lead: str = ""  # the facts and where to look, without the fields
+    fields: tuple[Field, ...] = ()
 
 
 def key_of(status: TaskStatus, event: TaskEvent) -> str:
@@ -53,15 +57,14 @@ def render(status: TaskStatus, event: TaskEvent, now: datetime) -> Notice:
     what = _what_happened(status, event)
     look = f"codexd report {status.task_id}"
     # Values are task and agent text: shown, never obeyed (codexd.present.shown); Markdown escaped.
-    text_lines = [" · ".join(f"{k}: {shown_line(v)}" for k, v in facts)]
+    lead = [" · ".join(f"{k}: {shown_line(v)}" for k, v in facts), f"Details: {look}"]
+    text_lines = lead[:1]
     if counts:
         text_lines.append(" · ".join(f"{k}: {shown_line(v)}" for k, v in counts))
     text_lines += [f"{k}: {shown_line(v)}" for k, v in what]
-    text_lines.append(f"Details: {look}")
-    # Blank lines between sections: apprise's Discord parser merges them otherwise.
-    sections = [f"# {md_text(k)}\n{md_text(v)}\n" for k, v in [*counts, *what]]
-    head = " · ".join(f"**{k}:** {md_text(v)}" for k, v in facts) + f"\nDetails: `{look}`\n"
-    markdown = "\n".join([head, *sections])
+    text_lines.append(lead[1])
+    fields = [Field(k, shown_line(v)) for k, v in counts] + [Field(k, shown_line(v), False) for k, v in what]
+    markdown = " · ".join(f"**{k}:** {md_text(v)}" for k, v in facts) + f"\nDetails: `{look}`"
     return Notice(
         key=key_of(status, event),
         task_id=status.task_id,
@@ -70,6 +73,8 @@ def render(status: TaskStatus, event: TaskEvent, now: datetime) -> Notice:
         text="\n".join(text_lines),
         markdown=markdown,
         kind=KIND[event],
+        lead="\n".join(lead),
+        fields=tuple(fields),
     )
 
 
@@ -92,7 +97,7 @@ def _counts(status: TaskStatus) -> list[tuple[str, str]]:
     counts: list[tuple[str, str]] = []
     if total:
         done = f"{progress.completed}/{total}" if progress.completed != total else str(total)
-        counts.append(("Total", done))
+        counts.append((TOTAL.get(status.type, "Total"), done))
     counts += [(outcome_label(k), str(n)) for k, n in outcomes.items()]
     return counts
 
@@ -111,6 +116,8 @@ def _what_happened(status: TaskStatus, event: TaskEvent) -> list[tuple[str, str]
 def test_notice(host: str, events: list[str]) -> Notice:
     """What `codexd notify test` sends: it says where it came from and what will follow."""
     hears = ", ".join(events) or "nothing (notify.events is empty)"
-    text = f"Notices from codexd on {host} reach you here.\nYou will hear when a task is: {hears}."
-    markdown = f"Notices from codexd on **{host}** reach you here.\n# You will hear when a task is\n{hears}"
-    return Notice("test", "-", "test", "codexd test notice", text, markdown, NoticeKind.INFO)
+    lead = f"Notices from codexd on {host} reach you here."
+    text = f"{lead}\nYou will hear when a task is: {hears}."
+    markdown = f"Notices from codexd on **{md_text(host)}** reach you here."
+    fields = (Field("You will hear when a task is", hears, False),)
+    return Notice("test", "-", "test", "codexd test notice", text, markdown, NoticeKind.INFO, lead, fields)

@@ -10,7 +10,6 @@ a restarted daemon announces a second time is not sent twice. The folder is priv
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,7 +21,8 @@ from codexd import fields, jsonlines
 from codexd.config.defaultdirs import is_task_id
 from codexd.errors import StorageError
 from codexd.fields import Fields
-from codexd.notify.endpoints import NoticeKind
+from codexd.notify.endpoints import Field, NoticeKind
+from codexd.notify.redact import url_id
 from codexd.tasks import store
 
 log = structlog.get_logger()
@@ -31,11 +31,6 @@ SENT = "sent"
 FAILED = "failed"
 KEEP = 7 * 24 * 3600  # tombstones and failed notices are kept this long
 _KINDS = tuple(k.value for k in NoticeKind)
-
-
-def url_id(url: str) -> str:
-    """A short stable name for a URL that says nothing about it."""
-    return hashlib.sha256(url.encode()).hexdigest()[:10]
 
 
 @dataclass(frozen=True)
@@ -53,13 +48,16 @@ class Delivery:
     created_at: float  # epoch seconds; it expires counted from here
     attempts: int = 0
     last_error: str | None = None
+    lead: str = ""
+    fields: tuple[Field, ...] = ()
 
     @property
     def lane(self) -> str:
         return url_id(self.url)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "event": str(self.event), "kind": str(self.kind)}  # plain text, as read
+        plain = {"event": str(self.event), "kind": str(self.kind)}  # plain text, as read
+        return {**asdict(self), **plain, "fields": [f.to_dict() for f in self.fields]}
 
     @classmethod
     def from_dict(cls, data: object, key: str | None = None, made: float = 0.0) -> Delivery:
@@ -84,7 +82,21 @@ class Delivery:
             created_at=f.number("created_at", made) or made,
             attempts=f.integer("attempts", 0, high=10**9) or 0,
             last_error=f.text("last_error"),
+            lead=f.text("lead") or "",
+            fields=_fields(data),
         )
+
+
+def _fields(data: object) -> tuple[Field, ...]:
+    """A notice's fields as written; one that is not a name and a value is left out."""
+    found = []
+    listed = data.get("fields") if isinstance(data, dict) else None
+    for entry in listed if isinstance(listed, list) else []:
+        f = Fields(entry)
+        name, value = f.text("name"), f.text("value")
+        if name and value is not None:
+            found.append(Field(name, value, f.data.get("short") is not False))
+    return tuple(found)
 
 
 def _read(path: Path, key: str) -> Delivery:

@@ -1,12 +1,16 @@
 """Keeping notification URLs secret: a masked form for people, and a filter for text.
 
-A webhook URL is a password. It is shown as `slack://****` or `json://127.0.0.1:8080/****`,
-and every log line passes through `redact()`, which replaces any registered URL, and the
-token-like parts of it, wherever they appear (exception traces included).
+A webhook URL is a password. It is shown as `slack://****#3f2a` or
+`json://127.0.0.1:8080/****#9c04`: what may be seen of it, and after `#` the first
+characters of its `url_id`, so that two URLs on one host are told apart (the outbox's
+file names end in the same id). Every log line passes through `redact()`, which replaces
+any registered URL, and the token-like parts of it, wherever they appear (exception
+traces included).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -17,13 +21,26 @@ SECRETLESS = frozenset({"macosx", "dbus", "kde", "qt", "glib", "gnome", "windows
 _TOKENISH = re.compile(r"[0-9A-Z_\-]")
 
 
+SHOWN_ID = 4  # hex digits of a URL's id in its masked form
+
+
+def url_id(url: str) -> str:
+    """A short stable name for a URL that says nothing about it."""
+    return hashlib.sha256(url.encode()).hexdigest()[:10]
+
+
 def mask_url(url: str) -> str:
-    """What may be shown of an apprise URL: its scheme, and its host when that is an address."""
+    """What may be shown of an apprise URL: its scheme, its host when that is an address, and
+    the start of its id; a desktop notifier's URL, which holds no secret, whole."""
+    if url.partition("://")[0].lower() in SECRETLESS and "://" in url:
+        return url
+    return f"{_masked(url)}#{url_id(url)[:SHOWN_ID]}"
+
+
+def _masked(url: str) -> str:
     scheme, sep, _ = url.partition("://")
     if not sep:
         return MASK
-    if scheme.lower() in SECRETLESS:
-        return url
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -32,7 +49,7 @@ def mask_url(url: str) -> str:
         return f"{scheme}://{MASK}"
     user = f"{MASK}@" if parts.username or parts.password else ""
     if host and _is_address(host):
-        rest = f"/{MASK}" if parts.path.strip("/") or parts.query else ""
+        rest = f"/{MASK}" if parts.path.strip("/") or parts.query or parts.fragment else ""
         return f"{scheme}://{user}{host}{port}{rest}"
     return f"{scheme}://{MASK}"
 

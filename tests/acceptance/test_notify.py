@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from codexd.notify.redact import mask_url
 from tests import sink
 from tests.conftest import wait_for
 
@@ -38,13 +39,8 @@ def ended(env, task_id: str, timeout: float = 15) -> dict:
 
 
 def use(env, *urls: str, **settings: str) -> None:
-    env.set(
-        CODEXD_CODEX__COMMAND=QUICK,
-        CODEXD_NOTIFY__URLS=json.dumps(list(urls)),
-        CODEXD_NOTIFY__BACKOFF="0.2",
-        CODEXD_NOTIFY__BACKOFF_MAX="0.5",
-        **settings,
-    )
+    quick = {"CODEXD_NOTIFY__BACKOFF": "0.2", "CODEXD_NOTIFY__BACKOFF_MAX": "0.5"}
+    env.set(CODEXD_CODEX__COMMAND=QUICK, CODEXD_NOTIFY__URLS=json.dumps(list(urls)), **{**quick, **settings})
 
 
 def pending(env) -> list[str]:
@@ -110,7 +106,7 @@ def test_a_notice_never_delivered_is_given_up_and_recorded(env, daemon):
         log = env.tasks / "t1" / "progress.log"
         wait_for(lambda: "Notice undeliverable" in log.read_text(), 10, "the note in progress.log")
         line = log.read_text().splitlines()[-1]
-        assert f"completed to json://127.0.0.1:{hook.port}/****: not delivered within 1s" in line
+        assert f"completed to {mask_url(hook.url('hook/' + SECRET))}: not delivered within 1s" in line
         assert "last error: Failed to send JSON POST notification" in line
         assert pending(env) == [] and len(list((env.tasks / ".outbox" / "failed").iterdir())) == 1
         assert "notice.undeliverable" in d.output()
@@ -139,8 +135,8 @@ def test_secrets_stay_out_of_logs_settings_and_messages(env, daemon):
         ]
         for text in outputs:
             assert SECRET not in text
-        assert "notice.failed" in outputs[0] and f"json://****@127.0.0.1:{hook.port}/****" in outputs[0]
-        assert "ops=discord://****" in outputs[1]
+        assert "notice.failed" in outputs[0] and mask_url(url) in outputs[0]
+        assert f"ops={mask_url(f'discord://4174216298/{SECRET}')}" in outputs[1]
 
 
 def test_notify_test_reports_each_url(env):
@@ -149,11 +145,11 @@ def test_notify_test_reports_each_url(env):
         done = env.codexd("notify", "test")
         assert done.returncode == 1
         lines = done.stdout.splitlines()
-        assert lines[0] == f"ok    json://127.0.0.1:{good.port}/****"
+        assert lines[0] == f"ok    {mask_url(good.url())}"
         assert lines[1].startswith(
-            f"FAIL  json://127.0.0.1:{bad.port}/****: Failed to send JSON POST notification"
+            f"FAIL  {mask_url(bad.url('x/' + SECRET))}: Failed to send JSON POST notification"
         )
-        assert lines[2].startswith("FAIL  bogus://****: unknown kind of URL 'bogus'")
+        assert lines[2].startswith(f"FAIL  {mask_url('bogus://nothing')}: unknown kind of URL 'bogus'")
         assert good.titles() == ["codexd test notice"] and SECRET not in done.stdout
         one = env.codexd("notify", "test", "--url", good.url())
         assert one.returncode == 0 and len(good.received) == 2
@@ -171,9 +167,26 @@ def test_config_check_and_doctor_name_unusable_urls(env):
     checked = env.codexd("config", "check")
     assert checked.returncode == 2
     assert checked.stderr.strip() == (
-        "codexd: notify.urls: slack://****: is not a valid Slack URL: check it against apprise's docs"
+        f"codexd: notify.urls: {mask_url(f'slack://{SECRET}')}: is not a valid Slack URL: "
+        "check it against apprise's docs"
     )
     doctor = env.codexd("doctor")
-    assert "ok    notify: json://127.0.0.1:9/**** (try it: codexd notify test)" in doctor.stdout
-    assert "FAIL  notify: slack://****: is not a valid Slack URL" in doctor.stdout
+    assert f"ok    notify: {mask_url('json://127.0.0.1:9/ok')} (try it: codexd notify test)" in doctor.stdout
+    assert f"FAIL  notify: {mask_url(f'slack://{SECRET}')}: is not a valid Slack URL" in doctor.stdout
     assert doctor.returncode == 1 and SECRET not in doctor.stdout + checked.stderr
+
+
+def test_notify_outbox_tells_four_urls_on_one_host_apart_without_their_secrets(env, daemon):
+    with sink.serve(lambda n: 500) as hook:
+        urls = [hook.url(f"hooks/{SECRET}{n}") for n in range(4)]
+        use(env, *urls, CODEXD_NOTIFY__BACKOFF="30", CODEXD_NOTIFY__BACKOFF_MAX="30")
+        daemon()
+        start_task(env, "t1")
+        ended(env, "t1")
+        wait_for(lambda: hook.refused >= 4, 10, "a failed delivery to each URL")
+        shown = env.codexd("notify", "outbox")
+        lines = shown.stdout.splitlines()
+        assert shown.returncode == 0 and len(lines) == 4 and SECRET not in shown.stdout
+        assert {line.split()[3] for line in lines} == {mask_url(u) for u in urls}
+        assert len({mask_url(u) for u in urls}) == 4
+        assert all(mask_url(u).startswith(f"json://127.0.0.1:{hook.port}/****#") for u in urls)

@@ -34,7 +34,7 @@ def test_completion_and_failure_notices_carry_type_title_and_counts(env, model_w
         assert done["type"] == "success"
         lines = done["message"].splitlines()
         assert lines[0].startswith("Type: pr_review · Duration: ")
-        assert lines[1] == "Total: 3 · ✅ Approved: 1 · ⚠️ Changes requested: 1 · 💬 Commented: 1"
+        assert lines[1] == "Total PRs: 3 · ✅ Approved: 1 · ⚠️ Changes requested: 1 · 💬 Commented: 1"
         assert lines[-1] == "Details: codexd report review"
 
         fail = notices["Codex task failed: broken"]

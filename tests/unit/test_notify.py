@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from codexd.clock import FakeClock
 from codexd.config.settings import NotifySettings
@@ -26,6 +25,7 @@ from codexd.notify.outbox import Delivery, Outbox
 from codexd.tasks.records import Item, LastLog, Progress, TaskStatus
 from codexd.tasks.states import TaskState
 from codexd.tasks.store import TaskStore
+from tests import sink
 
 pytestmark = pytest.mark.timeout(30)
 NOW = datetime(2025, 10, 31, 13, 2, 0, tzinfo=UTC)
@@ -59,10 +59,19 @@ def test_a_completed_review_names_the_task_and_counts_each_verdict():
     assert notice.kind == "success" and notice.key == "codex-pr-review-2025-10-31.completed"
     assert notice.text.splitlines() == [
         "Type: pr_review · Duration: 1h11m",
-        "Total: 19 · ✅ Approved: 15 · ⚠️ Changes requested: 3 · 💬 Commented: 1",
+        "Total PRs: 19 · ✅ Approved: 15 · ⚠️ Changes requested: 3 · 💬 Commented: 1",
         "Details: codexd report codex-pr-review-2025-10-31",
     ]
-    assert "# ✅ Approved\n15" in notice.markdown and "# Total\n19" in notice.markdown
+    assert (
+        notice.lead == "Type: pr_review · Duration: 1h11m\nDetails: codexd report codex-pr-review-2025-10-31"
+    )
+    assert [(f.name, f.value, f.short) for f in notice.fields] == [
+        ("Total PRs", "19", True),
+        ("✅ Approved", "15", True),
+        ("⚠️ Changes requested", "3", True),
+        ("💬 Commented", "1", True),
+    ]
+    assert "#" not in notice.markdown  # no `# Heading` sections for apprise to parse (and drop)
 
 
 def test_a_failure_carries_its_error_and_a_stall_what_happened():
@@ -82,7 +91,7 @@ def test_a_failure_carries_its_error_and_a_stall_what_happened():
     assert stalled.kind == "warning" and stalled.key == "codex-pr-review-2025-10-31.stalled.2"
     assert stalled.text.splitlines()[:3] == [
         "Type: pr_review · Running for: 1h11m",
-        "Total: 5/19",
+        "Total PRs: 5/19",
         "Current: #602 - crossterm upgrade",
     ]
     assert "What happened: Stalled: no progress for 15m00s" in stalled.text
@@ -91,52 +100,69 @@ def test_a_failure_carries_its_error_and_a_stall_what_happened():
 # -- what apprise sends (its payload; no live service) ---------------------------------------
 
 
-@pytest.fixture
-def posted(monkeypatch):
-    """Every HTTP request apprise makes, answered 200 without a network."""
-    calls: list[dict[str, Any]] = []
-
-    def fake(method: str, url: str, **kwargs: Any) -> requests.Response:
-        calls.append({"method": method, "url": url, "json": json.loads(kwargs.get("data") or "{}")})
-        answer = requests.Response()
-        answer.status_code, answer._content = 200, b"ok"
-        return answer
-
-    monkeypatch.setattr(requests, "request", fake)
-    monkeypatch.setattr(requests, "post", lambda url, **kw: fake("POST", url, **kw))
-    return calls
+SLACK_HOOK = "/services/T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ"
+SEED_FIELDS = [
+    ("Total PRs", "19"),
+    ("✅ Approved", "15"),
+    ("⚠️ Changes requested", "3"),
+    ("💬 Commented", "1"),
+]
 
 
 def send(url: str, notice: notices.Notice) -> Attempt:
-    return endpoints.send(url, notice.title, notice.text, notice.markdown, notice.kind, 10)
+    return endpoints.send(url, notice, 10)
 
 
-def test_slack_gets_a_green_attachment_with_the_counts_and_codexd_as_the_app(posted):
-    assert send(SLACK, notices.render(review(), "completed", NOW)).error is None
-    [call] = posted
-    assert call["url"].startswith("https://hooks.slack.com/services/T1JJ3T3L2/")
-    attachment = call["json"]["attachments"][0]
+def received(*urls_and_notices: tuple[str, notices.Notice]) -> list[dict[str, Any]]:
+    """What a local sink standing in for Slack's and Discord's webhooks got, in order."""
+    with sink.serve() as got, sink.aimed(got):
+        for url, notice in urls_and_notices:
+            assert send(url, notice).error is None
+        return got.received
+
+
+def test_slack_gets_the_seeds_fields_in_an_attachment_coloured_by_outcome():
+    done, failed = notices.render(review(), "completed", NOW), review(status=TaskState.FAILED, error="boom")
+    stalled = review(status=TaskState.STALLED, finished_at=None, results={}, progress=Progress(total=19))
+    late, broke = notices.render(stalled, "stalled", NOW), notices.render(failed, "failed", NOW)
+    ok, bad, slow = received((SLACK, done), (SLACK, broke), (SLACK, late))
+    assert ok["path"] == SLACK_HOOK and ok["channel"] == "#reviews"
+    attachment = ok["attachments"][0]
     assert attachment["title"] == "Codex task completed: codex-pr-review-2025-10-31"
-    assert "✅ Approved: 15" in attachment["text"] and attachment["footer"] == "codexd"
-    assert attachment["color"] == "#3AA337"  # apprise's success green
-    send(SLACK, notices.render(review(status=TaskState.FAILED, error="boom"), "failed", NOW))
-    assert posted[1]["json"]["attachments"][0]["color"] == "#A32037"  # failure red
+    assert attachment["text"] == done.lead and attachment["footer"] == "codexd"
+    assert attachment["fields"] == [{"title": k, "value": v, "short": True} for k, v in SEED_FIELDS]
+    assert attachment["color"] == "#3AA337"  # green: completed
+    assert bad["attachments"][0]["color"] == "#A32037"  # red: failed
+    assert {"title": "Error", "value": "boom", "short": False} in bad["attachments"][0]["fields"]
+    assert slow["attachments"][0]["color"] == "#CACF29"  # yellow: stalled (and cancelled)
 
 
-def test_discord_gets_an_embed_with_one_field_per_count(posted):
-    assert send(DISCORD, notices.render(review(), "completed", NOW)).error is None
-    [call] = posted
-    embed = call["json"]["embeds"][0]
+def test_slack_block_kit_gets_the_fields_as_a_section():
+    [payload] = received((SLACK + "?blocks=yes", notices.render(review(), "completed", NOW)))
+    sections = [b for b in payload["attachments"][0]["blocks"] if "fields" in b]
+    assert [cell["text"] for cell in sections[0]["fields"]] == [f"*{k}*\n{v}" for k, v in SEED_FIELDS]
+
+
+def test_discord_gets_an_embed_with_every_count_as_a_field_the_last_one_too():
+    notice = notices.render(review(), "completed", NOW)
+    [payload] = received((DISCORD, notice))
+    assert payload["path"] == "/api/webhooks/4174216298/JHMHI8qBe7bk2ZwO5U711o3dV_js"
+    embed = payload["embeds"][0]
     assert embed["title"] == "Codex task completed: codex-pr-review-2025-10-31"
-    assert embed["author"]["name"] == "codexd"
-    assert [f["name"] for f in embed["fields"]] == [
-        "Total",
-        "✅ Approved",
-        "⚠️ Changes requested",
-        "💬 Commented",
-    ]
-    assert embed["fields"][1]["value"] == "```md\n15\n```"
-    assert "codexd report codex-pr-review-2025-10-31" in embed["description"]
+    assert embed["author"]["name"] == "codexd" and embed["color"] == 0x3AA337
+    # apprise's own Markdown parsing left "💬 Commented" empty: its text was one character
+    assert embed["fields"] == [{"name": k, "value": v, "inline": True} for k, v in SEED_FIELDS]
+    assert embed["description"] == notice.markdown and "codexd report codex-pr-review" in embed["description"]
+
+
+def test_the_fields_survive_the_outbox(tmp_path):
+    notice = notices.render(review(status=TaskState.FAILED, error="boom"), "failed", NOW)
+    made = Delivery("k", "t1", "failed", SLACK, notice.title, notice.text, notice.markdown, notice.kind, 1.0)
+    made = replace(made, lead=notice.lead, fields=notice.fields)
+    box = Outbox(tmp_path)
+    box.open()
+    box.put(made)
+    assert box.pending() == [made]
 
 
 def test_macos_gets_terminal_notifier_with_the_sound(monkeypatch, tmp_path):
@@ -165,7 +191,7 @@ def test_a_url_that_cannot_work_here_is_named_and_never_retried():
     assert found is not None and found.platform and "cannot work on this machine" in found.text
     bad = endpoints.problem(f"slack://{'x' * 3}")
     assert bad is not None and not bad.platform and "not a valid Slack URL" in bad.text
-    assert endpoints.send("bogus://x", "t", "b", "b", "info", 1) == Attempt(
+    assert endpoints.send("bogus://x", notices.test_notice("h", []), 1) == Attempt(
         "unknown kind of URL 'bogus': see apprise's list of services", final=True
     )
 
@@ -245,6 +271,58 @@ def test_a_failing_endpoint_backs_off_alone_while_the_others_go_on(tmp_path):
     assert h.fake.sent == [("json://x/up", "b"), ("json://x/down", "a"), ("json://x/down", "c")]
     assert list((tmp_path / ".outbox" / "failed").iterdir()) == []
     assert sorted(p.name for p in (tmp_path / ".outbox" / "sent").iterdir()) == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("asked", "wait"),
+    [
+        ("120", 120.0),
+        ("Fri, 31 Oct 2025 12:05:00 GMT", 300.0),  # an HTTP date: 5 minutes after the fake clock's now
+        ("Fri, 31 Oct 2025 11:00:00 GMT", None),  # in the past: our own backoff
+        ("in a while", None),
+        ("999999", 3600.0),  # capped at an hour
+    ],
+)
+def test_a_retry_after_of_seconds_or_a_date_is_waited_out_capped_at_an_hour(tmp_path, asked, wait):
+    h = Harness(tmp_path, Endpoints(), backoff=10, backoff_max=60, expire=86400)
+    h.courier._send = lambda d, timeout: (h.fake.tried.append(d.key), Attempt("429", retry_after=asked))[1]
+    h.put(delivery("a", "json://x/busy"))
+    h.pump()
+    assert h.fake.tried == ["a"]
+    waited = wait or 10.0
+    h.clock.advance(waited - 0.1)
+    h.pump()
+    assert h.fake.tried == ["a"]  # not before the endpoint said
+    h.clock.advance(0.1)
+    h.pump()
+    assert h.fake.tried == ["a", "a"]
+
+
+def test_the_sink_answering_429_with_retry_after_is_tried_again_only_after_it(tmp_path):
+    from codexd.notify.dispatch import _deliver
+
+    with sink.serve(lambda n: 429 if n == 1 else 200) as got:
+        got.headers["Retry-After"] = "30"
+        h = Harness(tmp_path, Endpoints())
+        h.courier._send = _deliver
+        h.put(delivery("a", got.url()))
+        h.pump()
+        assert got.refused == 1 and h.box.pending()[0].last_error  # 429, and kept
+        h.clock.advance(29.9)  # our own backoff (10 s) is long over
+        h.pump()
+        assert got.requests == 1
+        h.clock.advance(0.1)
+        h.pump()
+        assert got.requests == 2 and got.titles() == ["title"] and h.box.pending() == []
+
+
+def test_only_a_429_or_503_is_asked_when_to_come_back():
+    notice = notices.test_notice("h", [])
+    for status, heard in ((429, "7"), (503, "7"), (500, None)):
+        with sink.serve(lambda n, status=status: status) as got:
+            got.headers["Retry-After"] = "7"
+            assert endpoints.send(got.url(), notice, 5).retry_after == heard
+    assert endpoints.send("bogus://x", notice, 1).retry_after is None
 
 
 def test_a_notice_is_given_up_when_it_expires_or_its_url_can_never_work(tmp_path):
@@ -343,12 +421,22 @@ def test_who_hears_a_task_is_read_when_it_is_queued_not_what_its_agent_wrote_lat
         (DISCORD, "https://discord.com/****"),
         ("json://user:pw@127.0.0.1:8080/hook", "json://****@127.0.0.1:8080/****"),
         ("json://localhost", "json://localhost"),
-        ("macosx://?sound=Glass", "macosx://?sound=Glass"),
         ("not a url", "****"),
     ],
 )
-def test_urls_are_shown_masked(url, shown):
-    assert redact.mask_url(url) == shown
+def test_urls_are_shown_masked_with_the_start_of_their_id(url, shown):
+    assert redact.mask_url(url) == f"{shown}#{redact.url_id(url)[:4]}"
+
+
+def test_a_desktop_url_has_no_secret_and_is_shown_whole():
+    assert redact.mask_url("macosx://?sound=Glass") == "macosx://?sound=Glass"
+
+
+def test_four_urls_on_one_host_are_told_apart_without_their_secrets():
+    urls = [f"slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi{n}FQ/#reviews" for n in range(4)]
+    shown = [redact.mask_url(u) for u in urls]
+    assert len(set(shown)) == 4 and all(s.startswith("slack://****#") for s in shown)
+    assert not any(part in s for s in shown for part in ("T1JJ3T3L2", "A1BRTD4JD", "TIiajkdnlazkc"))
 
 
 def test_a_secret_is_masked_in_any_log_line_even_a_traceback(capsys):
@@ -363,4 +451,4 @@ def test_a_secret_is_masked_in_any_log_line_even_a_traceback(capsys):
     structlog.reset_defaults()
     err = capsys.readouterr().err
     assert "TIiajkdnlazkcOXrIdevi7FQ" not in err and "T1JJ3T3L2" not in err
-    assert "cannot post to slack://****; token **** refused" in err
+    assert f"cannot post to {redact.mask_url(SLACK)}; token **** refused" in err

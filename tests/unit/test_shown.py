@@ -115,10 +115,12 @@ def test_notices_show_agent_text_escaped():
         error=said,
     )
     notice = notices.render(status, "failed", datetime(2025, 10, 31, 12, tzinfo=UTC))
-    for body in (notice.title, notice.text, notice.markdown):
+    from codexd.notify import plugins
+
+    for body in (notice.title, notice.text, notice.markdown, *(f.value for f in notice.fields)):
         assert not any(c in body for c in OBEYED)
     assert "pwned" in notice.text and "[md](" not in notice.markdown and "\n# Heading" not in notice.markdown
-    assert "\\[md\\](https://evil.example) \\<b\\>" in notice.markdown
+    assert "\\[md\\](https://evil.example) \\<b\\>" in plugins.discord_fields(notice.fields)[0]["value"]
 
 
 def test_markdown_and_html_reports_escape_agent_text():
