@@ -172,7 +172,7 @@ class Daemon:
     def wait_ready(self, timeout: float = 15) -> None:
         from codexd.daemon.lock import running_pid
 
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * WAIT_SLACK
         while running_pid(self.env.tasks) != self.proc.pid:
             if self.proc.poll() is not None:
                 raise AssertionError(f"daemon exited {self.proc.returncode}: {self.output()}")
