@@ -79,15 +79,20 @@ class Runs:
     # -- starting Codex ----------------------------------------------------------------
 
     def launch(self, status: TaskStatus, now: datetime) -> None:
+        """A queued task's first run; a retried one (`codexd retry`) resumes its session."""
+        owed, thread = status.daemon.resume, status.thread_id
+        prompt = rules.continuation_prompt(owed.reason, status.progress) if owed else ""
+        resume = (thread, prompt) if owed and thread else None
         try:
-            popen, status = self._spawn(status, None, now)
+            popen, status = self._spawn(status, resume, now)
         except (CodexdError, OSError) as exc:
             results = {"summary": None, "error": str(exc)}
-            failed = status.with_(error=str(exc))
+            failed = status.with_(error=str(exc), daemon=replace(status.daemon, resume=None))
             self.book.end(failed, TaskState.FAILED, now, f"Could not start Codex: {exc}", results)
             return
         started = status.with_(started_at=status.started_at or iso(now))
-        status = self.book.change(started, TaskState.IN_PROGRESS, now, f"Started Codex (pid {popen.pid})")
+        what = f"Resumed Codex session {thread}" if resume else "Started Codex"
+        status = self.book.change(started, TaskState.IN_PROGRESS, now, f"{what} (pid {popen.pid})")
         self._watch(self.track(status), popen)
 
     def _resume(self, running: Running, now: datetime) -> None:
