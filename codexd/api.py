@@ -21,8 +21,9 @@ from codexd.daemon import lock
 from codexd.errors import BrokenRecord, CodexdError, InvalidInput, UnknownTask, WaitTimeout
 from codexd.present import reports, vocabulary
 from codexd.tailing import tail_lines
-from codexd.tasks import intake, store, taskid, tasktypes
+from codexd.tasks import intake, removal, store, taskid, tasktypes
 from codexd.tasks.records import Progress, TaskStatus
+from codexd.tasks.removal import Removal
 from codexd.tasks.states import RETRYABLE, TaskState
 from codexd.tasks.store import TaskStore
 
@@ -212,6 +213,23 @@ class Tasks:
                 )
             time.sleep(poll)
         return self.status(task_id)
+
+    def remove(self, task_ids: Sequence[str], dry_run: bool = False) -> Removal:
+        """`codexd rm`: each ended task's folder (and worktree) deleted; the others refused."""
+        done = removal.Removal(self.store, dry_run)
+        for task_id in dict.fromkeys(task_ids):
+            done.take(task_id, self.status)
+        return done
+
+    def prune(self, older_than: float, dry_run: bool = False, broken: Broken | None = None) -> Removal:
+        """`codexd prune`: every task that ended more than `older_than` seconds ago, removed."""
+        cutoff = datetime.now(UTC).timestamp() - older_than
+        old = {s.task_id: s for s in self.store.all_records(broken) if s.is_terminal}
+        done = removal.Removal(self.store, dry_run)
+        for task_id, status in old.items():
+            if removal.ended_at(status).timestamp() <= cutoff:
+                done.take(task_id, old.__getitem__)
+        return done
 
 
 class CodexTaskMonitor:

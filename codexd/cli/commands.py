@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from codexd import api
-from codexd.cli import admin, reporting
+from codexd.cli import admin, cleanup, reporting
 from codexd.cli.options import COUNT, SECONDS, confirm_timeout, print_json, say_broken, tasks_of
 from codexd.errors import EXIT_FAILURE, EXIT_USAGE, BrokenRecord, CodexdError, ConfigError, InvalidInput
 from codexd.notify.redact import redact
@@ -303,7 +303,7 @@ def progress(
             api.report_progress(task_dir, {k: v for k, v in report.items() if v is not None})
 
 
-for command in (*admin.COMMANDS, *reporting.COMMANDS):
+for command in (*admin.COMMANDS, *reporting.COMMANDS, *cleanup.COMMANDS):
     cli.add_command(command)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+from datetime import UTC, datetime
 
 import pytest
 
@@ -144,3 +146,111 @@ def test_retry_without_a_daemon_is_left_for_the_next_one(env, daemon):
     daemon()
     wait_for(lambda: env.status("build")["status"] == "completed", 20, "the retry at start-up")
     assert not (env.tasks / ".requests" / "build.retry").exists()
+
+
+# -- rm and prune ------------------------------------------------------------------------------
+
+
+def record(env, task_id: str, state: str, finished: str | None = "2025-10-31T12:00:00Z", **more) -> None:
+    folder = env.tasks / task_id
+    folder.mkdir(parents=True)
+    (folder / "artifacts").mkdir()
+    at = "2025-10-31T11:00:00Z"
+    data = {"task_id": task_id, "type": "generic", "status": state, "created_at": at, "updated_at": at}
+    (folder / "status.json").write_text(json.dumps(dict(data, finished_at=finished, **more)))
+
+
+def test_rm_deletes_ended_tasks_and_refuses_the_others_one_line_each(env):
+    for task_id, state in [
+        ("ok", "completed"),
+        ("bad", "failed"),
+        ("off", "cancelled"),
+        ("busy", "in_progress"),
+    ]:
+        record(env, task_id, state, None if state == "in_progress" else "2025-10-31T12:00:00Z")
+    (env.tasks / ".requests").mkdir()
+    (env.tasks / ".requests" / "bad.retry").write_text("x")
+    (env.tasks / ".requests" / "bad.x.stop").write_text("x")  # another task's
+    dry = env.codexd("rm", "ok", "busy", "--dry-run")
+    assert dry.returncode == 2 and dry.stdout == "would remove ok\n"
+    assert (env.tasks / "ok").is_dir()
+    done = env.codexd("rm", "ok", "bad", "busy", "nope", "off")
+    assert done.returncode == 2
+    assert done.stdout == "removed ok\nremoved bad\nremoved off\n"
+    refused = done.stderr.strip().splitlines()
+    assert len(refused) == 2
+    assert "task busy is in_progress: only an ended task can be removed" in refused[0]
+    assert "no task 'nope'" in refused[1]
+    assert sorted(p.name for p in env.tasks.iterdir()) == [".removing", ".requests", "busy"]
+    assert [p.name for p in (env.tasks / ".requests").iterdir()] == ["bad.x.stop"]
+    assert list((env.tasks / ".removing").iterdir()) == []
+
+
+def test_rm_removes_a_link_in_place_of_a_task_and_never_what_it_points_to(env):
+    target = env.root / "elsewhere"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    env.tasks.mkdir()
+    (env.tasks / "planted").symlink_to(target)
+    done = env.codexd("rm", "planted")
+    assert done.returncode == 0, done.stderr
+    assert "removed planted (a link" in done.stdout
+    assert not (env.tasks / "planted").is_symlink() and (target / "keep.txt").read_text() == "mine"
+
+
+def test_prune_removes_the_tasks_that_ended_long_enough_ago(env):
+    record(env, "old", "completed")
+    record(env, "old-fail", "failed")
+    record(env, "recent", "completed", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
+    record(env, "busy", "in_progress", None)
+    dry = env.codexd("prune", "--older-than", "7d", "--dry-run")
+    assert dry.returncode == 0 and sorted(dry.stdout.splitlines()) == [
+        "would remove old",
+        "would remove old-fail",
+    ]
+    done = env.codexd("prune", "--older-than", "12h")
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == ["removed old", "removed old-fail"]
+    assert sorted(p.name for p in env.tasks.iterdir() if not p.name.startswith(".")) == ["busy", "recent"]
+    again = env.codexd("prune", "--older-than", "3600")
+    assert again.returncode == 0 and "nothing to prune" in again.stderr
+    bad = env.codexd("prune", "--older-than", "a week")
+    one_line_refusal(bad, "--older-than 'a week' is not a duration")
+
+
+def git(*args: str, cwd) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def test_rm_removes_a_tasks_worktree_and_keeps_its_branch(env):
+    repo = env.root / "repo"
+    repo.mkdir()
+    git("init", "-q", cwd=repo)
+    git("-c", "user.email=a@b", "-c", "user.name=a", "commit", "-q", "--allow-empty", "-m", "x", cwd=repo)
+    tree = env.root / "wt-done"
+    git("worktree", "add", "-q", "-b", "codexd/done", str(tree), cwd=repo)
+    worktree = {"path": str(tree), "branch": "codexd/done", "base": "HEAD"}
+    record(env, "done", "completed", worktree=worktree)
+    done = env.codexd("rm", "done")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"removed done and its worktree {tree}, keeping its branch codexd/done\n"
+    assert not tree.exists() and not (env.tasks / "done").exists()
+    assert "codexd/done" in git("branch", "--list", "codexd/done", cwd=repo)
+
+
+def test_rm_refuses_a_queued_task_and_a_removed_id_can_be_used_again(env, daemon):
+    env.set(CODEXD_CODEX__COMMAND='["/bin/sh", "-c", "cat >/dev/null; sleep 120"]', CODEXD_MAX_PARALLEL="1")
+    daemon()
+    submit(env, "first")
+    wait_for(lambda: env.status("first")["status"] == "in_progress", 10, "first to run")
+    submit(env, "second")
+    wait_for((env.tasks / "second" / "status.json").exists, 10, "second to be queued")
+    done = env.codexd("rm", "first", "second")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "first is in_progress" in done.stderr and "second is queued" in done.stderr
+    assert env.codexd("stop", "first").returncode == 0
+    wait_for(lambda: env.status("second")["status"] == "in_progress", 10, "second to run")
+    assert env.codexd("rm", "first").stdout == "removed first\n"
+    submit(env, "first")  # the id is free again
+    assert json.loads(env.codexd("status", "first", "--json").stdout)["status"] == "queued"
