@@ -281,6 +281,22 @@ def not_retryable(status: TaskStatus) -> str:
     )
 
 
+def check_reportable(task_dir: Path) -> None:
+    """InvalidInput unless the task in `task_dir` has not ended: a progress report on an ended
+    task would change nothing, so it is refused rather than silently dropped."""
+    try:
+        status = store.status_from((task_dir / store.STATUS).read_bytes())
+    except (OSError, ValueError):
+        raise InvalidInput(
+            f"{task_dir} is not a codexd task folder: check CODEXD_TASK_DIR or --task"
+        ) from None
+    if status.is_terminal:
+        raise InvalidInput(
+            f"task {status.task_id} already {status.status.value}: progress is reported while a task "
+            "runs; nothing recorded"
+        )
+
+
 def report_progress(task_dir: Path, report: dict[str, Any]) -> None:
     """Record one progress report for the daemon to apply (from inside the task)."""
     if not (task_dir / store.STATUS).is_file():

@@ -296,7 +296,8 @@ def progress(
             "codexd progress runs inside a task (CODEXD_TASK_DIR is not set); from outside, pass --task ID"
         )
     if task_id:
-        tasks_of(ctx).status(task_id)
+        tasks_of(ctx).status(task_id)  # an unknown id: one line, exit 2
+    api.check_reportable(task_dir)
     for report in ({"total": total}, {"done": done, "outcome": outcome}, {"current": current}):
         first = next(iter(report.values()))
         if first is not None:

@@ -254,3 +254,18 @@ def test_rm_refuses_a_queued_task_and_a_removed_id_can_be_used_again(env, daemon
     assert env.codexd("rm", "first").stdout == "removed first\n"
     submit(env, "first")  # the id is free again
     assert json.loads(env.codexd("status", "first", "--json").stdout)["status"] == "queued"
+
+
+# -- progress, status, health -------------------------------------------------------------------
+
+
+def test_progress_on_an_ended_or_unknown_task_is_refused_in_one_line(env):
+    record(env, "over", "completed")
+    one_line_refusal(env.codexd("progress", "--task", "over", "--done", "x"), "task over already completed")
+    one_line_refusal(env.codexd("progress", "--task", "nope", "--total", "3"), "no task 'nope'")
+    env.set(CODEXD_TASK_DIR=str(env.tasks / "over"))
+    one_line_refusal(env.codexd("progress", "--current", "y"), "task over already completed")
+    assert not (env.tasks / "over" / "reports.jsonl").exists()
+    record(env, "live", "in_progress", None)
+    assert env.codexd("progress", "--task", "live", "--total", "3").returncode == 0
+    assert (env.tasks / "live" / "reports.jsonl").exists()
