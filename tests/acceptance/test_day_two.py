@@ -269,3 +269,19 @@ def test_progress_on_an_ended_or_unknown_task_is_refused_in_one_line(env):
     record(env, "live", "in_progress", None)
     assert env.codexd("progress", "--task", "live", "--total", "3").returncode == 0
     assert (env.tasks / "live" / "reports.jsonl").exists()
+
+
+def test_status_says_no_exit_code_it_does_not_have(env):
+    record(env, "stopped", "cancelled", exit_code=None)
+    record(env, "ran", "failed", exit_code=3)
+    stopped = env.codexd("status", "stopped")
+    assert stopped.returncode == 0 and "None" not in stopped.stdout
+    assert "finished  2025-10-31T12:00:00Z\n" in stopped.stdout
+    assert "exit code 3" in env.codexd("status", "ran").stdout
+
+
+def test_health_json_is_not_ok_without_a_daemon(env):
+    done = env.codexd("health", "--json")
+    assert done.returncode == 1
+    found = json.loads(done.stdout)
+    assert found["ok"] is False and found["daemon"]["pid"] is None
