@@ -101,7 +101,7 @@ class Tasks:
         if status.is_terminal:
             raise InvalidInput(
                 f"task {task_id} already {status.status.value}: only a running or stalled task can be "
-                "restarted; submit it again with `codexd start`"
+                f"restarted; `codexd retry {task_id}` runs a failed or cancelled one again"
             )
         if not status.is_active:
             raise InvalidInput(
