@@ -48,6 +48,12 @@ def ended(env, task_id: str) -> dict:
     return env.status(task_id)
 
 
+def state(env, task_id: str) -> str | None:
+    """The task's status once its folder is made (a task submitted waits in the spool first)."""
+    path = env.tasks / task_id / "status.json"
+    return env.status(task_id)["status"] if path.exists() else None
+
+
 def runs(env, task_id: str) -> list[str]:
     return (env.tasks / task_id / "argv.log").read_text().splitlines()
 
@@ -103,12 +109,12 @@ def test_a_cancelled_task_can_be_retried(env, daemon):
     env.set(CODEXD_CODEX__COMMAND='["/bin/sh", "-c", "cat >/dev/null; sleep 120"]')
     daemon()
     submit(env, "slow")
-    wait_for(lambda: env.status("slow")["status"] == "in_progress", 10, "slow to run")
+    wait_for(lambda: state(env, "slow") == "in_progress", 10, "slow to run")
     assert env.codexd("stop", "slow").returncode == 0
     done = env.codexd("retry", "slow")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "slow queued again: it starts afresh\n"  # it never said its session
-    wait_for(lambda: env.status("slow")["status"] == "in_progress", 10, "slow to run again")
+    wait_for(lambda: state(env, "slow") == "in_progress", 10, "slow to run again")
     assert (
         "Retry requested: starting afresh (no Codex session was recorded)"
         in (env.tasks / "slow" / "progress.log").read_text()
@@ -121,7 +127,7 @@ def test_retry_refuses_what_did_not_fail_or_was_cancelled(env, daemon):
     submit(env, "waiting")
     one_line_refusal(env.codexd("retry", "waiting"), "task waiting is queued and has not run yet")
     daemon()
-    wait_for(lambda: env.status("waiting")["status"] == "in_progress", 10, "the task to run")
+    wait_for(lambda: state(env, "waiting") == "in_progress", 10, "the task to run")
     one_line_refusal(env.codexd("retry", "waiting"), "task waiting is in_progress: only a failed")
     flaky(env)
     (env.root / "pass").touch()
@@ -144,7 +150,7 @@ def test_retry_without_a_daemon_is_left_for_the_next_one(env, daemon):
     assert "no daemon is running" in done.stderr and "when `codexd daemon` starts" in done.stderr
     assert env.status("build")["status"] == "failed"
     daemon()
-    wait_for(lambda: env.status("build")["status"] == "completed", 20, "the retry at start-up")
+    wait_for(lambda: state(env, "build") == "completed", 20, "the retry at start-up")
     assert not (env.tasks / ".requests" / "build.retry").exists()
 
 
@@ -243,14 +249,14 @@ def test_rm_refuses_a_queued_task_and_a_removed_id_can_be_used_again(env, daemon
     env.set(CODEXD_CODEX__COMMAND='["/bin/sh", "-c", "cat >/dev/null; sleep 120"]', CODEXD_MAX_PARALLEL="1")
     daemon()
     submit(env, "first")
-    wait_for(lambda: env.status("first")["status"] == "in_progress", 10, "first to run")
+    wait_for(lambda: state(env, "first") == "in_progress", 10, "first to run")
     submit(env, "second")
     wait_for((env.tasks / "second" / "status.json").exists, 10, "second to be queued")
     done = env.codexd("rm", "first", "second")
     assert done.returncode == 2 and done.stdout == ""
     assert "first is in_progress" in done.stderr and "second is queued" in done.stderr
     assert env.codexd("stop", "first").returncode == 0
-    wait_for(lambda: env.status("second")["status"] == "in_progress", 10, "second to run")
+    wait_for(lambda: state(env, "second") == "in_progress", 10, "second to run")
     assert env.codexd("rm", "first").stdout == "removed first\n"
     submit(env, "first")  # the id is free again
     assert json.loads(env.codexd("status", "first", "--json").stdout)["status"] == "queued"
