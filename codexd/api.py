@@ -21,8 +21,10 @@ from codexd.daemon import lock
 from codexd.errors import BrokenRecord, CodexdError, InvalidInput, UnknownTask, WaitTimeout
 from codexd.present import reports, vocabulary
 from codexd.tailing import tail_lines
-from codexd.tasks import intake, store, taskid, tasktypes
+from codexd.tasks import intake, removal, store, taskid, tasktypes
 from codexd.tasks.records import Progress, TaskStatus
+from codexd.tasks.removal import Removal
+from codexd.tasks.states import RETRYABLE, TaskState
 from codexd.tasks.store import TaskStore
 
 Records = list[dict[str, Any]]  # status.json files, parsed (`Tasks.list` hides the builtin in the class)
@@ -99,7 +101,7 @@ class Tasks:
         if status.is_terminal:
             raise InvalidInput(
                 f"task {task_id} already {status.status.value}: only a running or stalled task can be "
-                "restarted; submit it again with `codexd start`"
+                f"restarted; `codexd retry {task_id}` runs a failed or cancelled one again"
             )
         if not status.is_active:
             raise InvalidInput(
@@ -186,6 +188,49 @@ class Tasks:
         except OSError:
             return None
 
+    # -- day two: run an ended task again, remove ended tasks ---------------------------------
+
+    def request_retry(self, task_id: str, fresh: bool = False) -> TaskStatus:
+        """Ask the daemon to run a failed or cancelled task again under its id: resuming its
+        Codex session, or from the start with `fresh` (or when it has none)."""
+        status = self.status(task_id)
+        if status.status not in RETRYABLE:
+            raise InvalidInput(not_retryable(status))
+        kind, other = ("retry-fresh", "retry") if fresh else ("retry", "retry-fresh")
+        (self.root / store.REQUESTS / f"{task_id}.{other}").unlink(missing_ok=True)
+        self._request(task_id, kind)
+        return status
+
+    def wait_taken(self, task_id: str, kind: str, timeout: float, poll: float = 0.1) -> TaskStatus:
+        """The task's status once the daemon has acted on its request `kind` (and removed it)."""
+        request = self.root / store.REQUESTS / f"{taskid.check(task_id)}.{kind}"
+        deadline = time.monotonic() + timeout
+        while os.path.lexists(request):
+            if time.monotonic() >= deadline:
+                raise WaitTimeout(
+                    f"the daemon has not taken the {kind} request for task {task_id} after {timeout:g} s: "
+                    "`codexd health` says whether it is running"
+                )
+            time.sleep(poll)
+        return self.status(task_id)
+
+    def remove(self, task_ids: Sequence[str], dry_run: bool = False) -> Removal:
+        """`codexd rm`: each ended task's folder (and worktree) deleted; the others refused."""
+        done = removal.Removal(self.store, dry_run)
+        for task_id in dict.fromkeys(task_ids):
+            done.take(task_id, self.status)
+        return done
+
+    def prune(self, older_than: float, dry_run: bool = False, broken: Broken | None = None) -> Removal:
+        """`codexd prune`: every task that ended more than `older_than` seconds ago, removed."""
+        cutoff = datetime.now(UTC).timestamp() - older_than
+        old = {s.task_id: s for s in self.store.all_records(broken) if s.is_terminal}
+        done = removal.Removal(self.store, dry_run)
+        for task_id, status in old.items():
+            if removal.ended_at(status).timestamp() <= cutoff:
+                done.take(task_id, old.__getitem__)
+        return done
+
 
 class CodexTaskMonitor:
     """Watch one task from Python: `CodexTaskMonitor("my-task").wait_for_completion()`."""
@@ -218,6 +263,38 @@ class CodexTaskMonitor:
 
     def stop(self) -> TaskStatus:
         return self.tasks.request_stop(self.task_id)
+
+
+def not_retryable(status: TaskStatus) -> str:
+    """Why `codexd retry` refuses the task: it did not end failed or cancelled."""
+    task_id, state = status.task_id, status.status.value
+    if status.status == TaskState.COMPLETED:
+        return (
+            f"task {task_id} completed: only a failed or cancelled task can be retried; "
+            "submit it again with `codexd start` to run it once more"
+        )
+    if status.status == TaskState.QUEUED:
+        return f"task {task_id} is queued and has not run yet: nothing to retry"
+    return (
+        f"task {task_id} is {state}: only a failed or cancelled task can be retried "
+        f"(`codexd restart {task_id}` restarts a running one)"
+    )
+
+
+def check_reportable(task_dir: Path) -> None:
+    """InvalidInput unless the task in `task_dir` has not ended: a progress report on an ended
+    task would change nothing, so it is refused rather than silently dropped."""
+    try:
+        status = store.status_from((task_dir / store.STATUS).read_bytes())
+    except (OSError, ValueError):
+        raise InvalidInput(
+            f"{task_dir} is not a codexd task folder: check CODEXD_TASK_DIR or --task"
+        ) from None
+    if status.is_terminal:
+        raise InvalidInput(
+            f"task {status.task_id} already {status.status.value}: progress is reported while a task "
+            "runs; nothing recorded"
+        )
 
 
 def report_progress(task_dir: Path, report: dict[str, Any]) -> None:

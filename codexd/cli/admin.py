@@ -28,11 +28,12 @@ def health(ctx: click.Context, as_json: bool) -> int:
     found = checkup.run(loaded.tasks_dir, loaded.health, datetime.now(UTC)).to_dict()
     last = tasks.last_health_check()
     found["daemon"] = {"pid": tasks.daemon_pid(), "last_check": fields.text((last or {}).get("at"))}
+    found["ok"] = found["ok"] and found["daemon"]["pid"] is not None  # unsupervised tasks are not ok
     if as_json:
         print_json(found)
     else:
         click.echo(views.health_report(found))
-    return 0 if found["ok"] and found["daemon"]["pid"] else EXIT_FAILURE
+    return 0 if found["ok"] else EXIT_FAILURE
 
 
 @click.group()

@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from codexd import api
-from codexd.cli import admin, reporting
+from codexd.cli import admin, cleanup, reporting
 from codexd.cli.options import COUNT, SECONDS, confirm_timeout, print_json, say_broken, tasks_of
 from codexd.errors import EXIT_FAILURE, EXIT_USAGE, BrokenRecord, CodexdError, ConfigError, InvalidInput
 from codexd.notify.redact import redact
@@ -242,6 +242,31 @@ def restart(ctx: click.Context, task_id: str, timeout: float) -> None:
 
 
 @cli.command()
+@click.argument("task_id")
+@click.option("--fresh", is_flag=True, help="Start over instead of resuming its Codex session.")
+@confirm_timeout(30.0)
+@click.pass_context
+def retry(ctx: click.Context, task_id: str, fresh: bool, timeout: float) -> int:
+    """Run a failed or cancelled task again under its id, resuming its Codex session."""
+    tasks = tasks_of(ctx)
+    before = tasks.request_retry(task_id, fresh)
+    thread = None if fresh else before.thread_id
+    how = f"resumes Codex session {thread}" if thread else "starts afresh"
+    if tasks.daemon_pid() is None:
+        click.echo(
+            f"codexd: no daemon is running for {tasks.root}: task {task_id} runs again ({how}) when "
+            "`codexd daemon` starts",
+            err=True,
+        )
+        return EXIT_FAILURE
+    after = tasks.wait_taken(task_id, "retry-fresh" if fresh else "retry", timeout)
+    if after == before:  # the daemon left it as it was (see its log)
+        raise CodexdError(f"the daemon did not retry task {task_id}: the daemon's log says why")
+    click.echo(f"{task_id} queued again: it {how}")
+    return 0
+
+
+@cli.command()
 @click.option("--total", type=COUNT, help="How many items the task has.")
 @click.option("--current", metavar="TEXT", help="The item being worked on now.")
 @click.option("--done", metavar="TEXT", help="An item that is finished.")
@@ -271,14 +296,15 @@ def progress(
             "codexd progress runs inside a task (CODEXD_TASK_DIR is not set); from outside, pass --task ID"
         )
     if task_id:
-        tasks_of(ctx).status(task_id)
+        tasks_of(ctx).status(task_id)  # an unknown id: one line, exit 2
+    api.check_reportable(task_dir)
     for report in ({"total": total}, {"done": done, "outcome": outcome}, {"current": current}):
         first = next(iter(report.values()))
         if first is not None:
             api.report_progress(task_dir, {k: v for k, v in report.items() if v is not None})
 
 
-for command in (*admin.COMMANDS, *reporting.COMMANDS):
+for command in (*admin.COMMANDS, *reporting.COMMANDS, *cleanup.COMMANDS):
     cli.add_command(command)
 
 

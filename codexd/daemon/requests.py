@@ -1,26 +1,34 @@
-"""Stop and restart requests: `<task id>.stop` and `<task id>.restart` in the requests folder,
-written by `codexd stop` and `codexd restart`.
+"""Stop, restart and retry requests: `<task id>.stop`, `<task id>.restart`, `<task id>.retry`
+and `<task id>.retry-fresh` in the requests folder, written by `codexd stop`, `restart` and
+`retry [--fresh]`.
 
 A request is acted on once, and removed only when its effect is recorded, so a daemon killed
-in between leaves it to the next (acting on it again changes nothing).
+in between leaves it to the next (acting on it again changes nothing). A retry's effect is
+recorded at once (the task queued again), so its request goes in the same step.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, cast
 
+import structlog
+
 from codexd.codex import process
 from codexd.daemon.runs import Runs
-from codexd.tasks import taskid
-from codexd.tasks.records import TaskStatus
-from codexd.tasks.states import TaskState
+from codexd.errors import InvalidInput
+from codexd.tasks import store, taskid
+from codexd.tasks.records import Progress, Resume, ResumeKind, TaskStatus
+from codexd.tasks.states import RETRYABLE, TaskState
 
-Kind = Literal["stop", "restart"]
+log = structlog.get_logger()
+Kind = Literal["stop", "restart", "retry", "retry-fresh"]
+KINDS = ("stop", "restart", "retry", "retry-fresh")
+RETRIES = ("retry", "retry-fresh")
 Guard = Callable[..., None]
 
 
@@ -57,12 +65,12 @@ class Requests:
         return found
 
     def _found(self) -> list[tuple[Path, str, Kind]]:
-        """`stop` and `restart` requests in the folder, in order: (file, task id, kind).
+        """The requests in the folder, in order: (file, task id, kind).
         Not the writers' hidden temp files, and no name that is not a task id."""
         found = []
         for request in sorted(self.folder.glob("[!.]*.*")):
             task_id, _, kind = request.name.rpartition(".")
-            if kind in ("stop", "restart") and taskid.is_valid(task_id):
+            if kind in KINDS and taskid.is_valid(task_id):
                 found.append((request, task_id, cast(Kind, kind)))
         return found
 
@@ -71,6 +79,10 @@ class Requests:
             self.guard(self.take_one, task_id, request, kind, now)
 
     def take_one(self, task_id: str, request: Path, kind: Kind, now: datetime) -> None:
+        if kind in RETRIES:
+            self.retry(task_id, kind == "retry-fresh", now)
+            request.unlink(missing_ok=True)
+            return
         stamp = request.stat().st_mtime_ns
         seen = self._handled.get(request)
         if seen is None and kind == "restart" and self._began_after(task_id, stamp):
@@ -113,9 +125,41 @@ class Requests:
         if task_id in self.book.running:
             self.runs.restart_by_hand(self.book.running[task_id], now)
 
+    def retry(self, task_id: str, fresh: bool, now: datetime) -> None:
+        """`codexd retry`: a failed or cancelled task queued to run again under its id."""
+        if task_id in self.book.running or self.book.queued_status(task_id) is not None:
+            return  # queued again by a daemon that died before removing the request
+        try:
+            status = self.book.tasks.read_status(task_id)
+        except InvalidInput as exc:  # removed since, or not a record: nothing to run again
+            log.warning("task.retry_refused", task_id=task_id, error=str(exc))
+            return
+        if status.status not in RETRYABLE:
+            log.warning("task.retry_refused", task_id=task_id, status=status.status.value)
+            return
+        thread = None if fresh else status.thread_id
+        how = f"resuming Codex session {thread}" if thread else "starting afresh"
+        why = " (--fresh)" if fresh else "" if thread else " (no Codex session was recorded)"
+        line = f"Retry requested: {how}{why}"
+        queued = self.book.change(again(status, thread, now), TaskState.QUEUED, now, line)
+        self.book.queued.append(queued)
+        self.book.tasks.file(task_id, store.LAST_MESSAGE).unlink(missing_ok=True)  # the last run's
+
 
 def began_after(status: TaskStatus, stamp: int) -> bool:
     """The task's current Codex run began (well) after a request written at `stamp` (ns):
     a restart request older than the run was carried out by a daemon that died since."""
     began = status.daemon.pid_create_time
     return began is not None and began > stamp / 1e9 + process.CREATE_TIME_TOLERANCE
+
+
+def again(status: TaskStatus, thread: str | None, now: datetime) -> TaskStatus:
+    """An ended task's record for its next run: what belonged to the last run cleared, its
+    history kept. With `thread`, the next start resumes that session and keeps the progress."""
+    ended = f"it {status.status.value}" + (f" ({status.error})" if status.error else "")
+    owed = Resume(now.timestamp(), ResumeKind.RERUN, f"{ended}; the user asked to run it again")
+    cursor = replace(status.daemon, resume=owed if thread else None, streak=0, afresh=0)
+    cursor = replace(cursor, pid_create_time=None, cgroup=None)
+    cleared = status.with_(thread_id=thread, started_at=None, finished_at=None, exit_code=None)
+    cleared = cleared.with_(error=None, pid=None, daemon=cursor)
+    return cleared if thread else cleared.with_(progress=Progress(), results={})

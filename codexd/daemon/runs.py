@@ -56,6 +56,7 @@ class Runs:
         self.post = post
         self.processes = processes
         self._runs = 0
+        self._enders: dict[str, threading.Thread] = {}  # ending the trees of tasks that ended
         self.behind = False  # a task's output is not all read yet: the loop should not wait
 
     def track(self, status: TaskStatus) -> Running:
@@ -79,15 +80,20 @@ class Runs:
     # -- starting Codex ----------------------------------------------------------------
 
     def launch(self, status: TaskStatus, now: datetime) -> None:
+        """A queued task's first run; a retried one (`codexd retry`) resumes its session."""
+        owed, thread = status.daemon.resume, status.thread_id
+        prompt = rules.continuation_prompt(owed.reason, status.progress) if owed else ""
+        resume = (thread, prompt) if owed and thread else None
         try:
-            popen, status = self._spawn(status, None, now)
+            popen, status = self._spawn(status, resume, now)
         except (CodexdError, OSError) as exc:
             results = {"summary": None, "error": str(exc)}
-            failed = status.with_(error=str(exc))
+            failed = status.with_(error=str(exc), daemon=replace(status.daemon, resume=None))
             self.book.end(failed, TaskState.FAILED, now, f"Could not start Codex: {exc}", results)
             return
         started = status.with_(started_at=status.started_at or iso(now))
-        status = self.book.change(started, TaskState.IN_PROGRESS, now, f"Started Codex (pid {popen.pid})")
+        what = f"Resumed Codex session {thread}" if resume else "Started Codex"
+        status = self.book.change(started, TaskState.IN_PROGRESS, now, f"{what} (pid {popen.pid})")
         self._watch(self.track(status), popen)
 
     def _resume(self, running: Running, now: datetime) -> None:
@@ -323,7 +329,15 @@ class Runs:
         self.book.end(done, ending.state, now, ending.line, results)  # a full disk: tried again
         # A task that ended leaves nothing running: a server the agent started goes too.
         cgroup = cgroup_of(status, task_dir)
-        self.in_thread(self.processes.end_tree, None, task_dir, self.settings.daemon.stop_grace, cgroup)
+        self._enders = {task_id: t for task_id, t in self._enders.items() if t.is_alive()}
+        grace = self.settings.daemon.stop_grace
+        self._enders[status.task_id] = self.in_thread(self.processes.end_tree, None, task_dir, grace, cgroup)
+
+    def ending(self, task_id: str) -> bool:
+        """The tree of the task's last run is still being ended: a new run (`codexd retry`)
+        must wait, or the killer would take it for a straggler."""
+        ender = self._enders.get(task_id)
+        return ender is not None and ender.is_alive()
 
     # -- its process tree ---------------------------------------------------------------
 

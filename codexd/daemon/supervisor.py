@@ -284,8 +284,13 @@ class Supervisor:
             self.book.emit(status, "queued")
 
     def _start_queued(self, now: datetime) -> None:
-        while self.queued and len(self.running) < self.settings.max_parallel:
-            self._guard(self.runs.launch, self.queued.pop(0), now)
+        free = self.settings.max_parallel - len(self.running)
+        if free <= 0 or not self.queued:
+            return
+        ready = [s for s in self.queued if not self.runs.ending(s.task_id)]  # a retry waits for its last tree
+        for status in ready[:free]:
+            self.queued.remove(status)
+            self._guard(self.runs.launch, status, now)
 
     # -- the health job's findings ----------------------------------------------------------
 

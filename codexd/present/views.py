@@ -62,7 +62,8 @@ def task_details(task: dict[str, Any]) -> str:
         f"  started   {task.get('started_at') or '-'}   elapsed {elapsed(task)}",
     ]
     if task.get("finished_at"):
-        lines.append(f"  finished  {task['finished_at']}   exit code {task.get('exit_code')}")
+        code = task.get("exit_code")  # none for a run that was stopped or never started
+        lines.append(f"  finished  {task['finished_at']}" + ("" if code is None else f"   exit code {code}"))
     lines.append(f"  progress  {progress_text(progress)}")
     if progress.get("current"):
         lines.append(f"  current   {progress['current']}")

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from codexd.fields import Fields
-from codexd.tasks.states import TaskState
+from codexd.tasks.states import TERMINAL, TaskState
 
 KEPT = 100  # the last ones; a record stays small whatever befalls the task
 
@@ -27,6 +27,7 @@ class IncidentKind(StrEnum):
     RESUMED = "resumed"  # the owed run began (its session resumed, or afresh)
     FAILED = "failed"  # the task ended failed (its line says why)
     NOTICE_LOST = "notice_lost"  # a notice was given up
+    RERUN = "rerun"  # `codexd retry`: the ended task is queued to run again
 
 
 # A run owed (Resume.kind) -> the incident that owes it.
@@ -41,6 +42,8 @@ def of_change(old: TaskState, new: TaskState) -> IncidentKind | None:
         return IncidentKind.FAILED
     if old == TaskState.STALLED and new == TaskState.IN_PROGRESS:
         return IncidentKind.RESUMED
+    if old in TERMINAL and new == TaskState.QUEUED:
+        return IncidentKind.RERUN
     return None
 
 

@@ -103,6 +103,7 @@ class ResumeKind(StrEnum):
     RESTART = "restart"  # after a stall or a `restart`: counts in restarts
     RETRY = "retry"  # after a busy endpoint: counts in retries
     FRESH = "fresh"  # after a lost session: started afresh, counts in neither
+    RERUN = "rerun"  # `codexd retry` of an ended task: its next start resumes the session
 
 
 @dataclass(frozen=True)

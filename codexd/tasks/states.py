@@ -16,12 +16,14 @@ class TaskState(StrEnum):
 
 TERMINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED})
 ACTIVE = frozenset({TaskState.IN_PROGRESS, TaskState.STALLED})
+RETRYABLE = frozenset({TaskState.FAILED, TaskState.CANCELLED})  # `codexd retry` runs them again
 
 #   queued ──► in_progress ──► completed | failed | cancelled
 #     │            ▲   │
 #     │            │   ▼
 #     │          stalled ──► failed | cancelled
 #     └──► cancelled
+#   failed | cancelled ──► queued   (only `codexd retry`: the same task runs again)
 ALLOWED: dict[TaskState, frozenset[TaskState]] = {
     TaskState.QUEUED: frozenset({TaskState.IN_PROGRESS, TaskState.CANCELLED, TaskState.FAILED}),
     TaskState.IN_PROGRESS: frozenset(
@@ -29,8 +31,8 @@ ALLOWED: dict[TaskState, frozenset[TaskState]] = {
     ),
     TaskState.STALLED: frozenset({TaskState.IN_PROGRESS, TaskState.FAILED, TaskState.CANCELLED}),
     TaskState.COMPLETED: frozenset(),
-    TaskState.FAILED: frozenset(),
-    TaskState.CANCELLED: frozenset(),
+    TaskState.FAILED: frozenset({TaskState.QUEUED}),  # retried
+    TaskState.CANCELLED: frozenset({TaskState.QUEUED}),  # retried
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ INCOMING = ".incoming"  # staging for tasks being created
 LOCK = ".daemon.lock"
 REQUESTS = ".requests"  # `codexd stop` and `restart` leave a request here for the daemon
 HEALTH = ".health.json"  # the daemon's last health check, for `codexd health`
+REMOVING = ".removing"  # task folders being deleted (`codexd rm`), out of sight first
 
 
 _KINDS = {
@@ -195,3 +197,24 @@ class TaskStore:
     def leftovers(self) -> list[Path]:
         staging = self.root / INCOMING
         return sorted(staging.iterdir()) if staging.is_dir() else []
+
+    def remove(self, task_id: str) -> None:
+        """Delete a task's folder and its waiting requests. A link in its place is removed as
+        a link (what it points to is never touched); a folder is first moved out of sight, so
+        a task half deleted is never listed, then deleted without following any link in it."""
+        path = self.dir(taskid.check(task_id))
+        try:
+            if path.is_symlink():
+                path.unlink()
+            elif path.exists():
+                trash = self.root / REMOVING
+                trash.mkdir(mode=0o700, exist_ok=True)
+                gone = trash / f"{task_id}~{secrets.token_hex(4)}"
+                os.rename(path, gone)
+                shutil.rmtree(gone)
+        except OSError as exc:
+            raise StorageError(f"cannot remove task {task_id}: {exc.strerror or exc}") from exc
+        requests = self.root / REQUESTS
+        for request in requests.iterdir() if requests.is_dir() else ():
+            if request.name.rpartition(".")[0] == task_id:
+                request.unlink(missing_ok=True)
