@@ -139,6 +139,7 @@ def test_a_task_folder_removed_by_hand_frees_its_slot(env, daemon):
     start(env, "doomed")
     wait_for(lambda: tree_of(env, "doomed"), 10, "its Codex")
     start(env, "next")
+    wait_for((env.tasks / "next" / "status.json").exists, 10, "the next task taken from the spool")
     assert env.status("next")["status"] == "queued"
     shutil.rmtree(env.tasks / "doomed")
     wait_for(lambda: env.status("next")["status"] == "in_progress", 15, "the next task to start")
