@@ -99,10 +99,8 @@ def list_tasks(ctx: click.Context, as_json: bool) -> None:
 
 
 def _print_list_json(tasks: api.Tasks) -> None:
-    from codexd.tasks import listing
-
-    data = listing.json_array(listing.named_status_files(str(tasks.root)))
-    if data is None:  # a status file not in the daemon's own format: parse them all
+    data = tasks.list_as_written()
+    if data is None:  # a status file not in the daemon's own format, a task in the spool: parse them all
         broken: list[BrokenRecord] = []
         found = tasks.list(broken)
         say_broken(broken)

@@ -86,9 +86,9 @@ def _print_tail(task_id: str, n: int) -> int | None:
 def _print_list() -> int | None:
     from codexd.tasks import listing
 
-    root = paths.quick_tasks_dir()
-    if root is None or not os.path.isdir(root):
-        return None
+    root, spool = paths.quick_tasks_dir(), paths.quick_folder("spool_dir")
+    if root is None or spool is None or not os.path.isdir(root) or listing.waiting_in_spool(spool):
+        return None  # a task waiting in the spool is read by the full command line
     data = listing.json_array(listing.named_status_files(root))
     if data is None:
         return None
