@@ -60,10 +60,13 @@ class Tasks:
         """The tasks waiting in the spool (no daemon has taken them in yet), each as a whole
         status.json record, `queued`: what `status` and `list` show of them."""
         found: dict[str, dict[str, Any]] = {}
-        for name in listing.waiting_in_spool(str(self.spool_dir)):
+        for name in self._waiting():
             record = self._spooled(self.spool_dir / name)
             found.setdefault(record["task_id"], record)
         return list(found.values())
+
+    def _waiting(self) -> list[str]:
+        return listing.waiting_in_spool(str(self.spool_dir))
 
     def _spooled(self, path: Path) -> dict[str, Any]:
         """A task waiting in the spool, as the daemon will record it when it takes the file in."""
@@ -97,7 +100,7 @@ class Tasks:
     def list_as_written(self) -> bytes | None:
         """`list --json` as the daemon wrote the status files; None when it cannot be that (a file
         in another format, a task still in the spool): then `list()` is printed."""
-        if listing.waiting_in_spool(str(self.spool_dir)):
+        if self._waiting():
             return None
         return listing.json_array(listing.named_status_files(str(self.root)))
 

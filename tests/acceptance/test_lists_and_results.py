@@ -4,9 +4,13 @@ results that do not fit their type's schema, the tasks folder read."""
 from __future__ import annotations
 
 import json
+import subprocess
+
+import pytest
 
 from codexd.tasks.records import TaskStatus
 from codexd.tasks.states import TaskState
+from tests.fake_model import Call, Say
 
 # every field the daemon writes
 SCHEMA_KEYS = set(TaskStatus("t", "generic", TaskState.QUEUED, "x", "x", "x").to_dict())
@@ -34,3 +38,71 @@ def test_a_task_waiting_in_the_spool_is_listed_queued_with_every_field(env):
     assert record["progress"]["items"] == [] and record["progress"]["completed"] == 0
     assert record == next(r for r in records if r["task_id"] == "waiting")  # one record, one place
     assert json.loads(env.codexd("status", "dropped", "--json").stdout)["status"] == "queued"
+
+
+UNFIT = "I reviewed them all; they look fine."
+MIXED = json.dumps(
+    {
+        "summary": "Reviewed 2 PRs",
+        "prs": [
+            {"number": 602, "title": "crossterm upgrade", "verdict": "changes_requested", "summary": "x"},
+            {"number": 626, "title": "toml upgrade", "verdict": "approved", "summary": "fine"},
+        ],
+    }
+)
+SCENARIOS = {
+    "unfit": [Say(UNFIT)],
+    "mixed": [
+        Call(
+            "codexd progress --total 3 && codexd progress --done '#602 - crossterm' --outcome commented"
+            " && codexd progress --done 'docs typo' --outcome done"
+        ),
+        Say(MIXED),
+    ],
+}
+
+
+def run_to_end(env, model_world, daemon, scenario: str) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """A pr_review task of `scenario`, run by a daemon; its id and what `codexd wait` said."""
+    model_world(SCENARIOS)
+    daemon()
+    path = env.write(f"{scenario}.md", f'+++\ntype = "pr_review"\n+++\nSCENARIO: {scenario}\nReview.\n')
+    done = env.codexd("start", "--instructions", str(path))
+    assert done.returncode == 0, done.stderr
+    task_id = done.stdout.strip()
+    return task_id, env.codexd("wait", task_id, "--timeout", "60", timeout=70)
+
+
+@pytest.mark.codex
+@pytest.mark.timeout(90)
+def test_results_that_do_not_fit_the_schema_fail_the_task_flagged_everywhere(env, model_world, daemon):
+    task_id, waited = run_to_end(env, model_world, daemon, "unfit")
+    flag = "⚠️ results did not match the pr_review schema: the final message is not a JSON object"
+    assert waited.returncode == 1 and flag in waited.stdout  # a script's `wait` sees it failed
+    status = env.status(task_id)
+    assert status["status"] == "failed" and status["error"] == flag
+    results = json.loads(env.codexd("results", task_id).stdout)
+    assert results["summary"] == UNFIT and results["parse_error"] == flag
+    assert flag in env.codexd("status", task_id).stdout
+    assert f"{task_id}: {flag}" in env.codexd("list").stdout
+    assert flag.replace("_", "\\_") in env.codexd("report", task_id).stdout  # Markdown-escaped
+    assert json.loads(env.codexd("report", task_id, "--format", "json").stdout)["error"] == flag
+    assert flag in (env.tasks / task_id / "progress.log").read_text()
+
+
+@pytest.mark.codex
+@pytest.mark.timeout(90)
+def test_reported_items_and_the_final_verdicts_are_one_list_and_the_counts_follow(env, model_world, daemon):
+    task_id, waited = run_to_end(env, model_world, daemon, "mixed")
+    assert waited.returncode == 0, waited.stdout
+    status = env.status(task_id)
+    assert status["progress"]["items"] == [
+        {"title": "#602 - crossterm upgrade", "outcome": "changes_requested"},  # the final verdict wins
+        {"title": "docs typo", "outcome": "done"},  # reported only: it happened
+        {"title": "#626 - toml upgrade", "outcome": "approved"},  # in the final JSON only
+    ]
+    counts = {"approved": 1, "changes_requested": 1, "commented": 0, "done": 1}
+    assert status["results"] == counts
+    assert status["progress"]["completed"] == 3 and status["progress"]["total"] == 3
+    results = json.loads(env.codexd("results", task_id).stdout)
+    assert {k: results[k] for k in counts} == counts and "parse_error" not in results

@@ -51,6 +51,7 @@ def review(state: TaskState = TaskState.IN_PROGRESS, **changes) -> TaskStatus:
 @pytest.fixture
 def tasks(tmp_path: Path) -> api.Tasks:
     found = api.Tasks(tmp_path / "tasks", config=tmp_path / "none.toml")
+    found.spool_dir = tmp_path / "spool"  # never the user's own
     put(found, review())
     put(
         found,
