@@ -10,6 +10,7 @@ import pytest
 
 from codexd.tasks.records import TaskStatus
 from codexd.tasks.states import TaskState
+from tests.conftest import CODEXD
 from tests.fake_model import Call, Say
 
 # every field the daemon writes
@@ -106,3 +107,38 @@ def test_reported_items_and_the_final_verdicts_are_one_list_and_the_counts_follo
     assert status["progress"]["completed"] == 3 and status["progress"]["total"] == 3
     results = json.loads(env.codexd("results", task_id).stdout)
     assert {k: results[k] for k in counts} == counts and "parse_error" not in results
+
+
+def test_list_status_and_doctor_say_which_tasks_folder_they_read_when_not_the_default(env, tmp_path):
+    env.write("t.md", "Do it.\n")
+    env.codexd("start", "--instructions", "t.md", "--task-id", "t1")
+    note = f"codexd: tasks in {env.tasks}\n"
+    for args in (["list"], ["list", "--json"], ["status", "t1"], ["status", "t1", "--json"]):
+        done = env.codexd(*args)
+        assert done.returncode == 0 and done.stderr == note, (args, done.stderr)
+    assert json.loads(env.codexd("list", "--json").stdout)[0]["task_id"] == "t1"  # stdout: the JSON alone
+    assert note in env.codexd("doctor").stderr
+
+    # a relative tasks_dir is read from the current folder: from a subfolder, it says where it looked
+    del env.vars["CODEXD_TASKS_DIR"]
+    (tmp_path / "config.toml").write_text('tasks_dir = ".ai/codex-tasks"\n')
+    (tmp_path / "sub").mkdir()
+    done = subprocess.run(
+        [*CODEXD, "list"], env=env.vars, cwd=tmp_path / "sub", capture_output=True, text=True, check=False
+    )
+    looked = tmp_path / "sub" / ".ai" / "codex-tasks"
+    assert done.stderr.splitlines()[0] == f"codexd: tasks in {looked}"
+
+    env.set(XDG_STATE_HOME=str(tmp_path / "state"))  # the default folder: nothing said
+    (tmp_path / "config.toml").write_text("")
+    assert not any(line.startswith("codexd: tasks in") for line in env.codexd("list").stderr.splitlines())
+    assert env.codexd("list", "--json").stderr == ""
+
+
+def test_shell_completion_scripts_and_answers(env):
+    for shell in ("bash", "zsh", "fish"):
+        done = env.codexd("completion", shell)
+        assert done.returncode == 0 and f"_CODEXD_COMPLETE={shell}_complete" in done.stdout, done.stderr
+    assert env.codexd("completion", "tcsh").returncode == 2
+    env.set(_CODEXD_COMPLETE="bash_complete", COMP_WORDS="codexd li", COMP_CWORD="1")
+    assert env.codexd().stdout.splitlines() == ["plain,list"]  # what the bash script asks codexd

@@ -120,3 +120,18 @@ def test_a_task_waiting_in_the_spool_hands_list_json_over(tasks, tmp_path, monke
     (tmp_path / "config.toml").write_text(f'spool_dir = "{tmp_path / "spool"}"\n')
     assert paths.quick_folder("spool_dir") == str(tmp_path / "spool")
     assert entry.quick(["list", "--json"]) is None
+
+
+@pytest.mark.parametrize("argv", [["status", "t1", "--json"], ["list", "--json"]])
+def test_the_quick_answer_names_a_tasks_folder_that_is_not_the_default_as_the_full_one_does(
+    tasks, monkeypatch, argv
+):
+    said = []
+    for how in (entry.quick, commands.main):
+        err = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        assert run(monkeypatch, how, argv)[0] == 0
+        said.append(err.getvalue())
+    assert said == [f"codexd: tasks in {tasks.root}\n"] * 2
+    monkeypatch.setattr(paths, "default_folder", lambda key: str(tasks.root))
+    assert entry.folder_note(str(tasks.root)) is None
