@@ -10,7 +10,7 @@ import pytest
 
 from codexd.tasks.records import TaskStatus
 from codexd.tasks.states import TaskState
-from tests.conftest import CODEXD
+from tests.conftest import CODEXD, wait_for
 from tests.fake_model import Call, Say
 
 # every field the daemon writes
@@ -142,3 +142,15 @@ def test_shell_completion_scripts_and_answers(env):
     assert env.codexd("completion", "tcsh").returncode == 2
     env.set(_CODEXD_COMPLETE="bash_complete", COMP_WORDS="codexd li", COMP_CWORD="1")
     assert env.codexd().stdout.splitlines() == ["plain,list"]  # what the bash script asks codexd
+
+
+def test_a_cancelled_pr_review_has_no_parse_error(env, daemon):
+    env.set(CODEXD_CODEX__COMMAND='["/bin/sh", "-c", "sleep 120"]')
+    daemon()
+    text = b'+++\ntype = "pr_review"\ntask_id = "halted"\n+++\nReview.\n'
+    assert env.codexd("start", "--instructions", "-", input=text).returncode == 0
+    wait_for(lambda: env.status("halted")["status"] == "in_progress", 10, "the task to run")
+    assert env.codexd("stop", "halted").stdout == "halted cancelled\n"
+    assert env.status("halted")["error"] is None  # it had no final message to hold to the schema
+    assert "parse_error" not in json.loads(env.codexd("results", "halted").stdout)
+    assert "⚠️" not in env.codexd("list").stdout + env.codexd("status", "halted").stdout
