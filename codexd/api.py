@@ -21,8 +21,8 @@ from codexd.daemon import lock
 from codexd.errors import BrokenRecord, CodexdError, InvalidInput, UnknownTask, WaitTimeout
 from codexd.present import reports, vocabulary
 from codexd.tailing import tail_lines
-from codexd.tasks import intake, removal, store, taskid, tasktypes
-from codexd.tasks.records import Progress, TaskStatus
+from codexd.tasks import frontmatter, intake, listing, removal, store, taskid, tasktypes
+from codexd.tasks.records import LastLog, Progress, TaskStatus
 from codexd.tasks.removal import Removal
 from codexd.tasks.states import RETRYABLE, TaskState
 from codexd.tasks.store import TaskStore
@@ -52,28 +52,58 @@ class Tasks:
         try:
             return self.store.read_status_dict(task_id)
         except UnknownTask:
-            pending = self.spool_dir / f"{task_id}.md"
-            if not pending.is_file():
-                raise
-            return self._spooled(task_id, pending)
+            for waiting in self.spooled():
+                if waiting["task_id"] == task_id:
+                    return waiting
+            raise
 
-    def _spooled(self, task_id: str, path: Path) -> dict[str, Any]:
-        """A task written by `codexd start` that no daemon has taken in yet."""
-        at = iso(datetime.fromtimestamp(path.stat().st_mtime, UTC))
-        note = "waiting in the spool: no daemon has taken it in yet"
-        return {
-            "task_id": task_id,
-            "type": "generic",
-            "status": "queued",
-            "created_at": at,
-            "updated_at": at,
-            "log_file": str(self.store.file(task_id, store.PROGRESS)),
-            "last_log": {"at": at, "text": note},
-        }
+    def spooled(self) -> Records:
+        """The tasks waiting in the spool (no daemon has taken them in yet), each as a whole
+        status.json record, `queued`: what `status` and `list` show of them."""
+        found: dict[str, dict[str, Any]] = {}
+        for name in self._waiting():
+            record = self._spooled(self.spool_dir / name)
+            found.setdefault(record["task_id"], record)
+        return list(found.values())
+
+    def _waiting(self) -> list[str]:
+        return listing.waiting_in_spool(str(self.spool_dir))
+
+    def _spooled(self, path: Path) -> dict[str, Any]:
+        """A task waiting in the spool, as the daemon will record it when it takes the file in."""
+        try:
+            at = datetime.fromtimestamp(path.lstat().st_mtime, UTC)
+            fields = frontmatter.parse(intake.read_instruction_file(path, follow=False)).fields
+        except (InvalidInput, OSError):  # taken meanwhile, or one the daemon will refuse, saying why
+            at, fields = datetime.now(UTC), {}
+        task_id = str(fields.get("task_id") or taskid.from_name(path.name))
+        timeout = fields.get("stall_timeout")
+        return TaskStatus(
+            task_id=task_id,
+            type=str(fields.get("type", "generic")),
+            status=TaskState.QUEUED,
+            created_at=iso(at),
+            updated_at=iso(at),
+            log_file=str(self.store.file(task_id, store.PROGRESS)),
+            stall_timeout=float(timeout) if timeout is not None else None,
+            last_log=LastLog(iso(at), "waiting in the spool: no daemon has taken it in yet"),
+            cwd=str(fields["cwd"]) if "cwd" in fields else None,
+            incidents=(),
+        ).to_dict()
 
     def list(self, broken: Broken | None = None) -> list[dict[str, Any]]:
-        """Every task, newest first; one whose status.json is broken goes to `broken` (else a log line)."""
-        return vocabulary.newest_first(self.store.all_statuses(broken))
+        """Every task, newest first, those waiting in the spool too; one whose status.json is
+        broken goes to `broken` (else a log line)."""
+        found = self.store.all_statuses(broken)
+        known = {record["task_id"] for record in found}
+        return vocabulary.newest_first(found + [s for s in self.spooled() if s["task_id"] not in known])
+
+    def list_as_written(self) -> bytes | None:
+        """`list --json` as the daemon wrote the status files; None when it cannot be that (a file
+        in another format, a task still in the spool): then `list()` is printed."""
+        if self._waiting():
+            return None
+        return listing.json_array(listing.named_status_files(str(self.root)))
 
     def results(self, task_id: str) -> dict[str, Any] | None:
         self.status_dict(task_id)

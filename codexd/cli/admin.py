@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from codexd import api, fields
-from codexd.cli.options import print_json, tasks_of
+from codexd.cli.options import print_json, say_tasks_folder, tasks_of
 from codexd.errors import EXIT_FAILURE, EXIT_USAGE, CodexdError, ConfigError, InvalidInput
 from codexd.notify.redact import redact
 from codexd.present import views
@@ -208,6 +208,7 @@ def doctor(ctx: click.Context) -> int:
     """Check codex, settings and folders, and say what to fix."""
     from codexd.cli import doctor as doctor_module
 
+    say_tasks_folder(ctx)
     failures = 0
     for check_result in doctor_module.run(ctx.meta["config"]):
         click.echo(check_result.line())
@@ -215,4 +216,17 @@ def doctor(ctx: click.Context) -> int:
     return EXIT_FAILURE if failures else 0
 
 
-COMMANDS = (health, notify, service, config, doctor)
+@click.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+@click.pass_context
+def completion(ctx: click.Context, shell: str) -> None:
+    """Print the shell completion script: eval "$(codexd completion bash)" (README: Shell completion)."""
+    from click.shell_completion import get_completion_class
+
+    found = get_completion_class(shell)
+    assert found is not None  # click.Choice let only the shells Click knows through
+    root = ctx.find_root().command
+    click.echo(found(root, {}, "codexd", "_CODEXD_COMPLETE").source())
+
+
+COMMANDS = (health, notify, service, config, doctor, completion)

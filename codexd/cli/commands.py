@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from codexd import api
-from codexd.cli import admin, cleanup, reporting
+from codexd.cli import admin, cleanup, options, reporting
 from codexd.cli.options import COUNT, SECONDS, confirm_timeout, print_json, say_broken, tasks_of
 from codexd.errors import EXIT_FAILURE, EXIT_USAGE, BrokenRecord, CodexdError, ConfigError, InvalidInput
 from codexd.notify.redact import redact
@@ -86,6 +86,7 @@ def start(ctx: click.Context, source: str, task_id: str | None, kind: str | None
 @click.pass_context
 def list_tasks(ctx: click.Context, as_json: bool) -> None:
     """All tasks, newest first."""
+    options.say_tasks_folder(ctx)
     if as_json:
         _print_list_json(tasks_of(ctx))
         return
@@ -99,10 +100,8 @@ def list_tasks(ctx: click.Context, as_json: bool) -> None:
 
 
 def _print_list_json(tasks: api.Tasks) -> None:
-    from codexd.tasks import listing
-
-    data = listing.json_array(listing.named_status_files(str(tasks.root)))
-    if data is None:  # a status file not in the daemon's own format: parse them all
+    data = tasks.list_as_written()
+    if data is None:  # a status file not in the daemon's own format, a task in the spool: parse them all
         broken: list[BrokenRecord] = []
         found = tasks.list(broken)
         say_broken(broken)
@@ -119,6 +118,7 @@ def _print_list_json(tasks: api.Tasks) -> None:
 def status(ctx: click.Context, task_id: str, as_json: bool) -> None:
     """One task's status."""
     data = tasks_of(ctx).status_dict(task_id)
+    options.say_tasks_folder(ctx)  # once read: an error names the folder itself
     print_json(data) if as_json else click.echo(views.task_details(data))
 
 

@@ -64,6 +64,7 @@ def _print_status(task_id: str) -> int | None:
     found = _task_record(task_id)
     if found is None:
         return None
+    _say_where(os.path.dirname(found[0]))
     sys.stdout.buffer.write(found[1])
     sys.stdout.flush()
     return 0
@@ -86,12 +87,28 @@ def _print_tail(task_id: str, n: int) -> int | None:
 def _print_list() -> int | None:
     from codexd.tasks import listing
 
-    root = paths.quick_tasks_dir()
-    if root is None or not os.path.isdir(root):
-        return None
+    root, spool = paths.quick_tasks_dir(), paths.quick_folder("spool_dir")
+    if root is None or spool is None or not os.path.isdir(root) or listing.waiting_in_spool(spool):
+        return None  # a task waiting in the spool is read by the full command line
     data = listing.json_array(listing.named_status_files(root))
     if data is None:
         return None
+    _say_where(root)
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
     return 0
+
+
+def folder_note(root: str) -> str | None:
+    """`codexd: tasks in ROOT`, for stderr, when the tasks folder read is not the default one:
+    a relative tasks_dir is read from the current folder, and an empty list should say where it looked.
+    The full command line says it too (cli/options.say_tasks_folder)."""
+    return None if root == paths.default_folder("tasks_dir") else f"codexd: tasks in {root}"
+
+
+def _say_where(root: str) -> None:
+    """The tasks folder read, on stderr, when it is not the default (stdout stays the JSON)."""
+    note = folder_note(root)
+    if note:
+        sys.stderr.write(note + "\n")
+        sys.stderr.flush()

@@ -12,7 +12,7 @@ import click
 
 from codexd import api
 from codexd.config import limits
-from codexd.errors import BrokenRecord
+from codexd.errors import BrokenRecord, CodexdError
 from codexd.notify.redact import redact
 from codexd.tasks import store
 
@@ -24,6 +24,19 @@ def tasks_of(ctx: click.Context) -> api.Tasks:
         root.meta["tasks"] = api.Tasks(config=root.meta["config"])
     tasks: api.Tasks = root.meta["tasks"]
     return tasks
+
+
+def say_tasks_folder(ctx: click.Context) -> None:
+    """One line on stderr naming the tasks folder read, when it is not the default (as the
+    quick commands of cli/entry do)."""
+    from codexd.cli.entry import folder_note
+
+    try:
+        note = folder_note(str(tasks_of(ctx).root))
+    except CodexdError:  # settings in error: the command says what is wrong
+        return
+    if note:
+        click.echo(note, err=True)
 
 
 if TYPE_CHECKING:  # generic from click 8.2 on; the pyproject allows 8.1

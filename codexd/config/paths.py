@@ -90,22 +90,27 @@ def parse(raw: bytes, path: str) -> dict[str, Any]:
 def quick_tasks_dir() -> str | None:
     """The tasks folder `resolve()` finds, with `os` alone unless the file sets it; None when
     there is a problem for the full command line to report."""
+    return quick_folder("tasks_dir")
+
+
+def quick_folder(key: str) -> str | None:
+    """quick_tasks_dir() for any folder of FOLDERS."""
     try:
-        return folder("tasks_dir", _quick_table)
+        return folder(key, lambda: _quick_table(key))
     except ValueError:
         return None
 
 
-def _quick_table() -> Mapping[str, Any]:
-    """The file's settings, parsed only when it mentions tasks_dir (nothing else in it moves
-    the tasks), then with every folder checked as `resolve()` checks them."""
+def _quick_table(key: str) -> Mapping[str, Any]:
+    """The file's settings, parsed only when it mentions `key` (nothing else in it moves that
+    folder), then with every folder checked as `resolve()` checks them."""
     path, named = config_file()
     raw = read_bytes(path, named)
-    if b"tasks_dir" not in raw:
+    if key.encode() not in raw:
         return {}
     table = parse(raw, path)
-    for key in FOLDERS:
-        folder(key, lambda: table)
+    for each in FOLDERS:
+        folder(each, lambda: table)
     return table
 
 

@@ -319,7 +319,10 @@ class Runs:
             self.types.get(status.type, tasktypes.BUILTIN["generic"]),
             store.read_text(task_dir / store.LAST_MESSAGE),
             status.progress,
+            completed=ending.state == TaskState.COMPLETED,
         )
+        if "parse_error" in results:  # it ended, but without the results its type asks for
+            ending = Ending(TaskState.FAILED, f"Failed: {results['parse_error']}", results["parse_error"])
         if ending.error:
             results["error"] = ending.error
         cursor = replace(status.daemon, resume=None)

@@ -10,6 +10,7 @@ from typing import Any
 from codexd.clock import duration, parse_iso
 from codexd.present.shown import shown
 from codexd.present.vocabulary import item_line
+from codexd.tasks.tasktypes import FLAG
 
 TASK_COLUMNS = ("ID", "TYPE", "STATUS", "PROGRESS", "ELAPSED", "RESTARTS")
 
@@ -46,12 +47,21 @@ def task_row(task: dict[str, Any], now: datetime | None = None) -> tuple[str, ..
 
 
 def task_table(tasks: list[dict[str, Any]]) -> str:
+    """`codexd list`: a row per task, then a line for each task flagged ⚠️ (results that did
+    not match its type's schema)."""
     rows = [task_row(t) for t in tasks]
     widths = [max(len(r[i]) for r in [TASK_COLUMNS, *rows]) for i in range(len(TASK_COLUMNS))]
-    return "\n".join(
+    table = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in [TASK_COLUMNS, *rows]
-    )
+    ]
+    flags = [f"{t['task_id']}: {t['error']}" for t in tasks if is_flagged(t)]
+    return "\n".join([*table, *(shown(line).replace("\n", " ") for line in flags)])
+
+
+def is_flagged(task: dict[str, Any]) -> bool:
+    error = task.get("error")
+    return isinstance(error, str) and error.startswith(FLAG)
 
 
 def task_details(task: dict[str, Any]) -> str:

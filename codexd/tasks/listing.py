@@ -61,3 +61,17 @@ def json_array(files: list[tuple[str, bytes]]) -> bytes | None:
         for data in sorted((data for _, data in files), key=newest_first, reverse=True)
     ]
     return b"[\n" + b",\n".join(items) + b"\n]\n" if items else b"[]\n"
+
+
+def waiting_in_spool(spool: str) -> list[str]:
+    """The instruction files in the spool that no daemon has taken in yet: `.md` files, not
+    hidden (a `.tmp` or `.part` name is not `.md`), not links; each is a task `queued`."""
+    try:
+        with os.scandir(spool) as entries:
+            return sorted(
+                e.name
+                for e in entries
+                if e.name.endswith(".md") and not e.name.startswith(".") and e.is_file(follow_symlinks=False)
+            )
+    except OSError:  # no spool yet, or not ours to read: nothing waits there
+        return []

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.timeout(30)
 def tasks(tmp_path, monkeypatch) -> store.TaskStore:
     monkeypatch.setenv("CODEXD_TASKS_DIR", str(tmp_path / "tasks"))
     monkeypatch.setenv("CODEXD_CONFIG", str(tmp_path / "config.toml"))
+    monkeypatch.setenv("CODEXD_SPOOL_DIR", str(tmp_path / "spool"))  # never the user's own
     (tmp_path / "config.toml").write_text("")
     found = store.TaskStore(tmp_path / "tasks")
     found.dir("t1").mkdir(parents=True)
@@ -76,6 +77,7 @@ def test_anything_else_goes_to_the_full_command_line(tasks, argv):
 
 def test_it_finds_the_folder_the_settings_name_or_hands_over(tasks, tmp_path, monkeypatch):
     monkeypatch.delenv("CODEXD_TASKS_DIR")
+    monkeypatch.delenv("CODEXD_SPOOL_DIR")
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     assert paths.quick_tasks_dir() == str(tmp_path / "state" / "codexd" / "tasks")
     (tmp_path / "config.toml").write_text(f'tasks_dir = "{tmp_path / "tasks"}"\n')
@@ -102,3 +104,34 @@ def test_list_json_is_the_parsed_list_byte_for_byte(tasks, monkeypatch):
     (tasks.root / "t2" / "status.json").write_text(json.dumps(base.to_dict()))  # not the daemon's format
     assert entry.quick(["list", "--json"]) is None
     assert json.loads(run(monkeypatch, commands.main, ["list", "--json"])[1])[0]["task_id"]
+
+
+def test_a_task_waiting_in_the_spool_hands_list_json_over(tasks, tmp_path, monkeypatch):
+    assert entry.quick(["list", "--json"]) is not None  # no spool yet: nothing waits
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / ".hidden.md").write_text("Not yet.\n")
+    (tmp_path / "spool" / "writing.md.part").write_text("Not yet.\n")
+    assert entry.quick(["list", "--json"]) is not None
+    (tmp_path / "spool" / "waiting.md").write_text("Do it.\n")
+    assert entry.quick(["list", "--json"]) is None
+    code, out = run(monkeypatch, commands.main, ["list", "--json"])
+    assert code == 0 and [r["task_id"] for r in json.loads(out)] == ["waiting", "t1"]
+    monkeypatch.delenv("CODEXD_SPOOL_DIR")  # the spool named in the settings file
+    (tmp_path / "config.toml").write_text(f'spool_dir = "{tmp_path / "spool"}"\n')
+    assert paths.quick_folder("spool_dir") == str(tmp_path / "spool")
+    assert entry.quick(["list", "--json"]) is None
+
+
+@pytest.mark.parametrize("argv", [["status", "t1", "--json"], ["list", "--json"]])
+def test_the_quick_answer_names_a_tasks_folder_that_is_not_the_default_as_the_full_one_does(
+    tasks, monkeypatch, argv
+):
+    said = []
+    for how in (entry.quick, commands.main):
+        err = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        assert run(monkeypatch, how, argv)[0] == 0
+        said.append(err.getvalue())
+    assert said == [f"codexd: tasks in {tasks.root}\n"] * 2
+    monkeypatch.setattr(paths, "default_folder", lambda key: str(tasks.root))
+    assert entry.folder_note(str(tasks.root)) is None
