@@ -41,6 +41,30 @@ def test_a_task_waiting_in_the_spool_is_listed_queued_with_every_field(env):
     assert json.loads(env.codexd("status", "dropped", "--json").stdout)["status"] == "queued"
 
 
+@pytest.mark.parametrize(
+    "front",
+    [
+        'stall_timeout = "soon"',
+        "stall_timeout = [1]",
+        'task_id = "../escape"',
+        "task_id = 7",
+        'type = ["x"]',
+        'cwd = ["x"]',
+        "+++ not toml",
+    ],
+)
+def test_a_hostile_file_waiting_in_the_spool_is_listed_by_its_name(env, front):
+    """What `list` shows of a file no daemon has taken in yet is read, never trusted: the
+    daemon will refuse it, saying why; until then it is listed by its file name."""
+    env.spool.mkdir(mode=0o700, exist_ok=True)
+    env.spool.joinpath("odd.md").write_text(f"+++\n{front}\n+++\nDo it.\n")
+    listed = env.codexd("list", "--json")
+    assert listed.returncode == 0 and "Traceback" not in listed.stderr, listed.stderr
+    assert [r["task_id"] for r in json.loads(listed.stdout)] == ["odd"]
+    shown = env.codexd("status", "odd", "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "queued", shown.stderr
+
+
 UNFIT = "I reviewed them all; they look fine."
 MIXED = json.dumps(
     {
