@@ -11,7 +11,7 @@ import os
 import pytest
 import structlog
 
-from tests.unit.test_health import COMMAND, THREAD, world  # noqa: F401  (the fixture)
+from tests.unit.daemon.test_supervisor import COMMAND, THREAD, world  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(60)]
 

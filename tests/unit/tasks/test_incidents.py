@@ -93,13 +93,13 @@ def test_an_older_codexd_s_task_is_reported_from_its_log(tmp_path):
 
 @pytest.fixture
 def world(tmp_path):
-    from tests.unit.test_health import FakeProcesses, worlds
+    from tests.unit.daemon.test_supervisor import FakeProcesses, worlds
 
     yield from worlds(tmp_path, FakeProcesses())
 
 
 def test_a_daemon_records_what_its_log_says_of_a_task_that_kept_stalling(world):
-    from tests.unit.test_health import stall_and_restart
+    from tests.unit.daemon.test_supervisor import stall_and_restart
 
     w = world(max_restarts=1)
     stall_and_restart(w)

@@ -20,7 +20,7 @@ from codexd.daemon.inbox import Exited
 from codexd.daemon.watcher import FolderWatcher
 from codexd.errors import StorageError
 from codexd.tasks import intake, store, tasktypes
-from tests.unit.test_health import THREAD, FakeProcesses, World, worlds
+from tests.unit.daemon.test_supervisor import THREAD, FakeProcesses, World, worlds
 
 pytestmark = pytest.mark.timeout(30)
 LOST = "Error: thread/resume failed: no rollout found for thread id th-1\n"
@@ -493,7 +493,7 @@ def test_a_full_disk_while_owing_a_restart_redoes_the_whole_end_of_the_run(world
 
 
 def test_a_delivery_lane_whose_bookkeeping_fails_is_freed_and_tried_again(tmp_path, monkeypatch):
-    from tests.unit.test_notify import Endpoints, Harness, delivery
+    from tests.unit.notify.test_dispatch import Endpoints, Harness, delivery
 
     h = Harness(tmp_path, Endpoints())
     broken: list[int] = []

@@ -38,7 +38,7 @@ def test_one_line_neutralises_at_the_source():
 
 def test_shown_is_a_leaf_that_imports_nothing_heavy():
     code = "import sys; import codexd.present.shown; print(sorted({'re', 'typing'} & set(sys.modules)))"
-    root = Path(__file__).parents[2]
+    root = Path(__file__).parents[3]
     out = subprocess.run(
         [sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True, cwd=root
     )

@@ -15,7 +15,7 @@ from codexd.daemon import follower
 from codexd.tasks import store
 from codexd.tasks.records import TaskStatus
 from codexd.tasks.states import TaskState
-from tests.unit.test_health import COMMAND, THREAD, world  # noqa: F401  (the fixture)
+from tests.unit.daemon.test_supervisor import COMMAND, THREAD, world  # noqa: F401  (the fixture)
 
 pytestmark = pytest.mark.timeout(60)
 MB = 1 << 20
