@@ -31,7 +31,9 @@ SCENARIOS = {
 
 @pytest.fixture
 def quick_stalls(env):
-    env.set(CODEXD_HEALTH__STALL_TIMEOUT="2", CODEXD_HEALTH__MAX_RESTARTS="2")
+    # 4 s: a resumed Codex on a loaded machine can take 2 s to say its first word, and must
+    # not be taken for a second stall.
+    env.set(CODEXD_HEALTH__STALL_TIMEOUT="4", CODEXD_HEALTH__MAX_RESTARTS="2")
 
 
 def thread_ids(env, task_id: str) -> list[str]:
