@@ -52,5 +52,5 @@ def test_the_settings_defaults_are_no_limit_and_bad_ones_are_refused():
     assert health.timeout is None and health.max_tokens is None
     assert settings.HealthSettings(timeout=60, max_tokens=10).max_tokens == 10
     for bad in ({"timeout": 0}, {"max_tokens": 0}, {"timeout": float("inf")}):
-        with pytest.raises(ValueError, match="greater than|finite"):
+        with pytest.raises(ValueError, match=r"greater than|finite"):
             settings.HealthSettings(**bad)
