@@ -59,3 +59,12 @@ def test_a_task_over_its_timeout_fails_within_seconds_and_its_tree_is_gone(env, 
     assert final["taken"]["timeout"] == 1.0
     wait_for(lambda: not tree_of(env, "slow"), 10, "nothing left of its tree")
     assert "Stopping: timeout 1s reached" in (env.tasks / "slow" / "progress.log").read_text()
+
+
+def test_a_spool_file_with_a_bad_limit_is_refused_with_its_error(env, daemon):
+    env.spool.mkdir(mode=0o700)
+    (env.spool / "over.md").write_text("+++\nmax_tokens = 0\n+++\nDo it.\n")
+    daemon()
+    note = env.spool / "rejected" / "over.md.error"
+    wait_for(note.exists, 10, "the refusal")
+    assert "front matter max_tokens must be a whole number of tokens, 1 or more" in note.read_text()
