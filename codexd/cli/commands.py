@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -66,12 +67,15 @@ def _read_instructions(source: str) -> tuple[bytes, str]:
 @click.option("--task-id", help="The task's id (default: from the file name, made unique).")
 @click.option("--type", "kind", help="Task type: generic, pr_review, or one from the config.")
 @click.option("--cwd", help="Folder Codex works in (default: the current folder).")
+@click.option("--timeout", type=SECONDS, metavar="S", help="Wall time for the whole task; then it fails.")
+@click.option("--max-tokens", type=COUNT, metavar="N", help="Tokens for the whole task; then it fails.")
 @click.pass_context
-def start(ctx: click.Context, source: str, task_id: str | None, kind: str | None, cwd: str | None) -> None:
+def start(ctx: click.Context, /, source: str, **given: Any) -> None:
     """Submit a task; prints its id alone on stdout."""
     raw, name = _read_instructions(source)
     tasks = tasks_of(ctx)
-    new_id = tasks.submit(raw, name, task_id=task_id, type=kind, cwd=cwd)
+    given["type"] = given.pop("kind")
+    new_id = tasks.submit(raw, name, **given)
     click.echo(new_id)
     if tasks.daemon_pid() is None:
         click.echo(

@@ -84,6 +84,8 @@ class HealthSettings(_Table):
     backoff: Seconds = 10  # first wait before a restart or retry; doubles each time
     backoff_max: Seconds = 600
     check_timeout: Seconds = 30  # each step of a health check
+    timeout: Seconds | None = None  # wall time for a whole task, across restarts; None: no limit
+    max_tokens: Annotated[int, Field(ge=1)] | None = None  # tokens for a whole task; None: no limit
 
 
 def _default_events() -> list[NoticeEvent]:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Literal
 
-from codexd.clock import duration
+from codexd.clock import duration, parse_iso
 from codexd.tasks.records import Progress, TaskStatus
 
 if TYPE_CHECKING:
@@ -72,6 +73,23 @@ def is_stalled(idle: float, stall_timeout: float) -> bool:
 def stall_timeout_of(status: TaskStatus, policy: HealthSettings) -> float:
     """The task's own (from its front matter), else the configured one."""
     return status.stall_timeout or policy.stall_timeout
+
+
+def over_budget(status: TaskStatus, now: datetime, policy: HealthSettings) -> str | None:
+    """The error of a task over its limits (its own, else the settings'): `timeout`, wall time
+    since it first started, across restarts; `max_tokens`, its `usage.total_tokens` (read
+    loosely, so a record without usage has none). None while it is within them."""
+    taken = status.taken
+    timeout = (taken.timeout if taken else None) or policy.timeout
+    if timeout is not None and status.started_at is not None:
+        ran = (now - parse_iso(status.started_at)).total_seconds()
+        if ran >= timeout:
+            return f"timeout {timeout:g}s reached: ran {int(ran)}s"
+    most = (taken.max_tokens if taken else None) or policy.max_tokens
+    used = getattr(getattr(status, "usage", None), "total_tokens", None)
+    if most is not None and isinstance(used, int) and used >= most:
+        return f"max_tokens {most} reached: {used} used"
+    return None
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,8 @@ class Runs:
     def check_deadlines(self, running: Running, now: datetime) -> None:
         if self.running.get(running.task_id) is not running:
             return  # it ended this tick
+        if self._over_budget(running, now):
+            return
         mono, phase = self.clock.monotonic(), running.phase
         if isinstance(phase, Waiting):
             # The old tree must be all gone first: its killer would take the new run for a straggler.
@@ -185,6 +187,23 @@ class Runs:
         idle = mono - running.active
         if isinstance(phase, Watched) and rules.is_stalled(idle, timeout):
             self._stall(running, now, idle)
+
+    def _over_budget(self, running: Running, now: datetime) -> bool:
+        """A task over its timeout or token budget is stopped, whole tree, and ends failed."""
+        phase = running.phase
+        error = rules.over_budget(running.status, now, self.settings.health)
+        if error is None or not isinstance(phase, Watched | Waiting):
+            return False
+        log.warning("task.over_budget", task_id=running.task_id, error=error)
+        if isinstance(phase, Waiting):  # between runs: nothing to stop
+            running.ends(Ending(TaskState.FAILED, f"Failed: {error}", error))
+            self.finish_exit(running, now)
+            return True
+        self.book.append(running, now, [f"Stopping: {error}; ending the task's whole process tree"])
+        running.stop(Why.GIVE_UP, rules.Next("fail", f"Failed: {error}", error=error))
+        if running.has_process:
+            self.kill(running)
+        return True
 
     def _stall(self, running: Running, now: datetime, idle: float) -> None:
         status = running.status.with_(stalls=running.status.stalls + 1)

@@ -21,6 +21,8 @@ KEYS: dict[str, str] = {
     "type": "a task type name",
     "cwd": "the folder Codex works in",
     "stall_timeout": "seconds without progress before the task counts as stalled",
+    "timeout": "seconds of wall time for the whole task, across restarts",
+    "max_tokens": "tokens the whole task may use",
     "notify_urls": "more apprise URLs for this task's notices",
     "notify_tags": "tags choosing which tagged notify.urls hear this task",
 }
@@ -62,12 +64,20 @@ def _check_fields(fields: dict[str, Any]) -> None:
     if "task_id" in fields:
         taskid.check(fields["task_id"])
     _check_notify(fields)
-    timeout = fields.get("stall_timeout")
-    if timeout is not None and not (limits.is_duration(timeout) and timeout > 0):
-        raise InvalidInput(
-            "front matter stall_timeout must be a number of seconds greater than 0 "
-            f"and at most {limits.MAX_SECONDS} (a year)"
-        )
+    _check_limits(fields)
+
+
+def _check_limits(fields: dict[str, Any]) -> None:
+    for key in ("stall_timeout", "timeout"):
+        timeout = fields.get(key)
+        if timeout is not None and not (limits.is_duration(timeout) and timeout > 0):
+            raise InvalidInput(
+                f"front matter {key} must be a number of seconds greater than 0 "
+                f"and at most {limits.MAX_SECONDS} (a year)"
+            )
+    tokens = fields.get("max_tokens")
+    if tokens is not None and not (isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 1):
+        raise InvalidInput("front matter max_tokens must be a whole number of tokens, 1 or more")
 
 
 def _string_list(fields: dict[str, Any], key: str) -> list[str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from codexd.config.limits import is_duration
 from codexd.fields import Fields
 
 
@@ -20,18 +21,29 @@ class Taken:
     body_offset: int = 0  # bytes of instructions.md before its body: where Codex's stdin starts
     notify_tags: tuple[str, ...] = ()  # which tagged notify.urls hear the task
     own_urls: bool = False  # its front matter has notify_urls (read from there, never kept here)
+    timeout: float | None = None  # its own wall-time limit (else health.timeout)
+    max_tokens: int | None = None  # its own token budget (else health.max_tokens)
 
     @classmethod
     def of(cls, fields: dict[str, Any], body_offset: int) -> Taken:
         """From an instruction file's checked front matter."""
         tags = tuple(str(t) for t in fields.get("notify_tags", ()))
-        return cls(body_offset, tags, bool(fields.get("notify_urls")))
+        timeout, tokens = fields.get("timeout"), fields.get("max_tokens")
+        return cls(
+            body_offset,
+            tags,
+            bool(fields.get("notify_urls")),
+            float(timeout) if timeout is not None else None,
+            int(tokens) if tokens is not None else None,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "body_offset": self.body_offset,
             "notify_tags": list(self.notify_tags),
             "own_urls": self.own_urls,
+            "timeout": self.timeout,
+            "max_tokens": self.max_tokens,
         }
 
     @classmethod
@@ -46,4 +58,13 @@ class Taken:
             body_offset=f.integer("body_offset") or 0,
             notify_tags=tuple(t for t in tags if isinstance(t, str)),
             own_urls=own if isinstance(own, bool) else f.ignore("own_urls", True),  # unsure: look
+            timeout=_timeout(f),
+            max_tokens=f.integer("max_tokens", None, 1),
         )
+
+
+def _timeout(f: Fields) -> float | None:
+    found = f.data.get("timeout")
+    if found is None:
+        return None
+    return float(found) if is_duration(found) and found > 0 else f.ignore("timeout", None)
