@@ -16,7 +16,7 @@ from typing import Any
 from codexd import jsonlines
 from codexd.codex.events import apply_event, apply_report, from_stderr
 from codexd.tasks import store
-from codexd.tasks.records import Cursor, Progress, TaskStatus
+from codexd.tasks.records import Cursor, Progress, TaskStatus, Usage
 
 STEP_BYTES = 1 << 20  # of each file per step: a backlog of 1 GB is read in 1 MiB steps
 STEP_LINES = 4000  # and at most this many lines
@@ -72,6 +72,8 @@ def advance(task_dir: Path, status: TaskStatus) -> Advance | None:
     if step.cursor == status.daemon:
         return None
     moved = status.with_(progress=step.progress, thread_id=step.thread, daemon=step.cursor)
+    if step.cursor.sessions != status.daemon.sessions:
+        moved = moved.with_(usage=Usage.total(step.cursor.sessions))
     return Advance(moved, step.lines, step.active, step.more)
 
 
@@ -100,6 +102,9 @@ def _take_event(step: _Step, event: dict[str, Any] | None) -> None:
     step.progress, step.thread = update.progress, update.thread_id or step.thread
     step.lines += update.lines
     step.active = step.active or not update.chatter
+    if update.usage is not None:  # the session's figure so far replaces its last; other sessions add
+        sessions = {**step.cursor.sessions, step.thread or "": update.usage}
+        step.cursor = replace(step.cursor, sessions=sessions)
     if _work_done(event):
         step.cursor = replace(step.cursor, streak=0)  # the endpoint answered: a new failure starts afresh
 
