@@ -15,6 +15,7 @@ from typing import Any
 
 from codexd import jsonlines
 from codexd.codex.events import apply_event, apply_report, from_stderr
+from codexd.daemon import rollout
 from codexd.tasks import store
 from codexd.tasks.records import Cursor, Progress, TaskStatus, Usage
 
@@ -69,6 +70,8 @@ def advance(task_dir: Path, status: TaskStatus) -> Advance | None:
         step.cursor = replace(step.cursor, reports=line.end)
     if step.cursor.events != status.daemon.events:  # Codex goes on after what it says there
         _take_stderr(task_dir, step)
+    if status.is_active and step.thread:
+        _take_rollout(step, step.thread)
     if step.cursor == status.daemon:
         return None
     moved = status.with_(progress=step.progress, thread_id=step.thread, daemon=step.cursor)
@@ -93,6 +96,21 @@ def _take_stderr(task_dir: Path, step: _Step) -> None:
     for line in _budget(task_dir / store.STDERR, start, step):
         step.lines += from_stderr(line.head)
         step.cursor = replace(step.cursor, stderr=line.end)
+
+
+def _take_rollout(step: _Step, thread: str) -> None:
+    """The session's use so far from its rollout file: never below what is known (a turn's end)."""
+    path = rollout.find(thread)
+    if path is None:
+        return
+    if str(path) != step.cursor.rollout:
+        step.cursor = replace(step.cursor, rollout=str(path), rollout_at=0)
+    for line in _budget(path, step.cursor.rollout_at, step):
+        used = rollout.usage_of(event_of(line))
+        known = step.cursor.sessions.get(thread)
+        if used is not None and (known is None or used.total_tokens >= known.total_tokens):
+            step.cursor = replace(step.cursor, sessions={**step.cursor.sessions, thread: used})
+        step.cursor = replace(step.cursor, rollout_at=line.end)
 
 
 def _take_event(step: _Step, event: dict[str, Any] | None) -> None:

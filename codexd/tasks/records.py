@@ -164,6 +164,8 @@ class Cursor:
     stderr: int = 0  # bytes of stderr.log already looked through for what Codex says there
     cgroup: str | None = None  # the current run's cgroup (Linux): ends its whole tree, even later
     sessions: dict[str, Usage] = field(default_factory=dict)  # each Codex session's newest (cumulative) use
+    rollout: str | None = None  # the session's rollout file being followed for its use so far
+    rollout_at: int = 0  # bytes of it already read
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -181,6 +183,8 @@ class Cursor:
             "stderr": self.stderr,
             "cgroup": self.cgroup,
             "sessions": {thread: used.to_dict() for thread, used in self.sessions.items()},
+            "rollout": self.rollout,
+            "rollout_at": self.rollout_at,
         }
 
     @classmethod
@@ -204,6 +208,8 @@ class Cursor:
             stderr=f.integer("stderr") or 0,
             cgroup=f.text("cgroup"),
             sessions=Usage.sessions(f.within("sessions")),
+            rollout=f.text("rollout"),
+            rollout_at=f.integer("rollout_at") or 0,
         )
 
 

@@ -4,6 +4,7 @@ last, a fresh session adds, and a daemon that restarts between reads counts noth
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from codexd.daemon import follower
+from codexd.daemon import follower, rollout
 from codexd.tasks.records import TaskStatus, Usage
 from codexd.tasks.states import TaskState
 
@@ -101,3 +102,52 @@ def test_the_total_is_each_sessions_newest_figure_added_up(tmp_path_factory, run
         status = follow(task_dir, status, restart)
     assert status.usage == sum(last.values(), Usage())
     assert status.usage.total_tokens == status.usage.input_tokens + status.usage.output_tokens
+
+
+def token_count(used: Usage) -> dict[str, Any]:
+    info = {"total_token_usage": used.to_dict(), "last_token_usage": used.to_dict()}
+    return {"type": "event_msg", "payload": {"type": "token_count", "info": info, "rate_limits": None}}
+
+
+@pytest.fixture
+def codex_home(tmp_path, monkeypatch) -> Path:
+    home = tmp_path / "codex-home"
+    monkeypatch.setenv("CODEX_HOME", str(home))
+    monkeypatch.setattr(rollout, "_found", {})
+    return home
+
+
+def rollout_file(home: Path, thread: str) -> Path:
+    folder = home / "sessions" / datetime.now().astimezone().strftime("%Y/%m/%d")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"rollout-2026-11-26T18-00-00-{thread}.jsonl"
+
+
+def test_the_rollout_gives_the_use_before_the_turn_ends(tmp_path, codex_home):
+    task_dir = tmp_path / "task"
+    task_dir.mkdir()
+    append(task_dir, run_events("s1", Usage.of(1000, 0, 100))[:2])  # started, no turn end yet
+    path = rollout_file(codex_home, "s1")
+    path.write_text(json.dumps({"type": "session_meta", "payload": {}}) + "\n")
+    with path.open("a") as f:
+        f.write(json.dumps(token_count(Usage.of(1000, 0, 100))) + "\n")
+    status = follow(task_dir, make_status())
+    assert status.usage == Usage.of(1000, 0, 100) and status.daemon.rollout == str(path)
+    with path.open("a") as f:
+        f.write(json.dumps(token_count(Usage.of(2500, 0, 300))) + "\n")
+    status = follow(task_dir, status, restart=True)
+    assert status.usage == Usage.of(2500, 0, 300)
+    append(task_dir, [run_events("s1", Usage.of(2500, 0, 300))[2]])  # the turn's end agrees
+    assert follow(task_dir, status).usage == Usage.of(2500, 0, 300)
+
+
+def test_a_rollout_behind_a_link_or_absent_is_skipped(tmp_path, codex_home):
+    task_dir = tmp_path / "task"
+    task_dir.mkdir()
+    append(task_dir, run_events("s1", Usage())[:2])
+    status = follow(task_dir, make_status())
+    assert status.usage is None  # no rollout: nothing, and no error
+    real = tmp_path / "elsewhere.jsonl"
+    real.write_text(json.dumps(token_count(Usage.of(10, 0, 1))) + "\n")
+    rollout_file(codex_home, "s1").symlink_to(real)
+    assert follow(task_dir, status).usage is None
