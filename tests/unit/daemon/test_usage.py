@@ -151,3 +151,15 @@ def test_a_rollout_behind_a_link_or_absent_is_skipped(tmp_path, codex_home):
     real.write_text(json.dumps(token_count(Usage.of(10, 0, 1))) + "\n")
     rollout_file(codex_home, "s1").symlink_to(real)
     assert follow(task_dir, status).usage is None
+
+
+def test_the_views_show_the_figures():
+    from codexd.present import views
+
+    task = {**make_status().to_dict(), "usage": Usage.of(48210, 30400, 5120, 900).to_dict()}
+    assert views.task_row(task)[-1] == "53.3k" and views.tokens_short(None) == "-"
+    assert views.tokens_short({"total_tokens": 950}) == "950"
+    assert "tokens    53,330 (input 48,210, cached 30,400; output 5,120, reasoning 900)" in (
+        views.task_details(task)
+    )
+    assert "tokens" not in views.task_details(make_status().to_dict())
