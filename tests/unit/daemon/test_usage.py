@@ -163,3 +163,24 @@ def test_the_views_show_the_figures():
         views.task_details(task)
     )
     assert "tokens" not in views.task_details(make_status().to_dict())
+
+
+def test_reports_aggregates_and_notices_give_the_figures(tmp_path):
+    from codexd.notify import notices
+    from codexd.present import reports
+    from codexd.tasks.states import TaskEvent
+
+    used = Usage.of(48210, 30400, 5120, 900)
+    status = make_status().with_(usage=used)
+    report = reports.build(status.to_dict(), None, tmp_path)
+    assert report["usage"] == used.to_dict()
+    said = "53,330 (input 48,210, cached 30,400; output 5,120, reasoning 900)"
+    for form in ("markdown", "html"):
+        assert said in reports.render(report, form)
+    assert json.loads(reports.render(report, "json"))["usage"]["total_tokens"] == 53330
+    old = reports.build(make_status().to_dict(), None, tmp_path)
+    total = reports.aggregate([report, report, old], None, datetime.now().astimezone())
+    assert total["usage"] == (used + used).to_dict()
+    assert "Tokens: 106,660" in reports.render_aggregate(total, "markdown")
+    notice = notices.render(status, TaskEvent.COMPLETED, datetime.now().astimezone())
+    assert said in str(notice)
