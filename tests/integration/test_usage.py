@@ -1,0 +1,54 @@
+"""Token use with the real Codex CLI and a fake model that charges every answered request."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.fake_model import CHARGE, CHARGED_TOTAL, Call, Hang, Once, Say
+from tests.integration.test_codex_tasks import _status, finished, submit
+
+pytestmark = [pytest.mark.codex, pytest.mark.both_codex, pytest.mark.timeout(120)]
+
+SCENARIOS = {
+    "silent_once": [Call("echo step >> steps.txt"), Once(Hang(), Say("finished after resume"))],
+    "slow_step": [Call("sleep 4", yield_ms=60_000), Say("done")],
+}
+
+
+@pytest.fixture
+def quick_stalls(env):
+    env.set(CODEXD_HEALTH__STALL_TIMEOUT="2", CODEXD_HEALTH__MAX_RESTARTS="2")
+
+
+@pytest.mark.usefixtures("quick_stalls")
+def test_usage_across_a_stall_and_resume_is_what_the_model_charged_not_double(env, model_world, daemon):
+    model = model_world(SCENARIOS)
+    daemon()
+    task_id = submit(env, "silent_once")
+    status = finished(env, task_id)
+    assert status["status"] == "completed", status["error"]
+    assert status["restarts"] == 1 and len(model.requests) == 3  # one request hung: not charged
+    answered = 2
+    assert status["usage"] == {
+        "input_tokens": answered * CHARGE["input_tokens"],
+        "cached_input_tokens": answered * CHARGE["cached_tokens"],
+        "output_tokens": answered * CHARGE["output_tokens"],
+        "reasoning_output_tokens": answered * CHARGE["reasoning_tokens"],
+        "total_tokens": answered * CHARGED_TOTAL,
+    }
+
+
+def test_usage_is_known_before_the_turn_ends(env, model_world, daemon):
+    model_world(SCENARIOS)
+    daemon()
+    task_id = submit(env, "slow_step")
+
+    def live() -> bool:
+        status = _status(env, task_id) or {}
+        return status.get("status") == "in_progress" and bool(status.get("usage"))
+
+    wait_for(live, 30, "usage while the command runs")
+    assert (_status(env, task_id) or {})["usage"]["total_tokens"] == CHARGED_TOTAL
+    status = finished(env, task_id)
+    assert status["usage"]["total_tokens"] == 2 * CHARGED_TOTAL
