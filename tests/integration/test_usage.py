@@ -5,20 +5,17 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import wait_for
-from tests.fake_model import CHARGE, CHARGED_TOTAL, Call, Hang, Once, Say
+from tests.fake_model import CHARGE, CHARGED_TOTAL, Call, Say
 from tests.integration.test_codex_tasks import _status, finished, submit
+from tests.integration.test_recovery import SCENARIOS as RECOVERY
+from tests.integration.test_recovery import quick_stalls  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.codex, pytest.mark.both_codex, pytest.mark.timeout(120)]
 
 SCENARIOS = {
-    "silent_once": [Call("echo step >> steps.txt"), Once(Hang(), Say("finished after resume"))],
+    "silent_once": RECOVERY["silent_once"],
     "slow_step": [Call("sleep 4", yield_ms=60_000), Say("done")],
 }
-
-
-@pytest.fixture
-def quick_stalls(env):
-    env.set(CODEXD_HEALTH__STALL_TIMEOUT="2", CODEXD_HEALTH__MAX_RESTARTS="2")
 
 
 @pytest.mark.usefixtures("quick_stalls")
