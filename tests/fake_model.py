@@ -154,13 +154,18 @@ def _sse(kind: str, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
 
 
+# What every answered request charges (a Hang or a Fail charges nothing); Codex adds these up.
+CHARGE = {"input_tokens": 1000, "cached_tokens": 200, "output_tokens": 100, "reasoning_tokens": 10}
+CHARGED_TOTAL = CHARGE["input_tokens"] + CHARGE["output_tokens"]
+
+
 def _usage() -> dict[str, Any]:
     return {
-        "input_tokens": 0,
-        "input_tokens_details": None,
-        "output_tokens": 0,
-        "output_tokens_details": None,
-        "total_tokens": 0,
+        "input_tokens": CHARGE["input_tokens"],
+        "input_tokens_details": {"cached_tokens": CHARGE["cached_tokens"]},
+        "output_tokens": CHARGE["output_tokens"],
+        "output_tokens_details": {"reasoning_tokens": CHARGE["reasoning_tokens"]},
+        "total_tokens": CHARGED_TOTAL,
     }
 
 

@@ -49,11 +49,14 @@ def name_problem(name: str) -> str | None:
     return None
 
 
+def codex_home(environ: Mapping[str, str]) -> Path:
+    return Path(environ.get("CODEX_HOME") or Path(environ.get("HOME") or Path.home()) / ".codex")
+
+
 def provider_keys(environ: Mapping[str, str]) -> set[str]:
     """The `env_key` of every model provider in Codex's config.toml; none if it is missing or broken."""
-    home = Path(environ.get("CODEX_HOME") or Path(environ.get("HOME") or Path.home()) / ".codex")
     try:
-        config = tomllib.loads((home / "config.toml").read_text())
+        config = tomllib.loads((codex_home(environ) / "config.toml").read_text())
     except (OSError, ValueError):
         return set()
     providers = config.get("model_providers")

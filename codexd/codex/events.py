@@ -10,9 +10,9 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from codexd.fields import BIG, integer
+from codexd.fields import BIG, Fields, integer
 from codexd.present.shown import shown, shown_line
-from codexd.tasks.records import Item, Progress, ProgressSource
+from codexd.tasks.records import Item, Progress, ProgressSource, Usage
 
 _WRAPPED = re.compile(
     r"""^(?:/usr)?/bin/(?:ba|z|da)?sh -l?c (?:'(?P<single>.*)'|"(?P<double>.*)")$""", re.DOTALL
@@ -30,6 +30,7 @@ class Update:
     lines: tuple[str, ...] = ()
     thread_id: str | None = None
     chatter: bool = False  # client retry noise: not progress of the work
+    usage: Usage | None = None  # the session's use so far (Codex counts it cumulatively)
 
 
 def _text(found: object) -> str:
@@ -219,7 +220,7 @@ def apply_event(progress: Progress, event: dict[str, Any], known_thread: str | N
     if kind == "request_user_input":
         return _asked(progress, event)
     if kind == "turn.completed":
-        return Update(progress, ("Turn completed",))
+        return Update(progress, ("Turn completed",), usage=Usage.read(Fields(event.get("usage"))))
     if kind == "turn.failed":
         return Update(progress, (f"Turn failed: {one_line(failure(event))}",))
     if kind == "error":

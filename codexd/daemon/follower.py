@@ -15,8 +15,9 @@ from typing import Any
 
 from codexd import jsonlines
 from codexd.codex.events import apply_event, apply_report, from_stderr
+from codexd.daemon import rollout
 from codexd.tasks import store
-from codexd.tasks.records import Cursor, Progress, TaskStatus
+from codexd.tasks.records import Cursor, Progress, TaskStatus, Usage
 
 STEP_BYTES = 1 << 20  # of each file per step: a backlog of 1 GB is read in 1 MiB steps
 STEP_LINES = 4000  # and at most this many lines
@@ -69,9 +70,13 @@ def advance(task_dir: Path, status: TaskStatus) -> Advance | None:
         step.cursor = replace(step.cursor, reports=line.end)
     if step.cursor.events != status.daemon.events:  # Codex goes on after what it says there
         _take_stderr(task_dir, step)
+    if status.is_active and step.thread:
+        _take_rollout(step, step.thread)
     if step.cursor == status.daemon:
         return None
     moved = status.with_(progress=step.progress, thread_id=step.thread, daemon=step.cursor)
+    if step.cursor.sessions != status.daemon.sessions:
+        moved = moved.with_(usage=Usage.total(step.cursor.sessions))
     return Advance(moved, step.lines, step.active, step.more)
 
 
@@ -93,6 +98,21 @@ def _take_stderr(task_dir: Path, step: _Step) -> None:
         step.cursor = replace(step.cursor, stderr=line.end)
 
 
+def _take_rollout(step: _Step, thread: str) -> None:
+    """The session's use so far from its rollout file: never below what is known (a turn's end)."""
+    path = rollout.find(thread)
+    if path is None:
+        return
+    if str(path) != step.cursor.rollout:
+        step.cursor = replace(step.cursor, rollout=str(path), rollout_at=0)
+    for line in _budget(path, step.cursor.rollout_at, step):
+        used = rollout.usage_of(event_of(line))
+        known = step.cursor.sessions.get(thread)
+        if used is not None and (known is None or used.total_tokens >= known.total_tokens):
+            step.cursor = replace(step.cursor, sessions={**step.cursor.sessions, thread: used})
+        step.cursor = replace(step.cursor, rollout_at=line.end)
+
+
 def _take_event(step: _Step, event: dict[str, Any] | None) -> None:
     if event is None:
         return
@@ -100,6 +120,9 @@ def _take_event(step: _Step, event: dict[str, Any] | None) -> None:
     step.progress, step.thread = update.progress, update.thread_id or step.thread
     step.lines += update.lines
     step.active = step.active or not update.chatter
+    if update.usage is not None:  # the session's figure so far replaces its last; other sessions add
+        sessions = {**step.cursor.sessions, step.thread or "": update.usage}
+        step.cursor = replace(step.cursor, sessions=sessions)
     if _work_done(event):
         step.cursor = replace(step.cursor, streak=0)  # the endpoint answered: a new failure starts afresh
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from codexd.clock import duration, parse_iso
 from codexd.notify.endpoints import Field, NoticeKind
 from codexd.present.shown import md_text, shown_line
+from codexd.present.views import tokens_text
 from codexd.present.vocabulary import outcome_label
 from codexd.tasks.records import TaskStatus
 from codexd.tasks.states import TaskEvent
@@ -86,6 +87,8 @@ def _facts(status: TaskStatus, event: TaskEvent, now: datetime) -> list[tuple[st
         facts.append(("Duration" if status.is_terminal else "Running for", took))
     if status.restarts:
         facts.append(("Restarts", str(status.restarts)))
+    if status.usage is not None:
+        facts.append(("Tokens", tokens_text(status.usage.to_dict())))
     return facts
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from codexd.clock import duration, parse_iso
 from codexd.present.shown import md_text, shown, shown_line
+from codexd.present.views import tokens_text
 from codexd.present.vocabulary import STATUS_ICONS, item_line, outcome_text
 from codexd.tasks import store
 
@@ -54,6 +55,7 @@ def build(status: dict[str, Any], results: dict[str, Any] | None, task_dir: Path
         "restarts": status.get("restarts") or 0,
         "stalls": status.get("stalls") or 0,
         "retries": status.get("retries") or 0,
+        "usage": status.get("usage"),  # the total over all runs, as status.json has it
         "incidents": incidents(status, task_dir / store.PROGRESS),
         "artifacts": artifacts(task_dir / store.ARTIFACTS),
         "results": results,
@@ -163,6 +165,8 @@ def _facts(report: dict[str, Any]) -> list[tuple[str, str]]:
         )
     if report["exit_code"] is not None:
         facts.append(("Exit code", str(report["exit_code"])))
+    if report.get("usage"):
+        facts.append(("Tokens", tokens_text(report["usage"])))
     return [(k, v) for k, v in facts if v]
 
 
@@ -287,8 +291,19 @@ def aggregate(reports: Iterable[dict[str, Any]], since: datetime | None, now: da
         "by_status": dict(sorted(Counter(r["status"] for r in chosen).items())),
         "by_outcome": dict(by_outcome.most_common()),
         "restarts": sum(r["restarts"] for r in chosen),
+        "usage": _usage_total(chosen),
         "reports": chosen,
     }
+
+
+def _usage_total(reports: list[dict[str, Any]]) -> dict[str, int]:
+    """Tokens over the tasks, keyed as in status.json; a task with no figure adds nothing."""
+    total: Counter[str] = Counter()
+    for usage in (r.get("usage") for r in reports):
+        if isinstance(usage, dict):
+            total.update({k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)})
+    keys = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens", "total_tokens")
+    return {key: total[key] for key in keys}
 
 
 def aggregate_markdown(total: dict[str, Any]) -> str:
@@ -298,7 +313,8 @@ def aggregate_markdown(total: dict[str, Any]) -> str:
     if total["by_outcome"]:
         lines += ["", "| outcome | items |", "|---|---|"]
         lines += [f"| {md_text(outcome_text(o))} | {n} |" for o, n in total["by_outcome"].items()]
-    lines += ["", f"Restarts: {total['restarts']}", "", *(markdown(r, level=2) for r in total["reports"])]
+    lines += ["", f"Restarts: {total['restarts']}", "", f"Tokens: {tokens_text(total['usage'])}", ""]
+    lines += [markdown(r, level=2) for r in total["reports"]]
     return "\n".join(lines)
 
 

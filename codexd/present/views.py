@@ -12,7 +12,7 @@ from codexd.present.shown import shown
 from codexd.present.vocabulary import item_line
 from codexd.tasks.tasktypes import FLAG
 
-TASK_COLUMNS = ("ID", "TYPE", "STATUS", "PROGRESS", "ELAPSED", "RESTARTS")
+TASK_COLUMNS = ("ID", "TYPE", "STATUS", "PROGRESS", "ELAPSED", "RESTARTS", "TOKENS")
 
 
 def elapsed(
@@ -43,6 +43,35 @@ def task_row(task: dict[str, Any], now: datetime | None = None) -> tuple[str, ..
         progress_text(task.get("progress")),
         elapsed(task, now),
         str(task.get("restarts") or 0),
+        tokens_short(task.get("usage")),
+    )
+
+
+def _count(usage: object, key: str) -> int:
+    found = usage.get(key) if isinstance(usage, dict) else None
+    return found if isinstance(found, int) and not isinstance(found, bool) else 0
+
+
+def tokens_short(usage: object) -> str:
+    """A task's total tokens in a few characters: 950, 53.3k, 1.2M; "-" before any is known."""
+    if not isinstance(usage, dict):
+        return "-"
+    total = _count(usage, "total_tokens")
+    for size, unit in ((1_000_000, "M"), (1_000, "k")):
+        if total >= size:
+            return f"{total / size:.1f}{unit}"
+    return str(total)
+
+
+def tokens_text(usage: object) -> str:
+    """`53,330 (input 48,210, cached 30,400; output 5,120, reasoning 900)`; "-" before any is known."""
+    if not isinstance(usage, dict):
+        return "-"
+    count = {key: f"{_count(usage, key):,}" for key in usage}
+    return (
+        f"{count.get('total_tokens', 0)} (input {count.get('input_tokens', 0)}, cached "
+        f"{count.get('cached_input_tokens', 0)}; output {count.get('output_tokens', 0)}, "
+        f"reasoning {count.get('reasoning_output_tokens', 0)})"
     )
 
 
@@ -75,6 +104,8 @@ def task_details(task: dict[str, Any]) -> str:
         code = task.get("exit_code")  # none for a run that was stopped or never started
         lines.append(f"  finished  {task['finished_at']}" + ("" if code is None else f"   exit code {code}"))
     lines.append(f"  progress  {progress_text(progress)}")
+    if task.get("usage"):
+        lines.append(f"  tokens    {tokens_text(task['usage'])}")
     if progress.get("current"):
         lines.append(f"  current   {progress['current']}")
     for item in progress.get("items") or []:

@@ -14,7 +14,20 @@ from codexd.tasks import incidents
 from codexd.tasks.incidents import Incident, IncidentKind
 from codexd.tasks.states import ACTIVE, TERMINAL, TaskState
 from codexd.tasks.taken import Taken
+from codexd.tasks.usage import Usage
 
+__all__ = [
+    "MAX_PID",
+    "Cursor",
+    "Item",
+    "LastLog",
+    "Progress",
+    "ProgressSource",
+    "Resume",
+    "ResumeKind",
+    "TaskStatus",
+    "Usage",
+]
 MAX_PID = 2**31
 _STATES = frozenset(s.value for s in TaskState)
 
@@ -150,6 +163,9 @@ class Cursor:
     afresh: int = 0  # fresh starts after a lost Codex session (one is allowed)
     stderr: int = 0  # bytes of stderr.log already looked through for what Codex says there
     cgroup: str | None = None  # the current run's cgroup (Linux): ends its whole tree, even later
+    sessions: dict[str, Usage] = field(default_factory=dict)  # each Codex session's newest (cumulative) use
+    rollout: str | None = None  # the session's rollout file being followed for its use so far
+    rollout_at: int = 0  # bytes of it already read
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -166,6 +182,9 @@ class Cursor:
             "afresh": self.afresh,
             "stderr": self.stderr,
             "cgroup": self.cgroup,
+            "sessions": {thread: used.to_dict() for thread, used in self.sessions.items()},
+            "rollout": self.rollout,
+            "rollout_at": self.rollout_at,
         }
 
     @classmethod
@@ -188,6 +207,9 @@ class Cursor:
             afresh=f.integer("afresh") or 0,
             stderr=f.integer("stderr") or 0,
             cgroup=f.text("cgroup"),
+            sessions=Usage.sessions(f.within("sessions")),
+            rollout=f.text("rollout"),
+            rollout_at=f.integer("rollout_at") or 0,
         )
 
 
@@ -216,6 +238,7 @@ class TaskStatus:
     daemon: Cursor = field(default_factory=Cursor)
     taken: Taken | None = None  # None: a task an older codexd took
     incidents: tuple[Incident, ...] | None = None  # None: an older codexd's record (its log tells)
+    usage: Usage | None = None  # the sum of daemon.sessions; None: no figure yet, or an older record
 
     @property
     def is_terminal(self) -> bool:
@@ -259,6 +282,7 @@ class TaskStatus:
             "daemon": self.daemon.to_dict(),
             "taken": self.taken.to_dict() if self.taken else None,
             "incidents": None if self.incidents is None else [i.to_dict() for i in self.incidents],
+            "usage": self.usage.to_dict() if self.usage else None,
         }
 
     @classmethod
@@ -293,6 +317,7 @@ class TaskStatus:
             daemon=Cursor.read(f.within("daemon")),
             taken=Taken.read(f.within("taken")),
             incidents=incidents.read_all(f),
+            usage=Usage.read(f.within("usage")),
         )
         if f.bad:
             warn("status.fields_ignored", task_id, f.bad)

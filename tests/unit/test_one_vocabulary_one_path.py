@@ -48,5 +48,5 @@ def test_an_outcome_is_said_the_same_way_everywhere():
     item = {"title": "#626 - toml upgrade", "outcome": "approved"}
     assert vocabulary.item_line(item) == "✅ #626 - toml upgrade (approved)"
     task = {"task_id": "t", "type": "generic", "status": "queued", "created_at": "x"}
-    assert views.task_row(task) == ("t", "generic", "queued", "-", "-", "0")
+    assert views.task_row(task) == ("t", "generic", "queued", "-", "-", "0", "-")
     assert views.task_table([task]).splitlines()[0].split() == list(views.TASK_COLUMNS)

@@ -250,7 +250,7 @@ async def test_the_list_is_newest_first_live_and_opens_a_task(tasks):
             "codex-pr-review-2025-10-31",
             "older",
         ]
-        assert table.get_row_at(0)[1:] == ["pr_review", "IN PROGRESS", "5/19 (26.3%)", "19m59s", "1"]
+        assert table.get_row_at(0)[1:] == ["pr_review", "IN PROGRESS", "5/19 (26.3%)", "19m59s", "1", "-"]
         put(tasks, review(task_id="newest", created_at="2025-10-31T12:09:00Z"))
         await until(pilot, app, "newest", seconds=1.5)
         assert "[Enter] Open | [R]efresh | [Q]uit" in text_of(app)

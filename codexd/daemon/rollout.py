@@ -1,0 +1,67 @@
+"""The session's rollout file, where Codex writes the use so far after every model request.
+
+`$CODEX_HOME/sessions/YYYY/MM/DD/rollout-<time>-<thread_id>.jsonl` gets a `token_count`
+event_msg per request, so a task's use is known long before its turn ends. The file is
+found by its thread id in the folders of the last days, never through a link; a session
+without one (another Codex version, another CODEX_HOME) is skipped without a word.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from codexd.codex.agentenv import codex_home
+from codexd.fields import Fields
+from codexd.tasks.records import Usage
+
+_found: dict[str, Path] = {}  # thread id -> its rollout file, once seen
+_KEPT = 256
+DAYS = 2  # a session started before yesterday is looked for no further back
+
+
+def find(thread: str, environ: Mapping[str, str] = os.environ, now: datetime | None = None) -> Path | None:
+    """The rollout file of session `thread`, or None."""
+    known = _found.get(thread)
+    if known is not None:
+        return known
+    sessions = codex_home(environ) / "sessions"
+    moment = now or datetime.now(UTC)
+    days = {d.strftime("%Y/%m/%d") for back in range(DAYS) for d in _days(moment - timedelta(days=back))}
+    for day in sorted(days, reverse=True):
+        found = _in(sessions, day, f"-{thread}.jsonl")
+        if found is not None:
+            _found[thread] = found
+            while len(_found) > _KEPT:
+                del _found[next(iter(_found))]
+            return found
+    return None
+
+
+def _days(moment: datetime) -> tuple[datetime, datetime]:
+    return moment, moment.astimezone()  # Codex names the folder by local time; UTC in case
+
+
+def _in(sessions: Path, day: str, ending: str) -> Path | None:
+    folder = sessions / day
+    try:
+        if any(p.is_symlink() for p in (sessions, *folder.parents[:2], folder)):
+            return None
+        names = sorted(n for n in os.listdir(folder) if n.startswith("rollout-") and n.endswith(ending))
+    except OSError:
+        return None
+    return folder / names[-1] if names else None
+
+
+def usage_of(event: dict[str, Any] | None) -> Usage | None:
+    """The session's use so far, from a `token_count` event_msg; None for any other line."""
+    payload = event.get("payload") if event else None
+    if event is None or event.get("type") != "event_msg" or not isinstance(payload, dict):
+        return None
+    if payload.get("type") != "token_count":
+        return None
+    info = Fields(payload).within("info")
+    return Usage.read(info.within("total_token_usage"))

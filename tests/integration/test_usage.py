@@ -1,0 +1,56 @@
+"""Token use with the real Codex CLI and a fake model that charges every answered request."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.fake_model import CHARGE, CHARGED_TOTAL, Call, Say
+from tests.integration.test_codex_tasks import _status, finished, submit
+from tests.integration.test_recovery import SCENARIOS as RECOVERY
+from tests.integration.test_recovery import quick_stalls  # noqa: F401  (the fixture)
+
+pytestmark = [pytest.mark.codex, pytest.mark.both_codex, pytest.mark.timeout(120)]
+
+SCENARIOS = {
+    "silent_once": RECOVERY["silent_once"],
+    "slow_step": [Call("echo first"), Call("sleep 4", yield_ms=60_000), Say("done")],
+}
+
+
+@pytest.mark.usefixtures("quick_stalls")
+def test_usage_across_a_stall_and_resume_is_what_the_model_charged_not_double(env, model_world, daemon):
+    model = model_world(SCENARIOS)
+    daemon()
+    task_id = submit(env, "silent_once")
+    status = finished(env, task_id)
+    assert status["status"] == "completed", status["error"]
+    assert status["restarts"] == 1 and len(model.requests) == 3  # one request hung: not charged
+    answered = 2
+    assert status["usage"] == {
+        "input_tokens": answered * CHARGE["input_tokens"],
+        "cached_input_tokens": answered * CHARGE["cached_tokens"],
+        "output_tokens": answered * CHARGE["output_tokens"],
+        "reasoning_output_tokens": answered * CHARGE["reasoning_tokens"],
+        "total_tokens": answered * CHARGED_TOTAL,
+    }
+
+
+def mid_turn_usage(env, task_id: str) -> bool:
+    """The task runs, its turn has not ended, and its usage is known (from the rollout)."""
+    status = _status(env, task_id) or {}
+    events = env.tasks / task_id / "events.jsonl"
+    ended = not events.exists() or b'"turn.completed"' in events.read_bytes()
+    return status.get("status") == "in_progress" and bool(status.get("usage")) and not ended
+
+
+def test_usage_is_known_before_the_turn_ends(env, model_world, daemon):
+    model_world(SCENARIOS)
+    daemon()
+    task_id = submit(env, "slow_step")
+    # Codex 0.169/0.171 write a request's token_count once its tool calls have run: the first
+    # request's figure is there while the second request's command still runs.
+    wait_for(lambda: mid_turn_usage(env, task_id), 30, "usage while the turn goes on")
+    assert (_status(env, task_id) or {})["usage"]["total_tokens"] == CHARGED_TOTAL
+    status = finished(env, task_id)
+    assert status["usage"]["total_tokens"] == 3 * CHARGED_TOTAL
