@@ -86,7 +86,7 @@ def over_budget(status: TaskStatus, now: datetime, policy: HealthSettings) -> st
         if ran >= timeout:
             return f"timeout {timeout:g}s reached: ran {int(ran)}s"
     most = (taken.max_tokens if taken else None) or policy.max_tokens
-    used = getattr(getattr(status, "usage", None), "total_tokens", None)
+    used = status.usage.total_tokens if status.usage is not None else None
     if most is not None and isinstance(used, int) and used >= most:
         return f"max_tokens {most} reached: {used} used"
     return None

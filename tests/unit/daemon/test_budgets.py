@@ -5,7 +5,7 @@ fake processes (those of test_supervisor)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +17,7 @@ from codexd.daemon import rules
 from codexd.tasks.records import TaskStatus
 from codexd.tasks.states import TaskState
 from codexd.tasks.taken import Taken
+from codexd.tasks.usage import Usage
 from tests.unit.daemon.test_supervisor import THREAD, FakeProcesses, World, worlds
 
 pytestmark = pytest.mark.timeout(30)
@@ -93,21 +94,12 @@ def test_the_timeout_holds_across_restarts_and_while_a_resume_waits(world):
     assert len(w.procs.started) == 1  # never resumed
 
 
-@dataclass(frozen=True)
-class Charged(TaskStatus):
-    """A record that carries usage, as the token accounting's will."""
-
-    usage: Any = None
-
-
 def test_a_task_over_its_token_budget_is_stopped_mid_turn(world):
     w = world()
     w.submit("+++\nmax_tokens = 2500\n+++\nDo it.\n")
     w.advance(1)
     running = w.sup.running["t1"]
-    status = running.status
-    charged = Charged(**{f.name: getattr(status, f.name) for f in fields(TaskStatus)})
-    running.record(charged.with_(usage=SimpleNamespace(total_tokens=3450)), unwritten=True)
+    running.record(running.status.with_(usage=Usage.of(3000, 0, 450)), unwritten=True)
     w.advance(0.1)
     w.tick_until(lambda: w.status()["status"] == "failed")
     assert w.status()["error"] == "max_tokens 2500 reached: 3450 used"
