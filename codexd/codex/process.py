@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -307,11 +308,27 @@ def _members(cgroups: Iterable[Path]) -> set[psutil.Process]:
     return procs
 
 
+def _process_clock() -> float:
+    """Now, on the clock of psutil's create_time(): on Linux that is the boot time (whole
+    seconds) plus ticks since boot, so time.time() could be up to a second off from it."""
+    if hasattr(time, "CLOCK_BOOTTIME"):
+        return psutil.boot_time() + time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.time()
+
+
+def _older(proc: psutil.Process, than: float) -> bool:
+    try:
+        return proc.create_time() <= than + 0.05  # a clock tick or so
+    except psutil.Error:
+        return False
+
+
 def kill_tree(
     root: psutil.Process | None, task_dir: Path, grace: float, cgroup: Path | None = None
 ) -> list[psutil.Process]:
     """SIGTERM the task's whole tree (and all in its cgroups), SIGKILL what is left after
     `grace`, and remove the cgroups; returns survivors."""
+    began = _process_clock()
     cgroups = containment.of_task(task_dir, cgroup)
     procs = _tree(root, task_dir) | _members(cgroups)
     _signal(procs, kill=False)
@@ -319,7 +336,9 @@ def kill_tree(
     for folder in cgroups:
         if not containment.end(folder):
             log.warning("task.cgroup_left", task_id=task_dir.name, cgroup=str(folder))
-    leftovers = set(alive) | _tree(None, task_dir)
+    # Stragglers are older than this kill: a process of the task started since then belongs
+    # to its next run (`codexd retry` right after `stop`), never to the tree being ended.
+    leftovers = set(alive) | {p for p in _tree(None, task_dir) if _older(p, began)}
     _signal(leftovers, kill=True)
     _, survivors = psutil.wait_procs(leftovers, timeout=2)
     return list(survivors)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -119,6 +120,29 @@ def test_a_cancelled_task_can_be_retried(env, daemon):
         "Retry requested: starting afresh (no Codex session was recorded)"
         in (env.tasks / "slow" / "progress.log").read_text()
     )
+
+
+# A "codex" that ends on SIGTERM, with a child that ignores it: stopping it takes the whole
+# grace period after the task is already recorded cancelled.
+LINGERING = (
+    '["/bin/sh", "-c", "cat >/dev/null; sh -c \'trap \\"\\" TERM; exec sleep 120\' & '
+    'touch \\"$CODEXD_TASK_DIR/run-$$\\"; exec sleep 120"]'
+)
+
+
+def test_a_task_retried_while_its_stopped_tree_lingers_is_not_killed_with_it(env, daemon):
+    """The stop's killer was still waiting out its grace for the child that ignored SIGTERM
+    when the retried run started, and then took the new run for a straggler (SIGKILL)."""
+    env.set(CODEXD_CODEX__COMMAND=LINGERING, CODEXD_DAEMON__STOP_GRACE="2")
+    daemon()
+    submit(env, "lingering")
+    wait_for(lambda: list((env.tasks / "lingering").glob("run-*")), 10, "the first run")
+    assert env.codexd("stop", "lingering").returncode == 0
+    assert env.codexd("retry", "lingering").returncode == 0
+    wait_for(lambda: len(list((env.tasks / "lingering").glob("run-*"))) == 2, 20, "the retried run")
+    time.sleep(3)  # past the stop's 2 s grace, when its killer sends SIGKILL to what is left
+    status = json.loads((env.tasks / "lingering" / "status.json").read_text())
+    assert status["status"] == "in_progress", status["error"]
 
 
 def test_retry_refuses_what_did_not_fail_or_was_cancelled(env, daemon):

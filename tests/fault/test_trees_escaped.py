@@ -172,3 +172,32 @@ def test_stall_recovery_ends_a_setsid_env_i_grandchild(env, daemon, sleep_arg, c
     wait_for(lambda: sleepers(sleep_arg), 20, "the escaped sleeper")
     wait_for(lambda: env.status(task_id)["status"] == "failed", 30, "the task failed after its stall")
     nothing_left(env, task_id, sleep_arg)
+
+
+def test_ending_a_tree_spares_a_process_of_the_task_started_after_it_began(tmp_path):
+    """`codexd retry` right after `stop`: the stop's killer, still waiting out its grace for a
+    child that ignores SIGTERM, must not take the next run for a straggler."""
+    import os
+    import subprocess
+    import threading
+    import time
+
+    from codexd.codex import process
+
+    task_dir = tmp_path / "tasks" / "t1"
+    task_dir.mkdir(parents=True)
+    env = {**os.environ, process.ENV_TASK_ID: "t1", process.ENV_TASK_DIR: str(task_dir)}
+    old = subprocess.Popen(["sh", "-c", "trap '' TERM; exec sleep 60"], env=env, start_new_session=True)
+    time.sleep(0.2)  # its trap is set
+    killer = threading.Thread(target=process.kill_tree, args=(None, task_dir, 1.5))
+    killer.start()
+    time.sleep(0.3)
+    new = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+    try:
+        killer.join(10)
+        old.wait(5)  # the straggler: ended after its grace (its status reaped by the killer)
+        assert new.poll() is None  # the next run lives on
+    finally:
+        for proc in (old, new):
+            proc.kill()
+            proc.wait()
