@@ -54,3 +54,22 @@ def test_usage_is_known_before_the_turn_ends(env, model_world, daemon):
     assert (_status(env, task_id) or {})["usage"]["total_tokens"] == CHARGED_TOTAL
     status = finished(env, task_id)
     assert status["usage"]["total_tokens"] == 3 * CHARGED_TOTAL
+
+
+def test_a_fresh_retry_adds_a_new_session_to_what_the_stopped_one_used(env, model_world, daemon):
+    model_world(SCENARIOS)
+    daemon()
+    task_id = submit(env, "slow_step")
+    wait_for(lambda: mid_turn_usage(env, task_id), 30, "usage while the turn goes on")
+    assert env.codexd("stop", task_id).returncode == 0
+    stopped = _status(env, task_id)
+    assert stopped is not None and stopped["status"] == "cancelled"
+    before = stopped["usage"]["total_tokens"]
+    assert before >= CHARGED_TOTAL
+    retried = env.codexd("retry", task_id, "--fresh")
+    assert retried.returncode == 0, retried.stderr
+    wait_for(lambda: (_status(env, task_id) or {}).get("status") == "in_progress", 30, "the fresh run")
+    status = finished(env, task_id)
+    assert status["status"] == "completed", status["error"]
+    # the fresh session's three answered requests, added to the stopped session's figure
+    assert status["usage"]["total_tokens"] == before + 3 * CHARGED_TOTAL
