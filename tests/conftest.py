@@ -221,9 +221,14 @@ WAIT_SLACK = 3.0 if os.environ.get("PYTEST_XDIST_WORKER") else 1.0
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+    """`predicate()` until it is true. A file it reads that is not there yet (a task's
+    status.json before the daemon has taken the task from the spool) means: not yet."""
     deadline = time.monotonic() + timeout * WAIT_SLACK
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except FileNotFoundError:
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
