@@ -86,6 +86,7 @@ def task_lines(task: dict[str, Any], now: datetime) -> dict[str, Text]:
         "count": views.progress_text(progress),
         "items": "\n".join(map(_item, progress.get("items") or [])) or "nothing finished yet",
         "current": f"Current: {current}" if current else "",
+        "busy": views.task_busy(task).replace("busy:", "Busy:", 1),  # its silent tree working: not a stall
         "last": f"Last log: [{_local(last.get('at'), now)}] {last.get('text')}" if last else "No log yet",
         "recovery": "   ".join(recovery),
         "error": f"Error: {task['error']}" if task.get("error") else "",
@@ -149,6 +150,7 @@ class TaskView(Screen[None]):
             with Vertical(id="middle"), VerticalScroll(id="items-box"):
                 yield Static(id="items")
             yield Static(id="current", classes="line")
+            yield Static(id="busy", classes="line")
             yield Static(id="last", classes="line")
             yield Static(id="recovery", classes="line")
             yield Static(id="error")
