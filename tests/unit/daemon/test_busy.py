@@ -21,7 +21,6 @@ from codexd.daemon import busy, checkup, rules
 from codexd.daemon.busy import FileId, Proc, Tracker, Where
 from codexd.tasks import store
 from codexd.tasks.records import Busy, Cursor, TaskStatus
-from codexd.tasks.states import TaskState
 
 pytestmark = pytest.mark.timeout(60)
 STALL, LIMIT, CPU = 900.0, 7200.0, 0.1
@@ -326,42 +325,39 @@ def killed() -> Any:
         proc.wait()
 
 
+def _two_looks(shell: subprocess.Popen[bytes], task_dir: Path, look: str) -> tuple[Any, Any, Any]:
+    """The real tree under `shell`, looked at twice half a second apart: (tree, first, later)."""
+    import psutil
+
+    tree = busy.SystemTree()
+    where = Where(task_dir, psutil.Process(shell.pid))
+    time.sleep(0.3)
+    first = getattr(tree, look)(where)
+    time.sleep(0.5)
+    return tree, first, getattr(tree, look)(where)
+
+
 def test_the_real_tree_counts_the_cpu_of_every_descendant(tmp_path, killed):
     import psutil
 
     shell = _tree([sys.executable, "-c", BUSY_CHILD])
     killed(shell)
-    tree = busy.SystemTree()
-    where = Where(tmp_path, psutil.Process(shell.pid))
-    time.sleep(0.2)
-    first = tree.cpu(where)
-    time.sleep(0.6)
-    later = tree.cpu(where)
+    tree, first, later = _two_looks(shell, tmp_path, "cpu")
     assert first is not None and later is not None and later - first > 0.05
-    procs = tree.procs(where)
-    top = busy.busiest(None, procs)
+    top = busy.busiest(None, tree.procs(Where(tmp_path, psutil.Process(shell.pid))))
     assert top is not None and (tree.command(top) or "").startswith("python")
 
 
 def test_the_real_tree_sees_the_files_its_commands_write_but_not_codex_own(tmp_path, killed):
-    import psutil
-
     task_dir = tmp_path / "task"
     task_dir.mkdir()
-    out = tmp_path / "download.bin"
-    shell = _tree(
-        [sys.executable, "-c", WRITER, str(out)], [sys.executable, "-c", WRITER, str(task_dir / "x")]
-    )
+    out, own = tmp_path / "download.bin", task_dir / "events.jsonl"
+    shell = _tree([sys.executable, "-c", WRITER, str(out)], [sys.executable, "-c", WRITER, str(own)])
     killed(shell)
-    tree = busy.SystemTree()
-    where = Where(task_dir, psutil.Process(shell.pid))
-    time.sleep(0.5)
-    first = tree.files(where)
-    time.sleep(0.5)
-    later = tree.files(where)
+    _, first, later = _two_looks(shell, task_dir, "files")
     ident = (os.stat(out).st_dev, os.stat(out).st_ino)
     assert ident in first and busy.files_grew(first, later)
-    assert all(i != (os.stat(task_dir / "x").st_dev, os.stat(task_dir / "x").st_ino) for i in later)
+    assert (os.stat(own).st_dev, os.stat(own).st_ino) not in later  # Codex's own: its stdout
 
 
 def test_a_tree_with_no_root_and_no_cgroup_is_not_read():
@@ -372,17 +368,9 @@ def test_a_tree_with_no_root_and_no_cgroup_is_not_read():
 
 
 def status(**changes: Any) -> TaskStatus:
-    base = TaskStatus(
-        task_id="t1",
-        type="generic",
-        status=TaskState.IN_PROGRESS,
-        created_at="2026-11-26T19:00:00Z",
-        updated_at="2026-11-26T19:00:00Z",
-        log_file="progress.log",
-        started_at="2026-11-26T19:00:00Z",
-        pid=os.getpid(),
-    )
-    return base.with_(**changes)
+    from tests.unit.cli.test_dashboard import review
+
+    return review(task_id="t1", pid=os.getpid(), **changes)
 
 
 class AliveTable:
