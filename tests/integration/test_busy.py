@@ -45,7 +45,9 @@ def _health(env) -> dict:
 
 
 @pytest.mark.usefixtures("short_stalls")
-def test_a_silent_command_that_keeps_a_core_busy_is_not_restarted(env, model_world, daemon):
+@pytest.mark.parametrize("trees", ["auto", "group"])  # the cgroup's cpu.stat here; else psutil
+def test_a_silent_command_that_keeps_a_core_busy_is_not_restarted(env, model_world, daemon, trees):
+    env.set(CODEXD_PROCESS_TREES=trees)
     model_world(SCENARIOS)
     daemon()
     task_id = submit(env, "busy")
