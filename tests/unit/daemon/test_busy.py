@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from codexd.daemon import busy, checkup, rules
 from codexd.daemon.busy import FileId, Proc, Tracker, Where
 from codexd.tasks import store
 from codexd.tasks.records import Busy, Cursor, TaskStatus
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 STALL, LIMIT, CPU = 900.0, 7200.0, 0.1
@@ -325,13 +327,16 @@ def killed() -> Any:
         proc.wait()
 
 
-def _two_looks(shell: subprocess.Popen[bytes], task_dir: Path, look: str) -> tuple[Any, Any, Any]:
-    """The real tree under `shell`, looked at twice half a second apart: (tree, first, later)."""
+def _two_looks(
+    shell: subprocess.Popen[bytes], task_dir: Path, look: str, ready: Callable[[], bool]
+) -> tuple[Any, Any, Any]:
+    """The real tree under `shell`, once `ready()`, looked at twice half a second apart:
+    (tree, first, later)."""
     import psutil
 
     tree = busy.SystemTree()
     where = Where(task_dir, psutil.Process(shell.pid))
-    time.sleep(0.3)
+    wait_for(ready, 20, "the tree's commands to start")  # a loaded machine starts Python slowly
     first = getattr(tree, look)(where)
     time.sleep(0.5)
     return tree, first, getattr(tree, look)(where)
@@ -342,7 +347,8 @@ def test_the_real_tree_counts_the_cpu_of_every_descendant(tmp_path, killed):
 
     shell = _tree([sys.executable, "-c", BUSY_CHILD])
     killed(shell)
-    tree, first, later = _two_looks(shell, tmp_path, "cpu")
+    started = psutil.Process(shell.pid)
+    tree, first, later = _two_looks(shell, tmp_path, "cpu", lambda: bool(started.children()))
     assert first is not None and later is not None and later - first > 0.05
     top = busy.busiest(None, tree.procs(Where(tmp_path, psutil.Process(shell.pid))))
     assert top is not None and (tree.command(top) or "").startswith("python")
@@ -354,7 +360,9 @@ def test_the_real_tree_sees_the_files_its_commands_write_but_not_codex_own(tmp_p
     out, own = tmp_path / "download.bin", task_dir / "events.jsonl"
     shell = _tree([sys.executable, "-c", WRITER, str(out)], [sys.executable, "-c", WRITER, str(own)])
     killed(shell)
-    _, first, later = _two_looks(shell, task_dir, "files")
+    _, first, later = _two_looks(
+        shell, task_dir, "files", lambda: out.exists() and out.stat().st_size > 0 and own.exists()
+    )
     ident = (os.stat(out).st_dev, os.stat(out).st_ino)
     assert ident in first and busy.files_grew(first, later)
     assert (os.stat(own).st_dev, os.stat(own).st_ino) not in later  # Codex's own: its stdout
