@@ -21,12 +21,18 @@ def spin(seconds: float) -> str:
     return f"python3 -c 'import time; t = time.time()\nwhile time.time() - t < {seconds}: pass'"
 
 
+# Nearly no CPU, but a file held open that grows every quarter second (a download, a long log).
+WRITE = (
+    'python3 -c \'import time\nf = open("fetched.bin", "w")\n'
+    'for _ in range(40): f.write("x" * 4096); f.flush(); time.sleep(0.25)\''
+)
 AFTER_RESUME = "finished after resume"
 SCENARIOS = {
     "busy": [Call(spin(15), yield_ms=60_000), Say("built")],
     # The killed call may or may not reach the resumed session's history: either way it ends.
     "idle": [Once(Call("sleep 30", yield_ms=60_000), Say(AFTER_RESUME)), Say(AFTER_RESUME)],
     "endless": [Call(spin(60), yield_ms=120_000), Say("never")],
+    "writing": [Call(WRITE, yield_ms=60_000), Say("fetched")],
 }
 
 
@@ -96,3 +102,15 @@ def test_a_command_busy_past_busy_timeout_is_a_stall(env, model_world, daemon):
     assert "busy: python3 -c" in log and "not a stall (up to busy_timeout 5s)" in log
     assert "its processes busy all the while (busy_timeout 5s)" in log, log
     wait_for(lambda: not _task_procs(env, task_id), 10, "every process of the task to end")
+
+
+@pytest.mark.usefixtures("short_stalls")
+def test_a_silent_command_whose_file_keeps_growing_is_not_restarted(env, model_world, daemon):
+    model_world(SCENARIOS)
+    daemon()
+    task_id = submit(env, "writing")
+    status = finished(env, task_id, timeout=60)
+    assert status["status"] == "completed", status["error"]
+    assert (status["stalls"], status["restarts"]) == (0, 0)
+    assert (env.root / "fetched.bin").stat().st_size == 40 * 4096  # it ran to its end, once
+    assert log_text(env, task_id).count(" busy: ") == 1
