@@ -26,9 +26,14 @@ WRITE = (
     'python3 -c \'import time\nf = open("fetched.bin", "w")\n'
     'for _ in range(40): f.write("x" * 4096); f.flush(); time.sleep(0.25)\''
 )
+# Busy until the test has looked (it makes `release`), at most a minute.
+SPIN_UNTIL_RELEASED = (
+    "python3 -c 'import os, time; t = time.time()\n"
+    'while not os.path.exists("release") and time.time() - t < 60: pass\''
+)
 AFTER_RESUME = "finished after resume"
 SCENARIOS = {
-    "busy": [Call(spin(15), yield_ms=60_000), Say("built")],
+    "busy": [Call(SPIN_UNTIL_RELEASED, yield_ms=120_000), Say("built")],
     # The killed call may or may not reach the resumed session's history: either way it ends.
     "idle": [Once(Call("sleep 30", yield_ms=60_000), Say(AFTER_RESUME)), Say(AFTER_RESUME)],
     "endless": [Call(spin(60), yield_ms=120_000), Say("never")],
@@ -66,6 +71,7 @@ def test_a_silent_command_that_keeps_a_core_busy_is_not_restarted(env, model_wor
     assert task["busy"] is not None and task["busy"]["what"].startswith("python3 -c"), task
     text = views.health_report(found)  # the same check's text, as `codexd health` prints it
     assert f"{task_id}  in_progress" in text and "; busy: python3 -c" in text and "of CPU" in text, text
+    (env.root / "release").touch()
     status = finished(env, task_id, timeout=60)
     assert status["status"] == "completed", status["error"]
     assert (status["stalls"], status["restarts"]) == (0, 0)
