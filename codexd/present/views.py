@@ -103,6 +103,9 @@ def task_details(task: dict[str, Any]) -> str:
     if task.get("finished_at"):
         code = task.get("exit_code")  # none for a run that was stopped or never started
         lines.append(f"  finished  {task['finished_at']}" + ("" if code is None else f"   exit code {code}"))
+    waiting = task.get("waiting")
+    if isinstance(waiting, dict) and waiting.get("reason"):
+        lines.append(f"  waiting   {waiting['reason']}")
     lines.append(f"  progress  {progress_text(progress)}")
     if task.get("usage"):
         lines.append(f"  tokens    {tokens_text(task['usage'])}")

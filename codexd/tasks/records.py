@@ -27,6 +27,7 @@ __all__ = [
     "ResumeKind",
     "TaskStatus",
     "Usage",
+    "Waiting",
 ]
 MAX_PID = 2**31
 _STATES = frozenset(s.value for s in TaskState)
@@ -145,6 +146,26 @@ class Resume:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """Why a queued task does not start yet: what it waits for, and until when if that is known."""
+
+    reason: str  # e.g. "waiting for codex-a: same folder", "usage limit reached; resumes at 15:05"
+    until: str | None = None  # when it starts by itself (ISO, UTC); None: once the reason is gone
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "until": self.until}
+
+    @classmethod
+    def read(cls, f: Fields) -> Waiting | None:
+        reason = f.text("reason")
+        if reason is None:
+            if f.data:
+                f.bad.append(f.prefix.rstrip("."))
+            return None
+        return cls(reason, _moment(f, "until"))
+
+
+@dataclass(frozen=True)
 class Cursor:
     """Where the daemon is in the task's files; lets a new daemon carry on exactly."""
 
@@ -239,6 +260,7 @@ class TaskStatus:
     taken: Taken | None = None  # None: a task an older codexd took
     incidents: tuple[Incident, ...] | None = None  # None: an older codexd's record (its log tells)
     usage: Usage | None = None  # the sum of daemon.sessions; None: no figure yet, or an older record
+    waiting: Waiting | None = None  # a queued task held back, and why; None: it starts when a slot is free
 
     @property
     def is_terminal(self) -> bool:
@@ -283,6 +305,7 @@ class TaskStatus:
             "taken": self.taken.to_dict() if self.taken else None,
             "incidents": None if self.incidents is None else [i.to_dict() for i in self.incidents],
             "usage": self.usage.to_dict() if self.usage else None,
+            "waiting": self.waiting.to_dict() if self.waiting else None,
         }
 
     @classmethod
@@ -318,6 +341,7 @@ class TaskStatus:
             taken=Taken.read(f.within("taken")),
             incidents=incidents.read_all(f),
             usage=Usage.read(f.within("usage")),
+            waiting=Waiting.read(f.within("waiting")),
         )
         if f.bad:
             warn("status.fields_ignored", task_id, f.bad)
