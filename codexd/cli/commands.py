@@ -248,12 +248,15 @@ def restart(ctx: click.Context, task_id: str, timeout: float) -> None:
 @cli.command()
 @click.argument("task_id")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming its Codex session.")
+@click.option(
+    "--max-tokens", type=COUNT, metavar="N", help="Its token budget from now on (its tokens so far count)."
+)
 @confirm_timeout(30.0)
 @click.pass_context
-def retry(ctx: click.Context, task_id: str, fresh: bool, timeout: float) -> int:
+def retry(ctx: click.Context, task_id: str, fresh: bool, max_tokens: int | None, timeout: float) -> int:
     """Run a failed or cancelled task again under its id, resuming its Codex session."""
     tasks = tasks_of(ctx)
-    before = tasks.request_retry(task_id, fresh)
+    before = tasks.request_retry(task_id, fresh, max_tokens)
     thread = None if fresh else before.thread_id
     how = f"resumes Codex session {thread}" if thread else "starts afresh"
     if tasks.daemon_pid() is None:
