@@ -14,6 +14,7 @@ from codexd import api
 from codexd.config import limits
 from codexd.errors import BrokenRecord, CodexdError
 from codexd.notify.redact import redact
+from codexd.present.shown import json_safe
 from codexd.tasks import store
 
 
@@ -91,7 +92,7 @@ def confirm_timeout(default: float) -> Callable[[Callable[..., Any]], Callable[.
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    click.echo(json_safe(json.dumps(data, indent=2, ensure_ascii=False)))
 
 
 def say_broken(broken: list[BrokenRecord]) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from codexd.clock import duration, parse_iso
-from codexd.present.shown import md_text, shown, shown_line
+from codexd.present.shown import json_safe, md_text, shown, shown_line
 from codexd.present.views import tokens_text
 from codexd.present.vocabulary import STATUS_ICONS, item_line, outcome_text
 from codexd.tasks import store
@@ -270,7 +270,7 @@ def _html_list(level: int, title: str, entries: list[str], escaped: bool = False
 
 def render(report: dict[str, Any], form: str) -> str:
     if form == "json":
-        return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+        return json_safe(json.dumps(report, indent=2, ensure_ascii=False)) + "\n"
     if form == "html":
         return html_page(f"codexd: {report['task_id']}", html_report(report))
     return markdown(report)
@@ -320,5 +320,5 @@ def aggregate_markdown(total: dict[str, Any]) -> str:
 
 def render_aggregate(total: dict[str, Any], form: str) -> str:
     if form == "json":
-        return json.dumps(total, indent=2, ensure_ascii=False) + "\n"
+        return json_safe(json.dumps(total, indent=2, ensure_ascii=False)) + "\n"
     return aggregate_markdown(total)
