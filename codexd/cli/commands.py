@@ -18,7 +18,7 @@ import click
 
 from codexd import api
 from codexd.cli import admin, cleanup, options, reporting
-from codexd.cli.options import COUNT, SECONDS, confirm_timeout, print_json, say_broken, tasks_of
+from codexd.cli.options import COUNT, SECONDS, TASK_ID, confirm_timeout, print_json, say_broken, tasks_of
 from codexd.errors import EXIT_FAILURE, EXIT_USAGE, BrokenRecord, CodexdError, ConfigError, InvalidInput
 from codexd.notify.redact import redact
 from codexd.present import views
@@ -116,7 +116,7 @@ def _print_list_json(tasks: api.Tasks) -> None:
 
 
 @cli.command()
-@click.argument("task_id")
+@click.argument("task_id", type=TASK_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print status.json.")
 @click.pass_context
 def status(ctx: click.Context, task_id: str, as_json: bool) -> None:
@@ -127,7 +127,7 @@ def status(ctx: click.Context, task_id: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("task_id")
+@click.argument("task_id", type=TASK_ID)
 @click.option("-n", "lines", type=COUNT, help="Only the last N lines.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the task ends.")
 @click.option("--raw", is_flag=True, help="Codex's raw events (events.jsonl) instead of progress.log.")
@@ -156,7 +156,7 @@ def _shown_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 @cli.command()
-@click.argument("task_id")
+@click.argument("task_id", type=TASK_ID)
 @click.pass_context
 def results(ctx: click.Context, task_id: str) -> int:
     """A task's results.json."""
@@ -173,7 +173,7 @@ def results(ctx: click.Context, task_id: str) -> int:
 
 
 @cli.command()
-@click.argument("task_id", required=False)
+@click.argument("task_id", type=TASK_ID, required=False)
 @click.option("--raw", is_flag=True, help="Open the task's raw Codex events (events.jsonl).")
 @click.pass_context
 def monitor(ctx: click.Context, task_id: str | None, raw: bool) -> None:
@@ -191,7 +191,7 @@ def monitor(ctx: click.Context, task_id: str | None, raw: bool) -> None:
 
 
 @cli.command()
-@click.argument("task_id")
+@click.argument("task_id", type=TASK_ID)
 @click.option("--timeout", type=SECONDS, metavar="SECONDS", help="Give up after this long (exit 124).")
 @click.pass_context
 def wait(ctx: click.Context, task_id: str, timeout: float | None) -> int:
@@ -202,7 +202,7 @@ def wait(ctx: click.Context, task_id: str, timeout: float | None) -> int:
 
 
 @cli.command()
-@click.argument("task_id")
+@click.argument("task_id", type=TASK_ID)
 @confirm_timeout(30.0)
 @click.pass_context
 def stop(ctx: click.Context, task_id: str, timeout: float) -> int:
@@ -225,7 +225,7 @@ def stop(ctx: click.Context, task_id: str, timeout: float) -> int:
 
 
 @cli.command()
-@click.argument("task_id")
+@click.argument("task_id", type=TASK_ID)
 @confirm_timeout(60.0)
 @click.pass_context
 def restart(ctx: click.Context, task_id: str, timeout: float) -> None:
@@ -246,7 +246,7 @@ def restart(ctx: click.Context, task_id: str, timeout: float) -> None:
 
 
 @cli.command()
-@click.argument("task_id")
+@click.argument("task_id", type=TASK_ID)
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming its Codex session.")
 @click.option(
     "--max-tokens", type=COUNT, metavar="N", help="Its token budget from now on (its tokens so far count)."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,8 +77,36 @@ class Count(_IntType):
         return int(text)
 
 
+class TaskId(click.ParamType[str]):
+    """A task id argument: the shell completes it from the task folders' names."""
+
+    name = "task_id"
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[click.shell_completion.CompletionItem]:
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(name) for name in task_ids(ctx.find_root().meta.get("config"), incomplete)]
+
+
+def task_ids(config: str | None, prefix: str) -> list[str]:
+    """The task ids in the tasks folder that start with `prefix`; none when it cannot be read
+    (completion never prints an error into the user's command line)."""
+    from codexd.config import paths
+    from codexd.config.defaultdirs import is_task_id
+
+    try:
+        root = paths.resolve(config).tasks_dir
+        names = [e.name for e in os.scandir(root) if e.is_dir(follow_symlinks=False)]
+    except Exception:  # a broken config or folder: nothing to offer
+        return []
+    return sorted(n for n in names if n.startswith(prefix) and not n.startswith(".") and is_task_id(n))
+
+
 SECONDS = Seconds()
 COUNT = Count()
+TASK_ID = TaskId()
 
 
 def confirm_timeout(default: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
