@@ -47,7 +47,7 @@ def task_row(task: dict[str, Any], now: datetime | None = None) -> tuple[str, ..
     )
 
 
-STATUS_HELD = 24  # characters of what holds a queued task, in the list's STATUS column
+STATUS_HELD = 30  # characters of what holds a queued task, in the list's STATUS column
 
 
 def status_text(task: dict[str, Any]) -> str:

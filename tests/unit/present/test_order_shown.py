@@ -36,7 +36,7 @@ def queued(task_id: str = "codex-b", **changes: Any) -> TaskStatus:
 
 
 def test_the_status_column_says_what_holds_a_queued_task_briefly() -> None:
-    assert views.status_text(queued().to_dict()) == "queued (after codex-a; priority…)"
+    assert views.status_text(queued().to_dict()) == "queued (after codex-a; priority 5)"
     no_priority = queued(taken=Taken(after=("codex-a",)))
     assert views.status_text(no_priority.to_dict()) == "queued (after codex-a)"
     folder = queued(taken=Taken(), waiting=Waiting("waiting for codex-a: same folder"))
