@@ -80,12 +80,17 @@ def test_a_failed_dependency_cancels_the_task_naming_it(env, model_world, daemon
     assert waited.returncode == 1 and "cancelled" in waited.stdout
 
 
-def test_with_one_slot_the_higher_priority_starts_next(env, model_world, daemon):
+def slow_one_running(env, model_world, daemon, task_id: str, **settings: str) -> None:
+    """A daemon with `settings`, and a slow task `task_id` it runs."""
     model_world(SCENARIOS)
-    env.set(CODEXD_MAX_PARALLEL="1")
+    env.set(**settings)
     daemon()
-    submit(env, "slow", "first")
-    wait_for(lambda: status_of(env, "first").get("status") == "in_progress", 30, "first to run")
+    submit(env, "slow", task_id)
+    wait_for(lambda: status_of(env, task_id).get("status") == "in_progress", 30, f"{task_id} to run")
+
+
+def test_with_one_slot_the_higher_priority_starts_next(env, model_world, daemon):
+    slow_one_running(env, model_world, daemon, "first", CODEXD_MAX_PARALLEL="1")
     submit(env, "short", "low1")
     submit(env, "short", "low2")
     submit(env, "short", "high", "--priority", "5")
@@ -96,11 +101,7 @@ def test_with_one_slot_the_higher_priority_starts_next(env, model_world, daemon)
 
 
 def test_two_tasks_in_one_folder_run_one_after_the_other(env, model_world, daemon):
-    model_world(SCENARIOS)
-    env.set(CODEXD_SHARE_FOLDERS="false")
-    daemon()
-    submit(env, "slow", "a")
-    wait_for(lambda: status_of(env, "a").get("status") == "in_progress", 30, "a to run")
+    slow_one_running(env, model_world, daemon, "a", CODEXD_SHARE_FOLDERS="false")
     submit(env, "short", "b")
     wait_for(lambda: reason(env, "b") == "waiting for a: same folder", 30, "b to wait for a's folder")
     assert "queued (same folder)" in env.codexd("list").stdout

@@ -23,19 +23,17 @@ def world(tmp_path: Path) -> Any:
 
 
 def put(w: World, task_id: str, cwd: Path | None = None, **fields: Any) -> None:
-    """Submit without waiting for it to start."""
+    """Submit without waiting for it to start, in a folder of its own unless `cwd` is given."""
     folder = cwd or w.tmp / "work" / task_id
     folder.mkdir(parents=True, exist_ok=True)
-    intake.submit(
-        b"Do it.\n",
-        "t.md",
-        tasks=w.sup.tasks,
-        spool_dir=w.settings.spool_dir,
-        known_types=tasktypes.BUILTIN,
-        overrides={"task_id": task_id, "cwd": str(folder), **fields},
-    )
+    overrides = {"task_id": task_id, "cwd": str(folder), **fields}
+    intake.submit(b"Do it.\n", "t.md", **world_intake(w), overrides=overrides)
     w.sup.schedule.rescan_at = 0.0
     w.sup.tick()
+
+
+def world_intake(w: World) -> dict[str, Any]:
+    return {"tasks": w.sup.tasks, "spool_dir": w.settings.spool_dir, "known_types": tasktypes.BUILTIN}
 
 
 def child_of(w: World, task_id: str) -> Any:
