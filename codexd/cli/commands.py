@@ -23,6 +23,7 @@ from codexd.errors import EXIT_FAILURE, EXIT_USAGE, BrokenRecord, CodexdError, C
 from codexd.notify.redact import redact
 from codexd.present import views
 from codexd.tasks import taskid
+from codexd.tasks.taken import MAX_PRIORITY
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,12 +70,21 @@ def _read_instructions(source: str) -> tuple[bytes, str]:
 @click.option("--cwd", help="Folder Codex works in (default: the current folder).")
 @click.option("--timeout", type=SECONDS, metavar="S", help="Wall time for the whole task; then it fails.")
 @click.option("--max-tokens", type=COUNT, metavar="N", help="Tokens for the whole task; then it fails.")
+@click.option("--after", metavar="ID[,ID...]", help="Start only once these tasks have completed.")
+@click.option(
+    "--priority",
+    type=click.IntRange(-MAX_PRIORITY, MAX_PRIORITY),
+    metavar="N",
+    help=f"Higher starts first among queued tasks (-{MAX_PRIORITY}..{MAX_PRIORITY}, default 0).",
+)
 @click.pass_context
 def start(ctx: click.Context, /, source: str, **given: Any) -> None:
     """Submit a task; prints its id alone on stdout."""
     raw, name = _read_instructions(source)
     tasks = tasks_of(ctx)
     given["type"] = given.pop("kind")
+    if given["after"] is not None:  # "a,b" -> ["a", "b"]; the front matter check judges each id
+        given["after"] = [part.strip() for part in given["after"].split(",") if part.strip()]
     new_id = tasks.submit(raw, name, **given)
     click.echo(new_id)
     if tasks.daemon_pid() is None:

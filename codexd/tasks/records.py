@@ -270,6 +270,14 @@ class TaskStatus:
     def is_active(self) -> bool:
         return self.status in ACTIVE
 
+    @property
+    def after(self) -> tuple[str, ...]:
+        return self.taken.after if self.taken else ()
+
+    @property
+    def priority(self) -> int:
+        return self.taken.priority if self.taken else 0
+
     def with_(self, **changes: Any) -> TaskStatus:
         return replace(self, **changes)
 
@@ -306,6 +314,8 @@ class TaskStatus:
             "incidents": None if self.incidents is None else [i.to_dict() for i in self.incidents],
             "usage": self.usage.to_dict() if self.usage else None,
             "waiting": self.waiting.to_dict() if self.waiting else None,
+            "after": list(self.after),  # from `taken`, shown here for users and scripts
+            "priority": self.priority,
         }
 
     @classmethod
