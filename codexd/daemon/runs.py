@@ -19,10 +19,10 @@ import psutil
 import structlog
 
 from codexd import tailing
-from codexd.clock import Clock, duration, iso
+from codexd.clock import Clock, duration, iso, parse_iso
 from codexd.codex import containment, outcome
 from codexd.config.settings import Settings
-from codexd.daemon import checkup, follower, launcher, rules
+from codexd.daemon import checkup, follower, launcher, rules, usagelimit
 from codexd.daemon.inbox import Exited
 from codexd.daemon.ledger import Ledger
 from codexd.daemon.processes import Child, Processes, cgroup_of
@@ -58,6 +58,7 @@ class Runs:
         self._runs = 0
         self._enders: dict[str, threading.Thread] = {}  # ending the trees of tasks that ended
         self.behind = False  # a task's output is not all read yet: the loop should not wait
+        self.limit = usagelimit.UsageLimit(book)  # the account's
 
     def track(self, status: TaskStatus) -> Running:
         self._runs += 1
@@ -111,7 +112,7 @@ class Runs:
             return
         counts = {"restarts": status.restarts + 1} if owed.kind == ResumeKind.RESTART else {}
         counts = {"retries": status.retries + 1} if owed.kind == ResumeKind.RETRY else counts
-        status = status.with_(**counts)
+        status = status.with_(**counts, waiting=None)  # a usage-limit wait is over
         what = f"Resumed Codex session {thread}" if thread else "Started the task afresh"
         line = f"{what} (pid {popen.pid}; restarts {status.restarts}, retries {status.retries})"
         if status.status == TaskState.STALLED:
@@ -307,11 +308,23 @@ class Runs:
             counted = status.with_(daemon=replace(status.daemon, streak=streak + 1))
             retry = Resume(0, ResumeKind.RETRY, f"the model endpoint failed ({error})")
             self._owe(running, now, retry, next_step.delay, next_step.line, counted)
+        elif next_step.action == "wait":
+            self._wait_for_limit(running, now, error)
         elif next_step.action == "fresh":
             counted = status.with_(thread_id=None, daemon=replace(status.daemon, afresh=afresh + 1))
             self._owe(running, now, Resume(0, ResumeKind.FRESH, ""), next_step.delay, next_step.line, counted)
         else:
             self._end_run(running, code, now, Ending(TaskState.FAILED, next_step.line, next_step.error))
+
+    def _wait_for_limit(self, running: Running, now: datetime, error: str) -> None:
+        """The account's usage limit: not failed, no retry or restart spent; the task keeps its
+        session and resumes it when the daemon-wide hold ends (at the reset Codex gives)."""
+        hold = self.limit.met(running.status, error, now, self.settings.health.usage_limit_wait)
+        waiting = hold.waiting(now)
+        line = f"Waiting: {waiting.reason} ({error})"
+        resume = Resume(0, ResumeKind.LIMIT, "the account's usage limit was reached; it has been reset")
+        delay = max(0.0, (parse_iso(hold.until) - now).total_seconds())
+        self._owe(running, now, resume, delay, line, running.status.with_(waiting=waiting))
 
     def _owe(
         self,
