@@ -19,18 +19,20 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from codexd import jsonlines, tailing
 from codexd.clock import iso, parse_iso
 from codexd.daemon import rules
-from codexd.daemon.ledger import Ledger
 from codexd.fields import Fields
 from codexd.tasks import files
 from codexd.tasks.records import TaskStatus, Waiting
 from codexd.tasks.states import TaskState
+
+if TYPE_CHECKING:
+    from codexd.daemon.ledger import Ledger
 
 log = structlog.get_logger()
 HOLD_FILE = ".usage-limit.json"  # in the tasks folder
@@ -243,6 +245,14 @@ class UsageLimit:
 
 
 def hold_of(tasks_dir: Path) -> Hold | None:
-    """The hold as its file says (for `codexd health` and the dashboard)."""
+    """The hold as its file says."""
     raw = files.read_text(tasks_dir / HOLD_FILE)
     return Hold.read(jsonlines.object_of(raw)) if raw is not None else None
+
+
+def account_wait(tasks_dir: Path, now: datetime) -> Waiting | None:
+    """What every task waits for while the account's usage limit holds (`health`, the dashboard)."""
+    hold = hold_of(tasks_dir)
+    if hold is None or hold.lifted or parse_iso(hold.until) <= now:
+        return None
+    return hold.waiting(now)

@@ -18,8 +18,9 @@ from tests.integration.test_notices import notify_to
 pytestmark = [pytest.mark.codex, pytest.mark.timeout(120)]
 
 SCENARIOS = {
-    # The limit resets in 3 s: the server's headers give the second (its message the minute).
-    "limited": [Once(Limit(resets_in=3), Say("done after the limit"))],
+    # The limit resets in 8 s (time for `status` and `health` to look during the wait): the
+    # server's headers give the second, its message only the minute.
+    "limited": [Once(Limit(resets_in=8), Say("done after the limit"))],
     # The server gives no reset time: Codex says "try again later".
     "limited_later": [Once(Limit(resets_in=None), Say("done after the wait"))],
     "next": [Say("the next task is done")],
@@ -48,10 +49,13 @@ def test_the_task_waits_for_the_reset_the_queue_holds_and_both_complete(env, mod
         assert (status["retries"], status["restarts"]) == (0, 0)
         assert held["reason"].startswith("usage limit reached; resumes at ")
         until = parse_iso(held["until"]).timestamp()
-        assert 0 < until - time.time() < 5  # to the second, from the rollout, not the minute's end
+        assert 0 < until - time.time() < 9  # to the second, from the rollout, not the minute's end
         queued = wait_for(lambda: waiting_of(env, second), 10, "the queued task to show the wait")
         assert queued == held and env.status(second)["status"] == "queued"
+        health = env.codexd("health")
         shown = env.codexd("status", second)
+        assert time.time() < until, "the wait ended before codexd was asked: a slow machine"
+        assert f"account: {held['reason']}" in health.stdout.splitlines(), health.stdout
         assert f"waiting   {held['reason']}" in shown.stdout, shown.stdout
 
         done = finished(env, first)

@@ -248,3 +248,24 @@ def test_a_second_task_at_the_limit_joins_the_hold_with_one_notice(world) -> Non
     meet_the_limit(w, PLUS.format(at=at_local(reset)), "t2", run=1)
     assert w.status("t2")["waiting"] == w.status()["waiting"]
     assert [e for e, _ in heard if e.startswith("usage")] == ["usage_limit"]
+
+
+# -- where it is shown ------------------------------------------------------------------------
+
+
+def test_health_the_dashboard_and_the_api_say_the_account_waits(world) -> None:
+    from codexd import api
+    from codexd.cli.dashboard import task_lines
+    from codexd.present import views
+
+    w = world()
+    w.submit()
+    meet_the_limit(w, QUOTA)
+    tasks = api.Tasks(w.settings.tasks_dir)
+    held = tasks.usage_limit(w.clock.now())
+    assert held is not None and held.reason == w.status()["waiting"]["reason"]
+    daemon = {"pid": 1, "last_check": None}
+    report = {"daemon": daemon, "tasks": [], "findings": [], "account": held.to_dict()}
+    assert f"account: {held.reason}" in views.health_report(report).splitlines()
+    assert str(task_lines(w.status(), w.clock.now())["current"]) == f"Waiting: {held.reason}"
+    assert tasks.usage_limit(w.clock.now() + timedelta(seconds=901)) is None  # over: nothing to say
