@@ -26,6 +26,7 @@ import structlog
 from codexd import jsonlines, tailing
 from codexd.clock import iso, parse_iso
 from codexd.daemon import rules
+from codexd.errors import CodexdError
 from codexd.fields import Fields
 from codexd.tasks import files
 from codexd.tasks.records import TaskStatus, Waiting
@@ -221,7 +222,7 @@ class UsageLimit:
             return running.status
         try:
             return self.book.queued_status(task_id) or self.book.tasks.read_status(task_id)
-        except (OSError, ValueError) as exc:  # removed by hand: the notice has no task to name
+        except CodexdError as exc:  # removed by hand, or broken: the notice has no task to name
             log.warning("usage_limit.task_gone", task_id=task_id, error=str(exc))
             return None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -269,3 +270,18 @@ def test_health_the_dashboard_and_the_api_say_the_account_waits(world) -> None:
     assert f"account: {held.reason}" in views.health_report(report).splitlines()
     assert str(task_lines(w.status(), w.clock.now())["current"]) == f"Waiting: {held.reason}"
     assert tasks.usage_limit(w.clock.now() + timedelta(seconds=901)) is None  # over: nothing to say
+
+
+def test_a_hold_whose_task_was_removed_lifts_without_a_notice(tmp_path: Path) -> None:
+    from codexd.daemon.ledger import Ledger
+    from codexd.tasks import store
+
+    now = datetime(2026, 11, 26, 15, 0, tzinfo=UTC)
+    hold = usagelimit.Hold("gone", iso(now - timedelta(hours=1)), iso(now), QUOTA, attempt=1)
+    (tmp_path / usagelimit.HOLD_FILE).write_text(json.dumps(hold.to_dict()))
+    book = Ledger(store.TaskStore(tmp_path))
+    heard: list[str] = []
+    book.listeners.append(lambda status, event: heard.append(event))
+    limit = usagelimit.UsageLimit(book)
+    assert limit.active(now - timedelta(seconds=1)) and not limit.holds(now)
+    assert heard == [] and usagelimit.hold_of(tmp_path) == replace(hold, lifted=True)
