@@ -19,7 +19,7 @@ import psutil
 import structlog
 
 from codexd import tailing
-from codexd.clock import Clock, duration, iso, parse_iso
+from codexd.clock import Clock, duration, iso
 from codexd.codex import containment, outcome
 from codexd.config.settings import Settings
 from codexd.daemon import checkup, follower, launcher, rules, usagelimit
@@ -308,23 +308,14 @@ class Runs:
             counted = status.with_(daemon=replace(status.daemon, streak=streak + 1))
             retry = Resume(0, ResumeKind.RETRY, f"the model endpoint failed ({error})")
             self._owe(running, now, retry, next_step.delay, next_step.line, counted)
-        elif next_step.action == "wait":
-            self._wait_for_limit(running, now, error)
+        elif next_step.action == "wait":  # the account's usage limit: no retry spent, the hold says how long
+            wait = self.limit.wait(status, error, now, self.settings.health.usage_limit_wait)
+            self._owe(running, now, wait.resume, wait.delay, wait.line, status.with_(waiting=wait.waiting))
         elif next_step.action == "fresh":
             counted = status.with_(thread_id=None, daemon=replace(status.daemon, afresh=afresh + 1))
             self._owe(running, now, Resume(0, ResumeKind.FRESH, ""), next_step.delay, next_step.line, counted)
         else:
             self._end_run(running, code, now, Ending(TaskState.FAILED, next_step.line, next_step.error))
-
-    def _wait_for_limit(self, running: Running, now: datetime, error: str) -> None:
-        """The account's usage limit: not failed, no retry or restart spent; the task keeps its
-        session and resumes it when the daemon-wide hold ends (at the reset Codex gives)."""
-        hold = self.limit.met(running.status, error, now, self.settings.health.usage_limit_wait)
-        waiting = hold.waiting(now)
-        line = f"Waiting: {waiting.reason} ({error})"
-        resume = Resume(0, ResumeKind.LIMIT, "the account's usage limit was reached; it has been reset")
-        delay = max(0.0, (parse_iso(hold.until) - now).total_seconds())
-        self._owe(running, now, resume, delay, line, running.status.with_(waiting=waiting))
 
     def _owe(
         self,

@@ -29,7 +29,7 @@ from codexd.daemon import rules
 from codexd.errors import CodexdError
 from codexd.fields import Fields
 from codexd.tasks import files
-from codexd.tasks.records import TaskStatus, Waiting
+from codexd.tasks.records import Resume, ResumeKind, TaskStatus, Waiting
 from codexd.tasks.states import TaskState
 
 if TYPE_CHECKING:
@@ -160,6 +160,16 @@ class Hold:
         return cls(task_id, since, until, f.text("error") or "", attempt, f.data.get("lifted") is True)
 
 
+@dataclass(frozen=True)
+class Wait:
+    """What a task that met the limit owes: a resume at the hold's end, and why it waits."""
+
+    resume: Resume
+    delay: float  # seconds until it resumes
+    line: str  # for progress.log
+    waiting: Waiting
+
+
 class UsageLimit:
     """The hold, its file, and what it tells the ledger (the queue's waits, the notices)."""
 
@@ -191,6 +201,15 @@ class UsageLimit:
             log.warning("usage_limit.reached", task_id=status.task_id, until=hold.until, error=error)
             self.book.emit(status.with_(waiting=hold.waiting(now)), "usage_limit")
         return hold
+
+    def wait(self, status: TaskStatus, error: str, now: datetime, wait: float) -> Wait:
+        """The task keeps its session and resumes it when the hold ends: not failed, and
+        counted in neither restarts nor retries (`ResumeKind.LIMIT`)."""
+        hold = self.met(status, error, now, wait)
+        waiting = hold.waiting(now)
+        resume = Resume(0, ResumeKind.LIMIT, "the account's usage limit was reached; it has been reset")
+        delay = max(0.0, (parse_iso(hold.until) - now).total_seconds())
+        return Wait(resume, delay, f"Waiting: {waiting.reason} ({error})", waiting)
 
     def holds(self, now: datetime) -> bool:
         """True while the hold lasts: every queued task shows why it waits. At its time it
