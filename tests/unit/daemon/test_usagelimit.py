@@ -285,3 +285,24 @@ def test_a_hold_whose_task_was_removed_lifts_without_a_notice(tmp_path: Path) ->
     limit = usagelimit.UsageLimit(book)
     assert limit.active(now - timedelta(seconds=1)) and not limit.holds(now)
     assert heard == [] and usagelimit.hold_of(tmp_path) == replace(hold, lifted=True)
+
+
+def test_a_dependency_that_ends_during_the_hold_cancels_its_dependents_at_once(world) -> None:
+    w = world()
+    w.submit()
+    meet_the_limit(w, PLUS.format(at=at_local(w.clock.now() + timedelta(hours=2))))
+    intake.submit(
+        b"Do it.\n",
+        "t.md",
+        tasks=w.sup.tasks,
+        spool_dir=w.settings.spool_dir,
+        known_types=tasktypes.BUILTIN,
+        overrides={"task_id": "t2", "cwd": str(w.tmp), "after": ["t1"]},
+    )
+    w.sup.schedule.rescan_at = 0.0
+    w.tick_until(lambda: w.status("t2").get("waiting") is not None)
+    assert w.status("t2")["waiting"]["reason"].startswith("usage limit reached")
+    w.sup.requests.cancel("t1", w.clock.now())
+    w.tick_until(lambda: w.status("t2")["status"] == "cancelled")
+    assert w.status("t2")["error"] == "cancelled: t1, which it runs after, was cancelled"
+    assert len(w.procs.started) == 1
