@@ -69,6 +69,12 @@ def _read_instructions(source: str) -> tuple[bytes, str]:
 @click.option("--cwd", help="Folder Codex works in (default: the current folder).")
 @click.option("--timeout", type=SECONDS, metavar="S", help="Wall time for the whole task; then it fails.")
 @click.option("--max-tokens", type=COUNT, metavar="N", help="Tokens for the whole task; then it fails.")
+@click.option(
+    "--worktree/--no-worktree",
+    default=None,
+    help="Run in a new git worktree of the cwd's repository, on branch codexd/<task-id>.",
+)
+@click.option("--base", metavar="REF", help="Where the worktree starts: a branch, tag or commit (else HEAD).")
 @click.pass_context
 def start(ctx: click.Context, /, source: str, **given: Any) -> None:
     """Submit a task; prints its id alone on stdout."""

@@ -141,6 +141,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     types: dict[str, TaskTypeSettings] = Field(default_factory=dict)
+    worktree: bool = False  # every task in a git worktree of its own unless it says worktree = false
 
     @field_validator("tasks_dir", "spool_dir", mode="before")
     @classmethod

@@ -25,6 +25,8 @@ KEYS: dict[str, str] = {
     "max_tokens": "tokens the whole task may use",
     "notify_urls": "more apprise URLs for this task's notices",
     "notify_tags": "tags choosing which tagged notify.urls hear this task",
+    "worktree": "true: run in a new git worktree of cwd, on branch codexd/<task-id>",
+    "base": "the branch, tag or commit the worktree starts from (default: HEAD)",
 }
 
 
@@ -65,6 +67,7 @@ def _check_fields(fields: dict[str, Any]) -> None:
         taskid.check(fields["task_id"])
     _check_notify(fields)
     _check_limits(fields)
+    _check_worktree(fields)
 
 
 def _check_limits(fields: dict[str, Any]) -> None:
@@ -78,6 +81,14 @@ def _check_limits(fields: dict[str, Any]) -> None:
     tokens = fields.get("max_tokens")
     if tokens is not None and not (isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 1):
         raise InvalidInput("front matter max_tokens must be a whole number of tokens, 1 or more")
+
+
+def _check_worktree(fields: dict[str, Any]) -> None:
+    if "worktree" in fields and not isinstance(fields["worktree"], bool):
+        raise InvalidInput("front matter worktree must be true or false")
+    base = fields.get("base")
+    if base is not None and (not isinstance(base, str) or not base.strip() or base.startswith("-")):
+        raise InvalidInput("front matter base must name a branch, tag or commit (where the worktree starts)")
 
 
 def _string_list(fields: dict[str, Any], key: str) -> list[str]:

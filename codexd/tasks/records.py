@@ -15,6 +15,7 @@ from codexd.tasks.incidents import Incident, IncidentKind
 from codexd.tasks.states import ACTIVE, TERMINAL, TaskState
 from codexd.tasks.taken import Taken
 from codexd.tasks.usage import Usage
+from codexd.tasks.worktree import Worktree
 
 __all__ = [
     "MAX_PID",
@@ -239,6 +240,7 @@ class TaskStatus:
     taken: Taken | None = None  # None: a task an older codexd took
     incidents: tuple[Incident, ...] | None = None  # None: an older codexd's record (its log tells)
     usage: Usage | None = None  # the sum of daemon.sessions; None: no figure yet, or an older record
+    worktree: Worktree | None = None  # the git worktree it runs in (made at its first launch)
 
     @property
     def is_terminal(self) -> bool:
@@ -258,6 +260,12 @@ class TaskStatus:
         return replace(self, incidents=incidents.added(self.incidents, Incident(at, kind, text)))
 
     def to_dict(self) -> dict[str, Any]:
+        found = self._fields()
+        if self.worktree is not None:  # SPEC: present only for a task run in one
+            found["worktree"] = self.worktree.to_dict()
+        return found
+
+    def _fields(self) -> dict[str, Any]:
         return {
             "task_id": self.task_id,
             "type": self.type,
@@ -318,6 +326,7 @@ class TaskStatus:
             taken=Taken.read(f.within("taken")),
             incidents=incidents.read_all(f),
             usage=Usage.read(f.within("usage")),
+            worktree=Worktree.read(f.within("worktree")),
         )
         if f.bad:
             warn("status.fields_ignored", task_id, f.bad)

@@ -23,6 +23,8 @@ class Taken:
     own_urls: bool = False  # its front matter has notify_urls (read from there, never kept here)
     timeout: float | None = None  # its own wall-time limit (else health.timeout)
     max_tokens: int | None = None  # its own token budget (else health.max_tokens)
+    worktree: bool = False  # run in a git worktree of its own (front matter, else the setting)
+    base: str | None = None  # the worktree starts from this ref (else the repository's HEAD)
 
     @classmethod
     def of(cls, fields: dict[str, Any], body_offset: int) -> Taken:
@@ -35,6 +37,8 @@ class Taken:
             bool(fields.get("notify_urls")),
             float(timeout) if timeout is not None else None,
             int(tokens) if tokens is not None else None,
+            fields.get("worktree") is True,
+            str(fields["base"]) if fields.get("base") is not None else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -44,6 +48,8 @@ class Taken:
             "own_urls": self.own_urls,
             "timeout": self.timeout,
             "max_tokens": self.max_tokens,
+            "worktree": self.worktree,
+            "base": self.base,
         }
 
     @classmethod
@@ -60,6 +66,8 @@ class Taken:
             own_urls=own if isinstance(own, bool) else f.ignore("own_urls", True),  # unsure: look
             timeout=_timeout(f),
             max_tokens=f.integer("max_tokens", None, 1),
+            worktree=f.data.get("worktree") is True,
+            base=f.text("base"),
         )
 
 
