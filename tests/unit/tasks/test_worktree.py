@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from codexd.errors import CodexdError, InvalidInput
 from codexd.fields import Fields
 from codexd.tasks import intake, worktree
+from codexd.tasks.states import TaskState
 from codexd.tasks.worktree import Worktree
 
 
@@ -153,7 +155,11 @@ def test_the_record_reads_back_and_an_incomplete_one_is_ignored():
 
 @pytest.mark.parametrize(
     ("env", "table", "expected"),
-    [({}, {}, False), ({}, {"worktree": True}, True), ({"CODEXD_WORKTREE": "false"}, {"worktree": True}, False)],
+    [
+        ({}, {}, False),
+        ({}, {"worktree": True}, True),
+        ({"CODEXD_WORKTREE": "false"}, {"worktree": True}, False),
+    ],
 )
 def test_the_default_comes_from_the_environment_else_the_config(env, table, expected):
     assert worktree.default_of(table, env) is expected
@@ -166,7 +172,9 @@ def test_intake_refuses_a_worktree_task_outside_git_and_a_base_without_a_worktre
         intake.check(f'+++\ncwd = "{plain}"\nworktree = true\n+++\ndo it\n'.encode(), ["generic"])
     with pytest.raises(InvalidInput, match="is not in a git repository"):
         intake.check(f'+++\ncwd = "{plain}"\n+++\ndo it\n'.encode(), ["generic"], worktree_default=True)
-    opted_out = intake.check(f'+++\ncwd = "{plain}"\nworktree = false\n+++\nx\n'.encode(), ["generic"], None, True)
+    opted_out = intake.check(
+        f'+++\ncwd = "{plain}"\nworktree = false\n+++\nx\n'.encode(), ["generic"], None, True
+    )
     assert opted_out.fields["worktree"] is False
     with pytest.raises(InvalidInput, match="base needs worktree = true"):
         intake.check(f'+++\ncwd = "{repo}"\nbase = "main"\n+++\ndo it\n'.encode(), ["generic"])
@@ -176,3 +184,17 @@ def test_intake_refuses_a_worktree_task_outside_git_and_a_base_without_a_worktre
         intake.check(b"+++\nworktree = true\n+++\ndo it\n", ["generic"])
     taken = intake.check(f'+++\ncwd = "{repo}"\n+++\ndo it\n'.encode(), ["generic"], None, True)
     assert taken.fields["worktree"] is True
+
+
+def test_status_json_keeps_the_worktree_and_the_taken_choice_and_has_none_for_other_tasks():
+    from codexd.tasks.records import TaskStatus
+    from codexd.tasks.taken import Taken
+
+    plain = TaskStatus("t", "generic", TaskState.QUEUED, "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z", "l")
+    assert "worktree" not in plain.to_dict()
+    tree = Worktree("/w", "codexd/t", "abc", "/r")
+    taken = Taken.of({"worktree": True, "base": "main"}, 0)
+    status = plain.with_(worktree=tree, taken=taken)
+    again = TaskStatus.from_dict(json.loads(json.dumps(status.to_dict())))
+    assert again.worktree == tree and again.taken == taken
+    assert again.taken is not None and again.taken.worktree and again.taken.base == "main"
