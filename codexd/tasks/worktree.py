@@ -187,11 +187,15 @@ def _is_worktree_of(path: Path, branch: str) -> bool:
 
 
 def codex_cwd(tree: Worktree, cwd: str | None) -> Path:
-    """Where Codex works: the same folder inside the worktree as the task's cwd in its checkout."""
+    """Where Codex works: the same folder inside the worktree as the task's cwd in its checkout
+    (made there when git does not hold it: an empty or untracked folder)."""
     if cwd and tree.repo:
         inside = os.path.relpath(os.path.realpath(cwd), os.path.realpath(tree.repo))
         if inside != "." and not inside.startswith(".."):
-            return Path(tree.path) / inside
+            folder = Path(tree.path) / inside
+            if os.path.isdir(tree.path):
+                folder.mkdir(parents=True, exist_ok=True)
+            return folder
     return Path(tree.path)
 
 
