@@ -98,7 +98,6 @@ class Removal:
             remove_worktree(status.task_id, path)
         return f" and its worktree {path}{kept}"
 
-
     def _unrecorded(self, task_id: str) -> dict[str, str] | None:
         """The worktree a launch made in the task folder before Codex failed to start (the
         failure's record does not name it): git must forget it too, or it stays listed."""
