@@ -5,52 +5,17 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
-from pathlib import Path
 
 import pytest
 
+from tests.acceptance.test_day_two import FLAKY
 from tests.conftest import wait_for
+from tests.gitrepos import git, make_repo
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(60)]
 
-# A "codex" that notes the folder it runs in, and whose turn fails until `pass` exists
-# beside the tasks folder.
-WHERE = """#!/bin/sh
-pwd >> "$CODEXD_TASK_DIR/pwd.log"
-printf '%s\\n' "$*" >> "$CODEXD_TASK_DIR/argv.log"
-cat > /dev/null
-printf '{"type":"thread.started","thread_id":"thread-1"}\\n'
-printf '{"type":"turn.started"}\\n'
-if [ -e "$CODEXD_TASK_DIR/../../pass" ]; then
-  printf '{"type":"item.completed","item":{"id":"i0","type":"agent_message","text":"all done"}}\\n'
-  printf '{"type":"turn.completed","usage":{}}\\n'
-else
-  printf '{"type":"turn.failed","error":{"message":"the build broke"}}\\n'
-  exit 1
-fi
-"""
-
-
-def git(*args: str, cwd: Path) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.email=a@b", "-c", "user.name=a", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
-def make_repo(path: Path, commit: bool = True) -> Path:
-    path.mkdir()
-    git("init", "-q", "-b", "main", cwd=path)
-    if commit:
-        (path / "a.txt").write_text("a\n")
-        git("add", "a.txt", cwd=path)
-        git("commit", "-q", "-m", "first", cwd=path)
-    return path
+# The flaky "codex" of test_day_two, noting also the folder it runs in.
+WHERE = FLAKY.replace("#!/bin/sh\n", '#!/bin/sh\npwd >> "$CODEXD_TASK_DIR/pwd.log"\n', 1)
 
 
 def start(env, *args: str):
@@ -83,7 +48,7 @@ def test_start_with_worktree_outside_a_git_repository_is_refused_in_one_line(env
 
 
 def test_a_repository_without_a_commit_and_a_base_that_is_no_commit_are_refused(env):
-    empty = make_repo(env.root / "empty", commit=False)
+    empty = make_repo(env.root / "empty", first_commit=False)
     one_line_refusal(
         start(env, "--worktree", "--cwd", str(empty)), f"the git repository {empty} has no commit yet"
     )

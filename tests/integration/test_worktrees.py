@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.acceptance.test_worktrees import git, make_repo
 from tests.fake_model import Call, Hang, Once, Say
+from tests.gitrepos import checkout, git, make_repo
 from tests.integration.test_codex_tasks import finished
 
 pytestmark = [pytest.mark.codex, pytest.mark.timeout(120)]
@@ -32,18 +32,6 @@ def submit_in(env, repo: Path, scenario: str, task_id: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == f"{task_id}\n"
-
-
-def checkout(repo: Path) -> tuple[str, ...]:
-    """What the user sees of their checkout: HEAD, its branch, the index, the files and changes."""
-    files = sorted(str(p.relative_to(repo)) for p in repo.rglob("*") if ".git" not in p.parts)
-    return (
-        git("rev-parse", "HEAD", cwd=repo),
-        git("symbolic-ref", "HEAD", cwd=repo),
-        git("ls-files", "--stage", cwd=repo),
-        git("status", "--porcelain", "--untracked-files=all", cwd=repo),
-        *files,
-    )
 
 
 def test_two_worktree_tasks_in_one_repository_run_at_once_each_committing_on_its_own_branch(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from codexd.present import reports, views
 from codexd.tasks import worktree
-from tests.unit.tasks.test_worktree import commit, git
+from tests.gitrepos import commit, make_repo
 
 
 def record(tree: worktree.Worktree | None) -> dict[str, object]:
@@ -22,11 +22,7 @@ def record(tree: worktree.Worktree | None) -> dict[str, object]:
 
 
 def made(tmp_path: Path) -> worktree.Worktree:
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    git("init", "-q", "-b", "main", cwd=repo)
-    commit(repo, "a.txt")
-    return worktree.create("t1", repo, tmp_path / "t1", None)
+    return worktree.create("t1", make_repo(tmp_path / "repo"), tmp_path / "t1", None)
 
 
 def test_the_report_shows_the_branch_its_base_its_commits_and_the_diff_stat(tmp_path):

@@ -13,49 +13,18 @@ from codexd.fields import Fields
 from codexd.tasks import intake, worktree
 from codexd.tasks.states import TaskState
 from codexd.tasks.worktree import Worktree
-
-
-def git(*args: str, cwd: Path) -> str:
-    done = subprocess.run(
-        ["git", "-c", "user.email=a@b", "-c", "user.name=a", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip()
-
-
-def commit(repo: Path, name: str, text: str = "x\n") -> str:
-    (repo / name).write_text(text)
-    git("add", name, cwd=repo)
-    git("commit", "-q", "-m", f"add {name}", cwd=repo)
-    return git("rev-parse", "HEAD", cwd=repo)
+from tests.gitrepos import checkout, commit, git, make_repo
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    found = tmp_path / "repo"
-    (found / "sub").mkdir(parents=True)
-    git("init", "-q", "-b", "main", cwd=found)
-    commit(found, "a.txt")
+    found = make_repo(tmp_path / "repo")
+    (found / "sub").mkdir()
     return found
 
 
-def checkout_state(repo: Path) -> tuple[str, ...]:
-    """What the user sees of their checkout: HEAD, branch, index and files, status."""
-    files = sorted(str(p.relative_to(repo)) for p in repo.rglob("*") if ".git" not in p.parts)
-    return (
-        git("rev-parse", "HEAD", cwd=repo),
-        git("symbolic-ref", "HEAD", cwd=repo),
-        git("ls-files", "--stage", cwd=repo),
-        git("status", "--porcelain", "--untracked-files=all", cwd=repo),
-        *files,
-    )
-
-
 def test_a_worktree_is_made_in_the_task_folder_on_its_branch_and_the_checkout_is_untouched(repo, tmp_path):
-    before = checkout_state(repo)
+    before = checkout(repo)
     head = git("rev-parse", "HEAD", cwd=repo)
     task_dir = tmp_path / "tasks" / "t1"
     task_dir.mkdir(parents=True)
@@ -63,7 +32,7 @@ def test_a_worktree_is_made_in_the_task_folder_on_its_branch_and_the_checkout_is
     assert made == Worktree(str(task_dir / "worktree"), "codexd/t1", head, str(repo))
     assert git("symbolic-ref", "HEAD", cwd=task_dir / "worktree") == "refs/heads/codexd/t1"
     assert (task_dir / "worktree" / "a.txt").read_text() == "x\n"
-    assert checkout_state(repo) == before
+    assert checkout(repo) == before
     assert git("branch", "--format=%(refname:short)", cwd=repo).splitlines() == ["codexd/t1", "main"]
 
 
