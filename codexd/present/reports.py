@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from codexd.clock import duration, parse_iso
+from codexd.present.branch import branch_line, branch_notes, branch_work
 from codexd.present.shown import md_text, shown, shown_line
 from codexd.present.views import tokens_text
 from codexd.present.vocabulary import STATUS_ICONS, item_line, outcome_text
-from codexd.tasks import store, worktree
-from codexd.tasks.worktree import Worktree
+from codexd.tasks import store
 
 # progress.log lines that belong under "Errors and restarts" (the text after the time), for
 # a task an older codexd took: the daemon now records incidents in status.json.
@@ -222,34 +222,12 @@ def _size(n: int) -> str:
 # -- the branch of a task run in a git worktree -------------------------------------------------
 
 
-def branch_work(status: dict[str, Any]) -> dict[str, Any] | None:
-    """A worktree task's branch, base, commits and diff stat (git asked now); None for others."""
-    from codexd.fields import Fields
-
-    tree = Worktree.read(Fields(status).within("worktree"))
-    return None if tree is None else {**tree.to_dict(), **worktree.describe(tree).to_dict()}
-
-
-def branch_line(work: dict[str, Any]) -> str:
-    """`codexd/t1 from 3f2a9c1 (worktree /path)`."""
-    return f"{work['branch']} from {str(work['base'])[:12]} (worktree {work['path']})"
-
-
-def _branch_notes(work: dict[str, Any]) -> list[str]:
-    notes = ["... and older commits"] if work["more_commits"] else []
-    if not work["commits"] and not work["problem"]:
-        notes.append("no commits yet")
-    if work["uncommitted_files"]:
-        notes.append(f"{work['uncommitted_files']} file(s) changed in the worktree and not committed")
-    return notes + ([work["problem"]] if work["problem"] else [])
-
-
 def _md_branch(work: dict[str, Any] | None, h: str) -> list[str]:
     if not work:
         return []
     lines = ["", f"{h}# Branch", "", md_code(branch_line(work)), ""]
     lines += [f"- {md_code(commit)}" for commit in work["commits"]]
-    lines += [f"- {md_text(note)}" for note in _branch_notes(work)]
+    lines += [f"- {md_text(note)}" for note in branch_notes(work)]
     if work["diff_stat"]:
         lines += ["", md_block("\n".join(work["diff_stat"]))]
     return lines
@@ -260,7 +238,7 @@ def _html_branch(work: dict[str, Any] | None, level: int) -> list[str]:
         return []
     e = _html
     entries = [f"<code>{e(commit)}</code>" for commit in work["commits"]]
-    entries += [e(note) for note in _branch_notes(work)]
+    entries += [e(note) for note in branch_notes(work)]
     parts = [f"<h{level}>Branch</h{level}>", f"<p><code>{e(branch_line(work))}</code></p>"]
     parts += [f"<ul>{''.join(f'<li>{entry}</li>' for entry in entries)}</ul>"] if entries else []
     if work["diff_stat"]:
