@@ -196,6 +196,8 @@ def submit(
     _check_holder(spool_dir, tasks.root)
     taken = _spool_taken(tasks, spool_dir)
     explicit = fields.get("task_id")
+    if checked.fields.get("worktree") and checked.cwd is not None:
+        taken = worktree.unbranched(taken, checked.cwd, explicit)
     if explicit is not None and taken(explicit):
         raise InvalidInput(f"task id {explicit!r} is already taken: choose another with --task-id")
     base = explicit or taskid.from_name(source_name)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,28 @@ def repository(cwd: Path, base: str | None = None) -> tuple[str, str]:
     return top, commit
 
 
+def unbranched(taken: Callable[[str], bool], cwd: Path, given: str | None) -> Callable[[str], bool]:
+    """`taken`, saying also an id whose branch codexd/<id> the repository has is taken (so a
+    made-up id skips it); a `given` id whose branch is there is refused, naming the fix."""
+    top, _ = repository(cwd)
+
+    if given is not None and _has_branch(top, branch_of(given)):
+        raise InvalidInput(_branch_there(given, top))
+    return lambda task_id: taken(task_id) or _has_branch(top, branch_of(task_id))
+
+
+def _has_branch(top: str, branch: str) -> bool:
+    return _out(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], top) is not None
+
+
+def _branch_there(task_id: str, top: str) -> str:
+    branch = branch_of(task_id)
+    return (
+        f"the branch {branch} already exists in {top} (from an earlier task of this id?): "
+        f"delete it with `git -C {top} branch -D {branch}` or submit under another id"
+    )
+
+
 # -- at launch ---------------------------------------------------------------------------------
 
 
@@ -155,15 +178,12 @@ def create(task_id: str, cwd: Path, task_dir: Path, base: str | None) -> Worktre
     except InvalidInput as exc:
         raise CodexdError(str(exc)) from None
     path, branch = task_dir / FOLDER, branch_of(task_id)
-    if _out(["rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"], top) is not None:
+    if _has_branch(top, branch):
         if _is_worktree_of(path, branch):
             # Made by a launch whose Codex then failed to start (its record was not written):
             # nothing ran in it, so its branch is still at the commit it started from.
             return Worktree(str(path), branch, _out(["rev-parse", "HEAD"], path) or commit, top)
-        raise CodexdError(
-            f"the branch {branch} already exists in {top} (from an earlier task of this id?): "
-            f"delete it with `git -C {top} branch -D {branch}` or submit under another id"
-        )
+        raise CodexdError(_branch_there(task_id, top))
     done = _git(["worktree", "add", "--quiet", "-b", branch, str(path), commit], top)
     if done.returncode != 0:
         raise CodexdError(f"git could not make the worktree {path}: {_why(done)}")

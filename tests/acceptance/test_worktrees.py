@@ -109,13 +109,27 @@ def test_every_run_of_a_task_a_retry_and_a_fresh_one_works_in_the_same_worktree(
     assert f"branch    codexd/build from {head[:12]}   worktree {tree}" in shown
 
 
-def test_a_branch_of_the_tasks_name_already_there_fails_it_naming_git_branch_d(env, daemon):
+def test_a_branch_of_the_tasks_name_already_there_is_refused_or_skipped_at_submission(env):
+    repo = make_repo(env.root / "repo")
+    git("branch", "codexd/again", cwd=repo)
+    one_line_refusal(
+        start(env, "--worktree", "--cwd", str(repo), "--task-id", "again"),
+        f"the branch codexd/again already exists in {repo} (from an earlier task of this id?): "
+        f"delete it with `git -C {repo} branch -D codexd/again`",
+    )
+    path = env.write("again.md", "Build it.\n")
+    done = env.codexd("start", "--instructions", str(path), "--worktree", "--cwd", str(repo))
+    assert done.returncode == 0 and done.stdout == "again-2\n", done.stderr  # a made-up id skips it
+
+
+def test_a_spool_task_whose_branch_is_already_there_fails_naming_git_branch_d(env, daemon):
     repo = make_repo(env.root / "repo")
     git("branch", "codexd/again", cwd=repo)
     where_codex(env)
     (env.root / "pass").touch()
     daemon()
-    assert start(env, "--worktree", "--cwd", str(repo), "--task-id", "again").returncode == 0
+    (env.spool / "again.md").write_text(f'+++\ncwd = "{repo}"\nworktree = true\n+++\nBuild it.\n')
+    wait_for((env.tasks / "again" / "status.json").exists, 10, "the task to be taken")
     failed = ended(env, "again")
     assert failed["status"] == "failed" and "worktree" not in failed
     assert f"git -C {repo} branch -D codexd/again" in failed["error"]
