@@ -150,3 +150,19 @@ def test_rm_of_a_task_whose_codex_never_started_removes_its_worktree_and_keeps_t
     assert done.stdout == f"removed lost and its worktree {tree}, keeping its branch codexd/lost\n"
     assert git("worktree", "list", "--porcelain", cwd=repo).count("worktree ") == 1
     assert git("branch", "--list", "codexd/lost", cwd=repo)
+
+
+def test_with_the_setting_on_a_spool_file_runs_in_a_worktree_unless_it_opts_out(env, daemon):
+    repo = make_repo(env.root / "repo")
+    where_codex(env)
+    (env.root / "pass").touch()
+    env.set(CODEXD_WORKTREE="true")
+    daemon()
+    (env.spool / "inside.md").write_text(f'+++\ncwd = "{repo}"\n+++\nBuild it.\n')
+    (env.spool / "outside.md").write_text(f'+++\ncwd = "{repo}"\nworktree = false\n+++\nBuild it.\n')
+    wait_for((env.tasks / "outside" / "status.json").exists, 10, "the tasks to be taken")
+    inside, outside = ended(env, "inside"), ended(env, "outside")
+    assert inside["status"] == outside["status"] == "completed"
+    assert inside["worktree"]["branch"] == "codexd/inside" and "worktree" not in outside
+    assert (env.tasks / "inside" / "pwd.log").read_text() == f"{env.tasks / 'inside' / 'worktree'}\n"
+    assert (env.tasks / "outside" / "pwd.log").read_text() == f"{repo}\n"
