@@ -88,10 +88,12 @@ def task_lines(task: dict[str, Any], now: datetime) -> dict[str, Text]:
         f"{key.capitalize()}: {task[key]}" for key in ("restarts", "stalls", "retries") if task.get(key)
     ]
     current = progress.get("current") if task.get("status") not in TERMINAL else None
+    waiting = task.get("waiting") if isinstance(task.get("waiting"), dict) else None
+    doing = f"Current: {current}" if current else ""
     said = {
         "count": views.progress_text(progress),
         "items": "\n".join(map(_item, progress.get("items") or [])) or "nothing finished yet",
-        "current": f"Current: {current}" if current else "",
+        "current": f"Waiting: {waiting.get('reason')}" if waiting else doing,  # the usage limit
         "last": f"Last log: [{_local(last.get('at'), now)}] {last.get('text')}" if last else "No log yet",
         "recovery": "   ".join(recovery),
         "error": f"Error: {task['error']}" if task.get("error") else "",
@@ -334,6 +336,8 @@ class TaskList(Screen[None]):
         return [(task_id, kind, _loud_state(status), *rest) for task_id, kind, status, *rest in rows]
 
     def show(self) -> None:
+        held = self.tasks.usage_limit(self.now())  # the whole queue waits: said above the table
+        self.sub_title = f"account: {held.reason}" if held else "Enter opens a task, Escape comes back"
         rows = self.rows()
         if rows == self._shown:
             return

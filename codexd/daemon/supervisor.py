@@ -289,6 +289,8 @@ class Supervisor:
             self.book.emit(status, "queued")
 
     def _start_queued(self, now: datetime) -> None:
+        if self.runs.limit.holds(now):
+            return  # the account's usage limit: no task starts before its reset (usagelimit)
         if not self.queued:
             return
         ready = [s for s in self.queued if not self.runs.ending(s.task_id)]  # a retry waits for its last tree

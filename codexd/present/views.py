@@ -199,6 +199,8 @@ def health_report(found: dict[str, Any]) -> str:
         lines = [f"daemon: running (pid {daemon['pid']}); its last health check: {last}"]
     else:
         lines = ["daemon: not running: tasks are not supervised; start it with `codexd daemon`"]
+    if found.get("account"):
+        lines.append(f"account: {found['account']['reason']}")
     tasks = found["tasks"]
     lines.append(f"active tasks: {len(tasks)}")
     lines += [_task_health(task) for task in tasks]
