@@ -149,6 +149,7 @@ class Settings(BaseSettings):
     types: dict[str, TaskTypeSettings] = Field(default_factory=dict)
     # Tasks without a worktree of their own may run at once in one folder (else one waits).
     share_folders: bool = False
+    worktree: bool = False  # every task in a git worktree of its own unless it says worktree = false
 
     @field_validator("tasks_dir", "spool_dir", mode="before")
     @classmethod
