@@ -40,7 +40,9 @@ from codexd.notify import endpoints
 from codexd.notify.redact import redact
 
 ENV_PREFIX = "CODEXD_"
-NoticeEvent = Literal["completed", "failed", "stalled", "cancelled", "restarted"]
+NoticeEvent = Literal[
+    "completed", "failed", "stalled", "cancelled", "restarted", "usage_limit", "usage_resumed"
+]
 
 
 # Every duration is finite and at most a year, and a count is what a machine can do (limits.py).
@@ -87,6 +89,7 @@ class HealthSettings(_Table):
     check_timeout: Seconds = 30  # each step of a health check
     timeout: Seconds | None = None  # wall time for a whole task, across restarts; None: no limit
     max_tokens: Annotated[int, Field(ge=1)] | None = None  # tokens for a whole task; None: no limit
+    usage_limit_wait: Seconds = 900  # the account's usage limit reached, no reset time given: doubles
     # A silent task whose tree keeps working (CPU, growing files) is not stalled, for this long
     # without progress at most; and "working" is more than `busy_cpu` of one core (daemon/busy.py).
     busy_timeout: Seconds = 7200
@@ -110,6 +113,9 @@ def _default_events() -> list[NoticeEvent]:
 class NotifySettings(_Table):
     urls: list[SecretStr] = Field(default_factory=list)  # apprise URLs, each optionally `tag,tag=URL`
     events: list[NoticeEvent] = Field(default_factory=_default_events)
+    # The account's usage-limit notices (usage_limit, usage_resumed) go out whatever `events`
+    # lists, unless this is false: a queue that stops for hours must not stop unseen.
+    account: bool = True
     backoff: Seconds = 10  # first wait after a failed delivery; doubles each time
     backoff_max: Seconds = 900
     expire: Seconds = 86400  # a notice not delivered within this is given up
@@ -156,6 +162,9 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     types: dict[str, TaskTypeSettings] = Field(default_factory=dict)
+    # Tasks without a worktree of their own may run at once in one folder (else one waits).
+    share_folders: bool = False
+    worktree: bool = False  # every task in a git worktree of its own unless it says worktree = false
 
     @field_validator("tasks_dir", "spool_dir", mode="before")
     @classmethod

@@ -22,7 +22,7 @@ from codexd import tailing
 from codexd.clock import Clock, iso
 from codexd.codex import containment, outcome
 from codexd.config.settings import Settings
-from codexd.daemon import busy, checkup, follower, launcher, rules
+from codexd.daemon import busy, checkup, follower, launcher, rules, usagelimit
 from codexd.daemon.inbox import Exited
 from codexd.daemon.ledger import Ledger
 from codexd.daemon.processes import Child, Processes, cgroup_of
@@ -59,6 +59,7 @@ class Runs:
         self._enders: dict[str, threading.Thread] = {}  # ending the trees of tasks that ended
         self.busy = busy.Tracker()  # what silent tasks' trees are doing (tests give it a fake tree)
         self.behind = False  # a task's output is not all read yet: the loop should not wait
+        self.limit = usagelimit.UsageLimit(book)  # the account's
 
     def track(self, status: TaskStatus) -> Running:
         self._runs += 1
@@ -112,7 +113,7 @@ class Runs:
             return
         counts = {"restarts": status.restarts + 1} if owed.kind == ResumeKind.RESTART else {}
         counts = {"retries": status.retries + 1} if owed.kind == ResumeKind.RETRY else counts
-        status = status.with_(**counts)
+        status = status.with_(**counts, waiting=None)  # a usage-limit wait is over
         what = f"Resumed Codex session {thread}" if thread else "Started the task afresh"
         line = f"{what} (pid {popen.pid}; restarts {status.restarts}, retries {status.retries})"
         if status.status == TaskState.STALLED:
@@ -185,15 +186,13 @@ class Runs:
                 self._resume(running, now)
             return
         if not isinstance(phase, Watched):
-            self.busy.forget(running.task_id)
-            return
+            return  # (what was seen of its tree is forgotten with its run: busy.FORGOTTEN)
         limits = rules.timeouts_of(running.status, self.settings.health)
         task_dir, at = self.tasks.dir(running.task_id), (mono, now.timestamp())
         quiet, news = self.busy.quiet(running, task_dir, at, limits, self.settings.health)
         if news is not None:  # its tree seen working: kept in its record, for `codexd health` too
             self.book.append(running, now, *news)
-        idle = mono - running.active
-        if rules.is_stalled(idle, limits[0], quiet, limits[1]):
+        if rules.is_stalled(idle := mono - running.active, limits[0], quiet, limits[1]):
             self._stall(running, now, idle, quiet)
 
     def _over_budget(self, running: Running, now: datetime) -> bool:
@@ -315,6 +314,9 @@ class Runs:
             counted = status.with_(daemon=replace(status.daemon, streak=streak + 1))
             retry = Resume(0, ResumeKind.RETRY, f"the model endpoint failed ({error})")
             self._owe(running, now, retry, next_step.delay, next_step.line, counted)
+        elif next_step.action == "wait":  # the account's usage limit: no retry spent, the hold says how long
+            wait = self.limit.wait(status, error, now, self.settings.health.usage_limit_wait)
+            self._owe(running, now, wait.resume, wait.delay, wait.line, status.with_(waiting=wait.waiting))
         elif next_step.action == "fresh":
             counted = status.with_(thread_id=None, daemon=replace(status.daemon, afresh=afresh + 1))
             self._owe(running, now, Resume(0, ResumeKind.FRESH, ""), next_step.delay, next_step.line, counted)

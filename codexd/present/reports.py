@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from codexd.clock import duration, parse_iso
-from codexd.present.shown import md_text, shown, shown_line
+from codexd.present.branch import branch_line, branch_notes, branch_work
+from codexd.present.shown import json_safe, md_text, shown, shown_line
 from codexd.present.views import tokens_text
 from codexd.present.vocabulary import STATUS_ICONS, item_line, outcome_text
 from codexd.tasks import store
@@ -59,6 +60,8 @@ def build(status: dict[str, Any], results: dict[str, Any] | None, task_dir: Path
         "incidents": incidents(status, task_dir / store.PROGRESS),
         "artifacts": artifacts(task_dir / store.ARTIFACTS),
         "results": results,
+        "order": order_of(status),
+        "worktree": branch_work(status),
     }
 
 
@@ -127,6 +130,28 @@ def counts_line(report: dict[str, Any]) -> str | None:
     return head + (": " + " · ".join(parts) if parts else "")
 
 
+# -- order: dependencies and priority ---------------------------------------------------------
+
+
+def order_of(status: dict[str, Any]) -> dict[str, Any]:
+    """What the task ran (or runs) after, its priority, and what it waits for now, if anything."""
+    after, priority, waiting = status.get("after"), status.get("priority"), status.get("waiting")
+    return {
+        "after": [str(a) for a in after] if isinstance(after, list) else [],
+        "priority": priority if isinstance(priority, int) and not isinstance(priority, bool) else 0,
+        "waiting": waiting.get("reason") if isinstance(waiting, dict) else None,
+    }
+
+
+def order_said(report: dict[str, Any]) -> list[str]:
+    """The order section's lines; none for a task with no dependencies, priority 0, not waiting."""
+    order = report.get("order") or {}
+    said = [f"Runs after: {', '.join(order['after'])}"] if order.get("after") else []
+    said += [f"Priority: {order['priority']}"] if order.get("priority") else []
+    said += [f"Waiting: {order['waiting']}"] if order.get("waiting") else []
+    return said
+
+
 # -- Markdown --------------------------------------------------------------------------------
 
 
@@ -142,9 +167,11 @@ def markdown(report: dict[str, Any], level: int = 1) -> str:
     lines += _md_section(
         f"{h}# Artifacts", [f"- {md_code(a['path'])} ({_size(a['bytes'])})" for a in report["artifacts"]]
     )
+    lines += _md_section(f"{h}# Order", [f"- {md_text(line)}" for line in order_said(report)])
     trouble = [f"- **Error:** {md_text(report['error'])}"] if report["error"] else []
     trouble += [f"- {md_text(i['at'] + ' ' + i['text'])}" for i in _incidents(report)]
     lines += _md_section(f"{h}# Errors and restarts", trouble)
+    lines += _md_branch(report.get("worktree"), h)
     return "\n".join(lines) + "\n"
 
 
@@ -216,6 +243,33 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+# -- the branch of a task run in a git worktree -------------------------------------------------
+
+
+def _md_branch(work: dict[str, Any] | None, h: str) -> list[str]:
+    if not work:
+        return []
+    lines = ["", f"{h}# Branch", "", md_code(branch_line(work)), ""]
+    lines += [f"- {md_code(commit)}" for commit in work["commits"]]
+    lines += [f"- {md_text(note)}" for note in branch_notes(work)]
+    if work["diff_stat"]:
+        lines += ["", md_block("\n".join(work["diff_stat"]))]
+    return lines
+
+
+def _html_branch(work: dict[str, Any] | None, level: int) -> list[str]:
+    if not work:
+        return []
+    e = _html
+    entries = [f"<code>{e(commit)}</code>" for commit in work["commits"]]
+    entries += [e(note) for note in branch_notes(work)]
+    parts = [f"<h{level}>Branch</h{level}>", f"<p><code>{e(branch_line(work))}</code></p>"]
+    parts += [f"<ul>{''.join(f'<li>{entry}</li>' for entry in entries)}</ul>"] if entries else []
+    if work["diff_stat"]:
+        parts.append(f'<div class="summary">{e(chr(10).join(work["diff_stat"]))}</div>')
+    return parts
+
+
 # -- HTML: one self-contained file --------------------------------------------------------------
 
 STYLE = """
@@ -255,9 +309,11 @@ def html_report(report: dict[str, Any], level: int = 1) -> str:
         )
     files = [f"<code>{e(a['path'])}</code> ({_size(a['bytes'])})" for a in report["artifacts"]]
     parts += _html_list(sub, "Artifacts", files, escaped=True)
+    parts += _html_list(sub, "Order", order_said(report))
     trouble = [f'<span class="error">Error: {e(report["error"])}</span>'] if report["error"] else []
     trouble += [e(f"{i['at']} {i['text']}") for i in _incidents(report)]
     parts += _html_list(sub, "Errors and restarts", trouble, escaped=True)
+    parts += _html_branch(report.get("worktree"), sub)
     return "\n".join(parts) + "\n"
 
 
@@ -270,7 +326,7 @@ def _html_list(level: int, title: str, entries: list[str], escaped: bool = False
 
 def render(report: dict[str, Any], form: str) -> str:
     if form == "json":
-        return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+        return json_safe(json.dumps(report, indent=2, ensure_ascii=False)) + "\n"
     if form == "html":
         return html_page(f"codexd: {report['task_id']}", html_report(report))
     return markdown(report)
@@ -320,5 +376,5 @@ def aggregate_markdown(total: dict[str, Any]) -> str:
 
 def render_aggregate(total: dict[str, Any], form: str) -> str:
     if form == "json":
-        return json.dumps(total, indent=2, ensure_ascii=False) + "\n"
+        return json_safe(json.dumps(total, indent=2, ensure_ascii=False)) + "\n"
     return aggregate_markdown(total)

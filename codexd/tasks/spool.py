@@ -101,7 +101,15 @@ def new_status(task_id: str, checked: Checked, tasks: TaskStore, now: str, accep
 class Spool:
     """The daemon's side of the spool folder."""
 
-    def __init__(self, spool_dir: Path, tasks: TaskStore, known_types: Iterable[str], clock: Clock):
+    def __init__(
+        self,
+        spool_dir: Path,
+        tasks: TaskStore,
+        known_types: Iterable[str],
+        clock: Clock,
+        worktree_default: bool = False,  # the `worktree` setting
+    ):
+        self.worktree_default = worktree_default
         self.dir = spool_dir
         self.tasks = tasks
         self.known_types = frozenset(known_types)
@@ -147,7 +155,7 @@ class Spool:
                 return busy_until  # look again then
         try:
             raw, identity = self._read(path, info)
-            checked = intake.check(raw, self.known_types)
+            checked = intake.check(raw, self.known_types, worktree_default=self.worktree_default)
             return self._accept(path, raw, identity, checked)
         except InvalidInput as exc:
             self.reject(path, str(exc))
@@ -178,8 +186,16 @@ class Spool:
             raise InvalidInput(f"task id {wanted!r} is already taken: choose another task_id")
         return str(wanted)
 
+    def _known(self, task_id: str) -> bool:
+        """A task, or a file in the spool that will be one (`after` may name it)."""
+        return self.tasks.is_taken(task_id) or (self.dir / f"{task_id}.md").exists()
+
     def _accept(self, path: Path, raw: bytes, identity: FileId, checked: Checked) -> TaskStatus | None:
         task_id = self._task_id(path, checked)
+        after = checked.fields.get("after", ())
+        if task_id in after:  # named after its own file, which is in the spool: known, but itself
+            raise InvalidInput(f"front matter after names the task itself ({task_id}): drop it from after")
+        intake.check_after(after, self._known)
         staging = self.tasks.stage(task_id)
         target = staging / store.INSTRUCTIONS
         try:
@@ -229,7 +245,9 @@ class Spool:
                 continue
             try:
                 checked = intake.check(
-                    intake.read_instruction_file(instructions, follow=False), self.known_types
+                    intake.read_instruction_file(instructions, follow=False),
+                    self.known_types,
+                    worktree_default=self.worktree_default,
                 )
                 status = self.finish(staging, task_id, checked)
             except InvalidInput as exc:
