@@ -81,15 +81,20 @@ def test_a_silent_command_that_keeps_a_core_busy_is_not_restarted(env, model_wor
     assert "Stalled" not in log_text(env, task_id)
 
 
-@pytest.mark.usefixtures("short_stalls")
-def test_a_silent_command_that_waits_on_nothing_is_still_a_stall(env, model_world, daemon):
+def completed(env, model_world, daemon, scenario: str) -> tuple[dict, str]:
+    """The scenario's task run to its end, which must be `completed`: (status, its log)."""
     model_world(SCENARIOS)
     daemon()
-    task_id = submit(env, "idle")
+    task_id = submit(env, scenario)
     status = finished(env, task_id, timeout=60)
     assert status["status"] == "completed", status["error"]
+    return status, log_text(env, task_id)
+
+
+@pytest.mark.usefixtures("short_stalls")
+def test_a_silent_command_that_waits_on_nothing_is_still_a_stall(env, model_world, daemon):
+    status, log = completed(env, model_world, daemon, "idle")
     assert (status["stalls"], status["restarts"]) == (1, 1)
-    log = log_text(env, task_id)
     assert (
         "Stalled: no progress for" in log and "(stall_timeout 2s)" in log and "Resumed Codex session" in log
     )
@@ -114,11 +119,7 @@ def test_a_command_busy_past_busy_timeout_is_a_stall(env, model_world, daemon):
 
 @pytest.mark.usefixtures("short_stalls")
 def test_a_silent_command_whose_file_keeps_growing_is_not_restarted(env, model_world, daemon):
-    model_world(SCENARIOS)
-    daemon()
-    task_id = submit(env, "writing")
-    status = finished(env, task_id, timeout=60)
-    assert status["status"] == "completed", status["error"]
+    status, log = completed(env, model_world, daemon, "writing")
     assert (status["stalls"], status["restarts"]) == (0, 0)
     assert (env.root / "fetched.bin").stat().st_size == 40 * 4096  # it ran to its end, once
-    assert " busy: " in log_text(env, task_id)
+    assert " busy: " in log
