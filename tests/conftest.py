@@ -118,6 +118,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
         CODEXD_HEALTH__BACKOFF="0.1",
         CODEXD_HEALTH__BACKOFF_MAX="1",
         PYTHONPATH=str(ROOT),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),  # the quick commands' cache, never the user's own
     )
     yield Env(tmp_path, values)
     kill_task_processes(tmp_path)
