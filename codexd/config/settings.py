@@ -102,7 +102,7 @@ class NotifySettings(_Table):
 
 
 class DaemonSettings(_Table):
-    poll_interval: float = Field(0.1, gt=0, le=10)  # how often running tasks' events are read
+    poll_interval: float = Field(0.1, gt=0, le=10)  # the loop sleeps at most this (daemon/taskwatch wakes it)
     status_interval: float = Field(1.0, ge=0, le=60)  # progress reaches status.json at most this late
     rescan_interval: Seconds = 60  # full spool rescan, behind the file watcher
     stop_grace: Seconds = 10  # SIGTERM to SIGKILL when a task's tree is stopped

@@ -33,7 +33,7 @@ from codexd.daemon.requests import Requests
 from codexd.daemon.running import Finishing, Running, Why
 from codexd.daemon.runs import Runs
 from codexd.daemon.scheduler import HealthSchedule
-from codexd.daemon.taskwatch import TaskWatcher
+from codexd.daemon.taskwatch import Reads, TaskWatcher
 from codexd.daemon.watcher import FolderWatcher
 from codexd.errors import CodexdError
 from codexd.notify.dispatch import Notifications
@@ -44,7 +44,6 @@ from codexd.tasks.spool import Spool
 log = structlog.get_logger()
 NOTICE_GRACE = 2.0  # at shutdown, deliveries under way get this long to be recorded
 FOLDER_CHECK = 1.0  # seconds between checks that running tasks' folders are still theirs
-READ_ALL = 5.0  # seconds between reads of every running task, whatever the task watcher said
 DEADLINES = 0.25  # seconds between checks of every task's deadlines (stall, backoff, budget)
 
 
@@ -53,7 +52,6 @@ class Schedule:
     rescan_at: float = 0.0  # when the spool and the requests folder are next rescanned
     spool_retry_at: float | None = None
     folders_at: float = 0.0  # when running tasks' folders are next checked
-    read_all_at: float = 0.0  # when every running task is next read
     deadlines_at: float = 0.0  # when every task's deadlines are next checked
 
 
@@ -92,7 +90,7 @@ class Supervisor:
         self._stopping = threading.Event()
         self._watcher: FolderWatcher | None = None
         self._taskwatch: TaskWatcher | None = None
-        self._grown: set[str] = set()  # tasks to read next round: they wrote, or had more to read
+        self.reads = Reads()
         self._health: HealthSchedule | None = None
 
     # -- the small public surface -------------------------------------------------
@@ -245,7 +243,7 @@ class Supervisor:
             case Changed():
                 self.schedule.rescan_at = 0.0
             case Grown(task_ids):
-                self._grown |= task_ids
+                self.reads.grown |= task_ids
             case Wake():
                 pass
 
@@ -277,21 +275,14 @@ class Supervisor:
         return True
 
     def _to_read(self) -> set[str] | None:
-        """The tasks to read this round (None: all of them). Those the task watcher saw write,
-        those with more left to read, those no watch covers; and all on the slow timer, so a
-        lost file event costs at most READ_ALL seconds."""
-        mono = self.clock.monotonic()
-        reading, self._grown = self._grown, set()
-        if self._taskwatch is None or mono >= self.schedule.read_all_at:
-            self.schedule.read_all_at = mono + READ_ALL
-            return None
-        covered = self._taskwatch.covers
-        return reading | {task_id for task_id in self.running if task_id not in covered}
+        """The tasks to read this round (None: all of them): see taskwatch.Reads."""
+        covered = self._taskwatch.covers if self._taskwatch is not None else None
+        return self.reads.due(self.clock.monotonic(), self.running.keys(), covered)
 
     def follow(self, running: Running, now: datetime) -> None:
         """One step of reading the task (named as runs.follow: the boundary says what failed)."""
-        if self.runs.follow(running, now):
-            self._grown.add(running.task_id)  # its budget ran out: the rest next round, at once
+        more = self.runs.follow(running, now)
+        self.reads.done(running.task_id, self.clock.monotonic(), more)
 
     def _at_deadline(self, running: Running) -> bool:
         """A stall is judged on all the task wrote: one at its deadline is read, event or not."""

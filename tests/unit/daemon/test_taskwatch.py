@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from codexd.clock import SystemClock
-from codexd.daemon import rollout, supervisor
+from codexd.daemon import rollout, taskwatch
 from codexd.daemon.supervisor import Supervisor
 from codexd.daemon.taskwatch import TaskWatcher
 from tests.unit.daemon.test_supervisor import THREAD, FakeProcesses, World
@@ -83,7 +83,7 @@ class WatchedWorld(World):
 
 
 def test_the_loop_reads_only_the_tasks_that_wrote(tmp_path, monkeypatch):
-    monkeypatch.setattr(supervisor, "READ_ALL", 3600.0)  # no safety read during the test
+    monkeypatch.setattr(taskwatch, "READ_ALL", 3600.0)  # no safety read during the test
     w = WatchedWorld(tmp_path, FakeProcesses())
     try:
         w.submit(task_id="t1")
@@ -118,7 +118,7 @@ def test_every_task_is_read_on_the_slow_timer_and_while_no_watch_covers_it(tmp_p
         w.sup._taskwatch.stop()  # a watcher that is down: every round reads every task
         w.events("t1", THREAD, MESSAGE)
         w.tick_until(lambda: "tick" in w.log("t1"), timeout=2)
-        w.sup.schedule.read_all_at = 0.0  # the slow timer is due: every task, watched or not
+        w.sup.reads._all_at = 0.0  # the slow timer is due: every task, watched or not
         assert w.sup._to_read() is None
     finally:
         w.sup.close()
@@ -135,3 +135,19 @@ def test_a_session_without_a_rollout_file_is_looked_for_again_later(tmp_path, mo
     assert rollout.find("s1") is None  # not looked for again at once: a search costs 80 µs
     monkeypatch.setattr(rollout, "LOOK_AGAIN", 0.0)
     assert rollout.find("s1") == Path(folder / "rollout-2026-11-26T18-00-00-s1.jsonl")
+
+
+def test_with_many_busy_tasks_each_is_read_less_often_and_nothing_is_lost():
+    reads = taskwatch.Reads()
+    running = [f"t{i}" for i in range(300)]  # 300 / READS: each task read at most every 3 s
+    assert reads.due(0.0, running, frozenset(running)) is None  # the first round reads all
+    for task_id in running:
+        reads.done(task_id, 0.0, more=task_id == "t7")
+    reads.grown |= {"t1", "t2"}
+    assert reads.due(1.0, running, frozenset(running)) == {"t7"}  # more to read: at once
+    assert reads.due(2.0, running, frozenset(running[1:])) == {"t0"}  # not covered by a watch
+    reads.done("t0", 2.0, more=False)
+    assert reads.due(3.0, running, frozenset(running)) == {"t1", "t2"}  # their writes, batched
+    assert reads.due(4.0, running, frozenset(running)) == set()
+    assert reads.due(5.0, running, frozenset(running)) is None  # the slow timer: all again
+    assert reads.due(5.1, running, None) is None  # no watch at all: all, every round
