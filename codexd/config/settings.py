@@ -123,7 +123,7 @@ class NotifySettings(_Table):
 
 
 class DaemonSettings(_Table):
-    poll_interval: float = Field(0.1, gt=0, le=10)  # how often running tasks' events are read
+    poll_interval: float = Field(0.1, gt=0, le=10)  # the loop sleeps at most this (daemon/taskwatch wakes it)
     status_interval: float = Field(1.0, ge=0, le=60)  # progress reaches status.json at most this late
     rescan_interval: Seconds = 60  # full spool rescan, behind the file watcher
     stop_grace: Seconds = 10  # SIGTERM to SIGKILL when a task's tree is stopped
@@ -249,14 +249,15 @@ def load(explicit_config: str | Path | None = None) -> tuple[Settings, Path]:
     env = env_problems(os.environ)
     if env:
         raise ConfigError(env)
-    # The folders as `paths` chooses them (validated here, with every other problem).
-    folders = {key: paths.folder_value(key, table) for key in paths.FOLDERS}
-    try:
-        loaded = bound(**{key: value for key, value in folders.items() if value is not None})
+    folders, problems = paths.folders(table)  # the quick commands' very function: they cannot disagree
+    try:  # a folder in error is reported once, from `problems`, not again by pydantic
+        loaded = bound(**{key: folders.get(key) or paths.default_folder(key) for key in paths.FOLDERS})
     except ValidationError as exc:
-        raise ConfigError([line for e in exc.errors() for line in _problems(e)]) from None
+        raise ConfigError(problems + [line for e in exc.errors() for line in _problems(e)]) from None
     except SettingsError as exc:  # what env_problems did not foresee
         raise ConfigError([f"settings from the environment: {exc}"]) from None
+    if problems:
+        raise ConfigError(problems)
     keep_secret([u.get_secret_value() for u in loaded.notify.urls])
     return loaded, path
 

@@ -55,9 +55,12 @@ class _Step:
 def advance(task_dir: Path, status: TaskStatus) -> Advance | None:
     """What the task's files say past the cursor (up to a budget); None when nothing new was written."""
     step = _Step(status.progress, status.thread_id, status.daemon, [])
-    for line in _budget(task_dir / store.EVENTS, step.cursor.events, step):
+    end = status.daemon.events  # the cursor is copied once a step, not once a line: that was most of its cost
+    for line in _budget(task_dir / store.EVENTS, end, step):
         _take_event(step, event_of(line))
-        step.cursor = replace(step.cursor, events=line.end)
+        end = line.end
+    if end != step.cursor.events:
+        step.cursor = replace(step.cursor, events=end)
     for line in _budget(task_dir / store.REPORTS, step.cursor.reports, step):
         report = (
             jsonlines.object_of(line.head) if not line.cut else None
@@ -123,7 +126,7 @@ def _take_event(step: _Step, event: dict[str, Any] | None) -> None:
     if update.usage is not None:  # the session's figure so far replaces its last; other sessions add
         sessions = {**step.cursor.sessions, step.thread or "": update.usage}
         step.cursor = replace(step.cursor, sessions=sessions)
-    if _work_done(event):
+    if step.cursor.streak and _work_done(event):
         step.cursor = replace(step.cursor, streak=0)  # the endpoint answered: a new failure starts afresh
 
 
