@@ -81,6 +81,8 @@ def task_lines(task: dict[str, Any], now: datetime) -> dict[str, Text]:
     recovery = [
         f"{key.capitalize()}: {task[key]}" for key in ("restarts", "stalls", "retries") if task.get(key)
     ]
+    cost = views.dollars(task.get("cost"))
+    recovery += [f"Estimated cost: {cost}"] if cost else []
     current = progress.get("current") if task.get("status") not in TERMINAL else None
     said = {
         "count": views.progress_text(progress),

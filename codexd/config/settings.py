@@ -126,6 +126,17 @@ class TaskTypeSettings(_Table):
         return value
 
 
+PerMillion = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+
+
+class PriceSettings(_Table):
+    """`[prices."MODEL"]`: USD per million tokens, for estimated costs (none without it)."""
+
+    input: PerMillion
+    cached_input: PerMillion
+    output: PerMillion  # Codex counts reasoning within output tokens
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CODEXD_", env_nested_delimiter="__", extra="forbid", allow_inf_nan=False
@@ -141,6 +152,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     types: dict[str, TaskTypeSettings] = Field(default_factory=dict)
+    prices: dict[str, PriceSettings] = Field(default_factory=dict)
 
     @field_validator("tasks_dir", "spool_dir", mode="before")
     @classmethod

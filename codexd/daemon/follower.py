@@ -8,7 +8,7 @@ steps (the loop comes back at once for the rest) and other tasks get their turn 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from codexd.codex.events import apply_event, apply_report, from_stderr
 from codexd.daemon import rollout
 from codexd.tasks import store
 from codexd.tasks.records import Cursor, Progress, TaskStatus, Usage
+from codexd.tasks.usage import Price, cost_of
 
 STEP_BYTES = 1 << 20  # of each file per step: a backlog of 1 GB is read in 1 MiB steps
 STEP_LINES = 4000  # and at most this many lines
@@ -52,8 +53,10 @@ class _Step:
     more: bool = False
 
 
-def advance(task_dir: Path, status: TaskStatus) -> Advance | None:
-    """What the task's files say past the cursor (up to a budget); None when nothing new was written."""
+def advance(task_dir: Path, status: TaskStatus, prices: Mapping[str, Price] | None = None) -> Advance | None:
+    """What the task's files say past the cursor (up to a budget); None when nothing new was written.
+
+    With `prices` (the settings' `[prices]`), the task's use is priced whenever it changes."""
     step = _Step(status.progress, status.thread_id, status.daemon, [])
     for line in _budget(task_dir / store.EVENTS, step.cursor.events, step):
         _take_event(step, event_of(line))
@@ -75,8 +78,9 @@ def advance(task_dir: Path, status: TaskStatus) -> Advance | None:
     if step.cursor == status.daemon:
         return None
     moved = status.with_(progress=step.progress, thread_id=step.thread, daemon=step.cursor)
-    if step.cursor.sessions != status.daemon.sessions:
-        moved = moved.with_(usage=Usage.total(step.cursor.sessions))
+    if (step.cursor.sessions, step.cursor.models) != (status.daemon.sessions, status.daemon.models):
+        cost = cost_of(step.cursor.sessions, step.cursor.models, prices or {})
+        moved = moved.with_(usage=Usage.total(step.cursor.sessions), cost=cost)
     return Advance(moved, step.lines, step.active, step.more)
 
 
@@ -106,10 +110,14 @@ def _take_rollout(step: _Step, thread: str) -> None:
     if str(path) != step.cursor.rollout:
         step.cursor = replace(step.cursor, rollout=str(path), rollout_at=0)
     for line in _budget(path, step.cursor.rollout_at, step):
-        used = rollout.usage_of(event_of(line))
+        event = event_of(line)
+        used = rollout.usage_of(event)
         known = step.cursor.sessions.get(thread)
         if used is not None and (known is None or used.total_tokens >= known.total_tokens):
             step.cursor = replace(step.cursor, sessions={**step.cursor.sessions, thread: used})
+        model = rollout.model_of(event)
+        if model is not None and step.cursor.models.get(thread) != model:
+            step.cursor = replace(step.cursor, models={**step.cursor.models, thread: model})
         step.cursor = replace(step.cursor, rollout_at=line.end)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from codexd.clock import duration, parse_iso
 from codexd.present.shown import md_text, shown, shown_line
-from codexd.present.views import tokens_text
+from codexd.present.views import cost_text, dollars, tokens_text
 from codexd.present.vocabulary import STATUS_ICONS, item_line, outcome_text
 from codexd.tasks import store
 
@@ -59,7 +59,7 @@ def build(status: dict[str, Any], results: dict[str, Any] | None, task_dir: Path
         "incidents": incidents(status, task_dir / store.PROGRESS),
         "artifacts": artifacts(task_dir / store.ARTIFACTS),
         "results": results,
-    }
+    } | ({"cost": status["cost"]} if cost_text(status.get("cost")) else {})
 
 
 def _timing(status: dict[str, Any]) -> dict[str, Any]:
@@ -167,6 +167,7 @@ def _facts(report: dict[str, Any]) -> list[tuple[str, str]]:
         facts.append(("Exit code", str(report["exit_code"])))
     if report.get("usage"):
         facts.append(("Tokens", tokens_text(report["usage"])))
+    facts.append(("Estimated cost", cost_text(report.get("cost")) or ""))
     return [(k, v) for k, v in facts if v]
 
 
@@ -293,7 +294,29 @@ def aggregate(reports: Iterable[dict[str, Any]], since: datetime | None, now: da
         "restarts": sum(r["restarts"] for r in chosen),
         "usage": _usage_total(chosen),
         "reports": chosen,
+    } | _cost_total(chosen)
+
+
+def _cost_total(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """`cost`: the estimates added up over the tasks that have one, and how many had none;
+    nothing at all when none has one (no price is set)."""
+    priced = [r["cost"]["usd"] for r in reports if dollars(r.get("cost"))]
+    if not priced:
+        return {}
+    usd = round(sum(priced), 6)
+    return {
+        "cost": {"usd": usd, "estimated": True, "tasks": len(priced), "unpriced": len(reports) - len(priced)}
     }
+
+
+def cost_line(total: dict[str, Any]) -> str | None:
+    """`Estimated cost: ≈ $1.20 (3 tasks; 1 had no price)`, or None."""
+    cost = total.get("cost")
+    said = dollars(cost)
+    if said is None or not isinstance(cost, dict):
+        return None
+    unpriced = f"; {cost['unpriced']} without a price, not counted" if cost.get("unpriced") else ""
+    return f"Estimated cost: {said} ({cost['tasks']} task{'s' if cost['tasks'] != 1 else ''}{unpriced})"
 
 
 def _usage_total(reports: list[dict[str, Any]]) -> dict[str, int]:
@@ -314,6 +337,8 @@ def aggregate_markdown(total: dict[str, Any]) -> str:
         lines += ["", "| outcome | items |", "|---|---|"]
         lines += [f"| {md_text(outcome_text(o))} | {n} |" for o, n in total["by_outcome"].items()]
     lines += ["", f"Restarts: {total['restarts']}", "", f"Tokens: {tokens_text(total['usage'])}", ""]
+    cost = cost_line(total)
+    lines += [cost, ""] if cost else []
     lines += [markdown(r, level=2) for r in total["reports"]]
     return "\n".join(lines)
 

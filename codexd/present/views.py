@@ -75,6 +75,23 @@ def tokens_text(usage: object) -> str:
     )
 
 
+def dollars(cost: object) -> str | None:
+    """`≈ $0.42` (`≈ $0.0035` below a cent) from a `cost` as status.json has it; None without one."""
+    usd = cost.get("usd") if isinstance(cost, dict) else None
+    if not isinstance(usd, int | float) or isinstance(usd, bool) or not 0 <= usd < 1e15:
+        return None
+    return f"≈ ${usd:,.2f}" if usd >= 0.01 or usd == 0 else f"≈ ${usd:.4f}"
+
+
+def cost_text(cost: object) -> str | None:
+    """`≈ $0.42 (gpt-5.1-codex, at the prices in your settings)`; None without a cost."""
+    said = dollars(cost)
+    if said is None or not isinstance(cost, dict):
+        return None
+    model = cost.get("model")
+    return f"{said} ({model}, at the prices in your settings)" if isinstance(model, str) else said
+
+
 def task_table(tasks: list[dict[str, Any]]) -> str:
     """`codexd list`: a row per task, then a line for each task flagged ⚠️ (results that did
     not match its type's schema)."""
@@ -106,6 +123,9 @@ def task_details(task: dict[str, Any]) -> str:
     lines.append(f"  progress  {progress_text(progress)}")
     if task.get("usage"):
         lines.append(f"  tokens    {tokens_text(task['usage'])}")
+    cost = cost_text(task.get("cost"))
+    if cost:
+        lines.append(f"  cost      {cost}")
     if progress.get("current"):
         lines.append(f"  current   {progress['current']}")
     for item in progress.get("items") or []:

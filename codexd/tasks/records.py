@@ -14,7 +14,7 @@ from codexd.tasks import incidents
 from codexd.tasks.incidents import Incident, IncidentKind
 from codexd.tasks.states import ACTIVE, TERMINAL, TaskState
 from codexd.tasks.taken import Taken
-from codexd.tasks.usage import Usage
+from codexd.tasks.usage import Cost, Usage, models_of
 
 __all__ = [
     "MAX_PID",
@@ -166,6 +166,7 @@ class Cursor:
     sessions: dict[str, Usage] = field(default_factory=dict)  # each Codex session's newest (cumulative) use
     rollout: str | None = None  # the session's rollout file being followed for its use so far
     rollout_at: int = 0  # bytes of it already read
+    models: dict[str, str] = field(default_factory=dict)  # each session's model, from its rollout
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -185,6 +186,7 @@ class Cursor:
             "sessions": {thread: used.to_dict() for thread, used in self.sessions.items()},
             "rollout": self.rollout,
             "rollout_at": self.rollout_at,
+            "models": self.models,
         }
 
     @classmethod
@@ -210,6 +212,7 @@ class Cursor:
             sessions=Usage.sessions(f.within("sessions")),
             rollout=f.text("rollout"),
             rollout_at=f.integer("rollout_at") or 0,
+            models=models_of(f.within("models")),
         )
 
 
@@ -239,6 +242,7 @@ class TaskStatus:
     taken: Taken | None = None  # None: a task an older codexd took
     incidents: tuple[Incident, ...] | None = None  # None: an older codexd's record (its log tells)
     usage: Usage | None = None  # the sum of daemon.sessions; None: no figure yet, or an older record
+    cost: Cost | None = None  # estimated from the user's [prices]; None (and absent): no price known
 
     @property
     def is_terminal(self) -> bool:
@@ -283,7 +287,7 @@ class TaskStatus:
             "taken": self.taken.to_dict() if self.taken else None,
             "incidents": None if self.incidents is None else [i.to_dict() for i in self.incidents],
             "usage": self.usage.to_dict() if self.usage else None,
-        }
+        } | ({"cost": self.cost.to_dict()} if self.cost else {})
 
     @classmethod
     def from_dict(cls, data: object) -> TaskStatus:
@@ -318,6 +322,7 @@ class TaskStatus:
             taken=Taken.read(f.within("taken")),
             incidents=incidents.read_all(f),
             usage=Usage.read(f.within("usage")),
+            cost=Cost.read(f.within("cost")),
         )
         if f.bad:
             warn("status.fields_ignored", task_id, f.bad)

@@ -6,7 +6,9 @@ it), so a task keeps each session's newest figure and adds up sessions, never ru
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from codexd.fields import Fields
 
@@ -62,3 +64,56 @@ class Usage:
 
 _USAGE_COUNTS = ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_output_tokens")
 _MAX_SESSIONS = 1000  # fresh starts a task may have had; more in a hand-made record are left out
+
+
+class Price(Protocol):
+    """What the user says a model costs, in USD per million tokens (`[prices.MODEL]`)."""
+
+    @property
+    def input(self) -> float: ...
+    @property
+    def cached_input(self) -> float: ...
+    @property
+    def output(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class Cost:
+    """An estimate from the user's prices: never a bill (Codex reports tokens, not money)."""
+
+    usd: float
+    model: str  # the model(s) priced, "a + b" when sessions used several
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"usd": self.usd, "model": self.model, "estimated": True}
+
+    @classmethod
+    def read(cls, f: Fields) -> Cost | None:
+        usd, model = f.number("usd"), f.text("model")
+        if usd is None or model is None:
+            if f.data:
+                f.bad.append(f.prefix.rstrip("."))
+            return None
+        return cls(usd, model)
+
+
+def priced(used: Usage, price: Price) -> float:
+    """USD for `used` at `price`: cached input at its own price, reasoning within output."""
+    fresh = max(used.input_tokens - used.cached_input_tokens, 0)
+    per_million = fresh * price.input + used.cached_input_tokens * price.cached_input
+    return (per_million + used.output_tokens * price.output) / 1_000_000
+
+
+def cost_of(sessions: dict[str, Usage], models: dict[str, str], prices: Mapping[str, Price]) -> Cost | None:
+    """The task's estimated cost; None unless every session that used tokens has a priced model."""
+    used = {thread: figure for thread, figure in sessions.items() if figure.total_tokens}
+    if not used or any(prices.get(models.get(thread, "")) is None for thread in used):
+        return None
+    usd = sum(priced(figure, prices[models[thread]]) for thread, figure in used.items())
+    return Cost(round(usd, 6), " + ".join(sorted({models[thread] for thread in used})))
+
+
+def models_of(f: Fields) -> dict[str, str]:
+    """Cursor.models: each session's model, as its rollout names it."""
+    found = {thread: f.text(thread) for thread in list(f.data)[:_MAX_SESSIONS]}
+    return {thread: model for thread, model in found.items() if model}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import wait_for
@@ -73,3 +75,30 @@ def test_a_fresh_retry_adds_a_new_session_to_what_the_stopped_one_used(env, mode
     assert status["status"] == "completed", status["error"]
     # the fresh session's three answered requests, added to the stopped session's figure
     assert status["usage"]["total_tokens"] == before + 3 * CHARGED_TOTAL
+
+
+PRICES = '[prices."gpt-5.1-codex"]\ninput = 1.25\ncached_input = 0.125\noutput = 10.0\n'
+
+
+def test_a_price_in_the_settings_gives_the_estimated_cost_of_a_real_run(env, model_world, daemon):
+    model_world({"two_steps": [Call("echo first"), Say("done")]})
+    (env.root / "config.toml").write_text(PRICES)
+    daemon()
+    task_id = submit(env, "two_steps")
+    status = finished(env, task_id)
+    assert status["status"] == "completed", status["error"]
+    # two answered requests on the model the fake's Codex home names, priced per million tokens
+    fresh, cached = CHARGE["input_tokens"] - CHARGE["cached_tokens"], CHARGE["cached_tokens"]
+    usd = 2 * (fresh * 1.25 + cached * 0.125 + CHARGE["output_tokens"] * 10.0) / 1e6
+    assert status["cost"] == {"usd": pytest.approx(usd), "model": "gpt-5.1-codex", "estimated": True}
+    shown = env.codexd("status", task_id)
+    assert f"≈ ${usd:.4f} (gpt-5.1-codex" in shown.stdout, shown.stdout
+    report = env.codexd("report", task_id, "--format", "json")
+    assert json.loads(report.stdout)["cost"]["usd"] == pytest.approx(usd)
+
+
+def test_without_prices_a_real_run_has_no_cost(env, model_world, daemon):
+    model_world({"two_steps": [Call("echo first"), Say("done")]})
+    daemon()
+    status = finished(env, submit(env, "two_steps"))
+    assert status["usage"]["total_tokens"] == 2 * CHARGED_TOTAL and "cost" not in status
