@@ -10,15 +10,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from codexd import jsonlines
+from codexd.clock import iso
 from codexd.codex.events import apply_event, apply_report, from_stderr
 from codexd.daemon import rollout
 from codexd.tasks import store
 from codexd.tasks.records import Cursor, Progress, TaskStatus, Usage
-from codexd.tasks.usage import Price, cost_of
+from codexd.tasks.usage import RUNS_KEPT, Price, Run, cost_of
 
 STEP_BYTES = 1 << 20  # of each file per step: a backlog of 1 GB is read in 1 MiB steps
 STEP_LINES = 4000  # and at most this many lines
@@ -49,15 +51,19 @@ class _Step:
     thread: str | None
     cursor: Cursor
     lines: list[str]
+    now: datetime | None = None
     active: bool = False
     more: bool = False
 
 
-def advance(task_dir: Path, status: TaskStatus, prices: Mapping[str, Price] | None = None) -> Advance | None:
+def advance(
+    task_dir: Path, status: TaskStatus, prices: Mapping[str, Price] | None = None, now: datetime | None = None
+) -> Advance | None:
     """What the task's files say past the cursor (up to a budget); None when nothing new was written.
 
-    With `prices` (the settings' `[prices]`), the task's use is priced whenever it changes."""
-    step = _Step(status.progress, status.thread_id, status.daemon, [])
+    With `prices` (the settings' `[prices]`), the task's use is priced whenever it changes;
+    `now` stamps the runs that began."""
+    step = _Step(status.progress, status.thread_id, status.daemon, [], now)
     for line in _budget(task_dir / store.EVENTS, step.cursor.events, step):
         _take_event(step, event_of(line))
         step.cursor = replace(step.cursor, events=line.end)
@@ -73,7 +79,7 @@ def advance(task_dir: Path, status: TaskStatus, prices: Mapping[str, Price] | No
         step.cursor = replace(step.cursor, reports=line.end)
     if step.cursor.events != status.daemon.events:  # Codex goes on after what it says there
         _take_stderr(task_dir, step)
-    if status.is_active and step.thread:
+    if status.is_active and step.thread and not step.more:  # the runs begun so far are known first
         _take_rollout(step, step.thread)
     if step.cursor == status.daemon:
         return None
@@ -128,11 +134,18 @@ def _take_event(step: _Step, event: dict[str, Any] | None) -> None:
     step.progress, step.thread = update.progress, update.thread_id or step.thread
     step.lines += update.lines
     step.active = step.active or not update.chatter
+    if event.get("type") == "thread.started" and update.thread_id:  # a run began: its share starts here
+        _run_began(step, update.thread_id)
     if update.usage is not None:  # the session's figure so far replaces its last; other sessions add
         sessions = {**step.cursor.sessions, step.thread or "": update.usage}
         step.cursor = replace(step.cursor, sessions=sessions)
     if _work_done(event):
         step.cursor = replace(step.cursor, streak=0)  # the endpoint answered: a new failure starts afresh
+
+
+def _run_began(step: _Step, thread: str) -> None:
+    run = Run(iso(step.now) if step.now else None, thread, step.cursor.sessions.get(thread, Usage()))
+    step.cursor = replace(step.cursor, runs=(*step.cursor.runs, run)[-RUNS_KEPT:])
 
 
 def event_of(line: store.Line) -> dict[str, Any] | None:

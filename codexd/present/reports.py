@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from codexd.clock import duration, parse_iso
+from codexd.present.runs import html_runs, markdown_runs, runs
 from codexd.present.shown import md_text, shown, shown_line
 from codexd.present.views import cost_text, dollars, tokens_text
 from codexd.present.vocabulary import STATUS_ICONS, item_line, outcome_text
@@ -56,6 +57,7 @@ def build(status: dict[str, Any], results: dict[str, Any] | None, task_dir: Path
         "stalls": status.get("stalls") or 0,
         "retries": status.get("retries") or 0,
         "usage": status.get("usage"),  # the total over all runs, as status.json has it
+        "runs": runs(status),  # each run's share of it
         "incidents": incidents(status, task_dir / store.PROGRESS),
         "artifacts": artifacts(task_dir / store.ARTIFACTS),
         "results": results,
@@ -142,6 +144,7 @@ def markdown(report: dict[str, Any], level: int = 1) -> str:
     lines += _md_section(
         f"{h}# Artifacts", [f"- {md_code(a['path'])} ({_size(a['bytes'])})" for a in report["artifacts"]]
     )
+    lines += markdown_runs(report, f"{h}# Runs")
     trouble = [f"- **Error:** {md_text(report['error'])}"] if report["error"] else []
     trouble += [f"- {md_text(i['at'] + ' ' + i['text'])}" for i in _incidents(report)]
     lines += _md_section(f"{h}# Errors and restarts", trouble)
@@ -256,6 +259,7 @@ def html_report(report: dict[str, Any], level: int = 1) -> str:
         )
     files = [f"<code>{e(a['path'])}</code> ({_size(a['bytes'])})" for a in report["artifacts"]]
     parts += _html_list(sub, "Artifacts", files, escaped=True)
+    parts += html_runs(report, sub)
     trouble = [f'<span class="error">Error: {e(report["error"])}</span>'] if report["error"] else []
     trouble += [e(f"{i['at']} {i['text']}") for i in _incidents(report)]
     parts += _html_list(sub, "Errors and restarts", trouble, escaped=True)

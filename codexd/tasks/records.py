@@ -14,7 +14,7 @@ from codexd.tasks import incidents
 from codexd.tasks.incidents import Incident, IncidentKind
 from codexd.tasks.states import ACTIVE, TERMINAL, TaskState
 from codexd.tasks.taken import Taken
-from codexd.tasks.usage import Cost, Usage, models_of
+from codexd.tasks.usage import Cost, Run, Usage, models_of, runs_of
 
 __all__ = [
     "MAX_PID",
@@ -167,6 +167,7 @@ class Cursor:
     rollout: str | None = None  # the session's rollout file being followed for its use so far
     rollout_at: int = 0  # bytes of it already read
     models: dict[str, str] = field(default_factory=dict)  # each session's model, from its rollout
+    runs: tuple[Run, ...] = ()  # each Codex run's session and its figure then (per-run shares)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -187,6 +188,7 @@ class Cursor:
             "rollout": self.rollout,
             "rollout_at": self.rollout_at,
             "models": self.models,
+            "runs": [run.to_dict() for run in self.runs],
         }
 
     @classmethod
@@ -213,6 +215,7 @@ class Cursor:
             rollout=f.text("rollout"),
             rollout_at=f.integer("rollout_at") or 0,
             models=models_of(f.within("models")),
+            runs=runs_of(f),
         )
 
 

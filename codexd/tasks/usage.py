@@ -35,6 +35,15 @@ class Usage:
             self.reasoning_output_tokens + other.reasoning_output_tokens,
         )
 
+    def __sub__(self, earlier: Usage) -> Usage:
+        """What was used since `earlier` (a figure of the same session); never below zero."""
+        return Usage.of(
+            max(self.input_tokens - earlier.input_tokens, 0),
+            max(self.cached_input_tokens - earlier.cached_input_tokens, 0),
+            max(self.output_tokens - earlier.output_tokens, 0),
+            max(self.reasoning_output_tokens - earlier.reasoning_output_tokens, 0),
+        )
+
     def to_dict(self) -> dict[str, int]:
         return {
             "input_tokens": self.input_tokens,
@@ -117,3 +126,45 @@ def models_of(f: Fields) -> dict[str, str]:
     """Cursor.models: each session's model, as its rollout names it."""
     found = {thread: f.text(thread) for thread in list(f.data)[:_MAX_SESSIONS]}
     return {thread: model for thread, model in found.items() if model}
+
+
+@dataclass(frozen=True)
+class Run:
+    """One Codex run of the task, as its events began it: the session it ran, and that
+    session's figure when it began (zero for a new session). Its share is what the session
+    used until the next run of that session began, or until now."""
+
+    at: str | None  # when the daemon read its start
+    thread: str
+    before: Usage
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "thread": self.thread, "before": self.before.to_dict()}
+
+    @classmethod
+    def read(cls, f: Fields) -> Run | None:
+        thread = f.text("thread")
+        if not thread:
+            return None
+        return cls(f.text("at"), thread, Usage.read(f.within("before")) or Usage())
+
+
+RUNS_KEPT = 100  # the last ones: a record stays small however often a task is resumed
+
+
+def runs_of(f: Fields) -> tuple[Run, ...]:
+    """Cursor.runs as status.json holds them."""
+    found = [Run.read(Fields(entry)) for entry in f.items("runs")[-RUNS_KEPT:]]
+    return tuple(run for run in found if run is not None)
+
+
+def shares(runs: tuple[Run, ...], sessions: dict[str, Usage]) -> list[tuple[Run, str, Usage]]:
+    """Each run, how it began ("first start", "resumed", "new session") and the tokens it used."""
+    found = []
+    for i, run in enumerate(runs):
+        later = next((r for r in runs[i + 1 :] if r.thread == run.thread), None)
+        end = later.before if later is not None else sessions.get(run.thread, run.before)
+        earlier = {r.thread for r in runs[:i]}
+        how = "first start" if i == 0 else "resumed" if run.thread in earlier else "new session"
+        found.append((run, how, end - run.before))
+    return found

@@ -36,6 +36,22 @@ def test_usage_across_a_stall_and_resume_is_what_the_model_charged_not_double(en
         "reasoning_output_tokens": answered * CHARGE["reasoning_tokens"],
         "total_tokens": answered * CHARGED_TOTAL,
     }
+    # the report: one answered request in each run; the resumed run does not count the first again
+    runs = run_shares(env, task_id)
+    assert [(r["how"], r["session"], r["usage"]["total_tokens"]) for r in runs] == [
+        ("first start", status["thread_id"], CHARGED_TOTAL),
+        ("resumed", status["thread_id"], CHARGED_TOTAL),
+    ]
+    markdown = env.codexd("report", task_id).stdout
+    assert "## Runs" in markdown and f"| Total | {answered * CHARGED_TOTAL:,} (input" in markdown
+
+
+def run_shares(env, task_id: str) -> list[dict]:
+    done = env.codexd("report", task_id, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert sum(r["usage"]["total_tokens"] for r in report["runs"]) == report["usage"]["total_tokens"]
+    return report["runs"]
 
 
 def mid_turn_usage(env, task_id: str) -> bool:
@@ -75,6 +91,12 @@ def test_a_fresh_retry_adds_a_new_session_to_what_the_stopped_one_used(env, mode
     assert status["status"] == "completed", status["error"]
     # the fresh session's three answered requests, added to the stopped session's figure
     assert status["usage"]["total_tokens"] == before + 3 * CHARGED_TOTAL
+    runs = run_shares(env, task_id)
+    assert [(r["how"], r["usage"]["total_tokens"]) for r in runs] == [
+        ("first start", before),
+        ("new session", 3 * CHARGED_TOTAL),
+    ]
+    assert runs[0]["session"] != runs[1]["session"] == status["thread_id"]
 
 
 PRICES = '[prices."gpt-5.1-codex"]\ninput = 1.25\ncached_input = 0.125\noutput = 10.0\n'
