@@ -22,6 +22,7 @@ def health(ctx: click.Context, as_json: bool) -> int:
     """Run one health check now and print what it found (exit 1 if anything is wrong)."""
     from codexd.config import settings
     from codexd.daemon import checkup
+    from codexd.tasks import account
 
     loaded, _ = settings.load(ctx.meta["config"])
     tasks = api.Tasks(loaded.tasks_dir)
@@ -29,6 +30,8 @@ def health(ctx: click.Context, as_json: bool) -> int:
     last = tasks.last_health_check()
     found["daemon"] = {"pid": tasks.daemon_pid(), "last_check": fields.text((last or {}).get("at"))}
     found["ok"] = found["ok"] and found["daemon"]["pid"] is not None  # unsupervised tasks are not ok
+    limits = account.read(loaded.tasks_dir)
+    found |= {"account": limits} if limits else {}  # the account's rate limits, when Codex gave them
     if as_json:
         print_json(found)
     else:

@@ -26,7 +26,7 @@ from codexd.errors import BrokenRecord, CodexdError, UnknownTask
 from codexd.present import views, vocabulary
 from codexd.present.shown import shown
 from codexd.tailing import SHOWN_CHARS, tail_lines
-from codexd.tasks import store
+from codexd.tasks import account, store
 from codexd.tasks.states import TERMINAL
 
 Now = Callable[[], datetime]
@@ -301,6 +301,7 @@ class TaskList(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield DataTable(cursor_type="row", zebra_stripes=True)
+        yield Static(id="account", classes="line")
         yield KeyLine(
             ("[Enter] Open", "screen.open"), ("[R]efresh", "screen.refresh"), ("[Q]uit", "app.quit")
         )
@@ -318,6 +319,10 @@ class TaskList(Screen[None]):
         return [(task_id, kind, vocabulary.loud(status), *rest) for task_id, kind, status, *rest in rows]
 
     def show(self) -> None:
+        limits = views.account_text(account.read(self.tasks.root), self.now())
+        line = self.query_one("#account", Static)
+        line.update(Text(shown(f"Account: {limits}")) if limits else "")
+        line.display = bool(limits)  # nothing when no rollout gave the account's rate limits
         rows = self.rows()
         if rows == self._shown:
             return

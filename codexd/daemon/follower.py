@@ -18,7 +18,7 @@ from codexd import jsonlines
 from codexd.clock import iso
 from codexd.codex.events import apply_event, apply_report, from_stderr
 from codexd.daemon import rollout
-from codexd.tasks import store
+from codexd.tasks import account, store
 from codexd.tasks.records import Cursor, Progress, TaskStatus, Usage
 from codexd.tasks.usage import RUNS_KEPT, Price, Run, cost_of
 
@@ -80,7 +80,7 @@ def advance(
     if step.cursor.events != status.daemon.events:  # Codex goes on after what it says there
         _take_stderr(task_dir, step)
     if status.is_active and step.thread and not step.more:  # the runs begun so far are known first
-        _take_rollout(step, step.thread)
+        _take_rollout(step, step.thread, task_dir.parent)
     if step.cursor == status.daemon:
         return None
     moved = status.with_(progress=step.progress, thread_id=step.thread, daemon=step.cursor)
@@ -108,13 +108,15 @@ def _take_stderr(task_dir: Path, step: _Step) -> None:
         step.cursor = replace(step.cursor, stderr=line.end)
 
 
-def _take_rollout(step: _Step, thread: str) -> None:
-    """The session's use so far from its rollout file: never below what is known (a turn's end)."""
+def _take_rollout(step: _Step, thread: str, tasks_root: Path) -> None:
+    """The session's use so far from its rollout file: never below what is known (a turn's end);
+    the account's rate limits there are kept for `codexd health`."""
     path = rollout.find(thread)
     if path is None:
         return
     if str(path) != step.cursor.rollout:
         step.cursor = replace(step.cursor, rollout=str(path), rollout_at=0)
+    newest: dict[str, Any] | None = None
     for line in _budget(path, step.cursor.rollout_at, step):
         event = event_of(line)
         used = rollout.usage_of(event)
@@ -124,7 +126,11 @@ def _take_rollout(step: _Step, thread: str) -> None:
         model = rollout.model_of(event)
         if model is not None and step.cursor.models.get(thread) != model:
             step.cursor = replace(step.cursor, models={**step.cursor.models, thread: model})
+        limits = account.snapshot_of(event) if used is not None else None
+        newest = limits or newest
         step.cursor = replace(step.cursor, rollout_at=line.end)
+    if newest is not None:
+        account.keep(newest, tasks_root)
 
 
 def _take_event(step: _Step, event: dict[str, Any] | None) -> None:

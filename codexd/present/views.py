@@ -92,6 +92,55 @@ def cost_text(cost: object) -> str | None:
     return f"{said} ({model}, at the prices in your settings)" if isinstance(model, str) else said
 
 
+def account_text(snapshot: object, now: datetime | None = None) -> str | None:
+    """`5h window 42% used, resets 15:05; weekly 12% used, resets Tue 09:00 (as of 14:02)`:
+    the account's rate limits as last seen; None when none were."""
+    if not isinstance(snapshot, dict):
+        return None
+    moment = now or datetime.now(UTC)
+    parts = [_window_text(snapshot.get(name), moment) for name in ("primary", "secondary")]
+    said = "; ".join(part for part in parts if part)
+    seen = snapshot.get("seen_at")
+    return f"{said} (as of {_local_time(seen, moment)})" if said and isinstance(seen, str) else said or None
+
+
+def _window_text(window: object, now: datetime) -> str | None:
+    if not isinstance(window, dict) or not isinstance(window.get("used_percent"), int | float):
+        return None
+    minutes = window.get("window_minutes")
+    name = _WINDOWS.get(minutes) if isinstance(minutes, int) else None
+    if name is None and isinstance(minutes, int) and minutes > 0:
+        name = f"{minutes // 60}h window" if minutes % 60 == 0 else f"{minutes} min window"
+    said = f"{name or 'limit'} {window['used_percent']:.0f}% used"
+    resets = window.get("resets_at")
+    if isinstance(resets, str):
+        when = _local_time(resets, now)
+        said += f", has reset since ({when})" if _passed(resets, now) else f", resets {when}"
+    return said
+
+
+def _passed(at: str, now: datetime) -> bool:
+    try:
+        return parse_iso(at) <= now
+    except ValueError:
+        return False
+
+
+_WINDOWS = {300: "5h window", 1440: "daily", 10080: "weekly"}
+
+
+def _local_time(at: str, now: datetime) -> str:
+    """`15:05` today, `Tue 09:00` within the week, else the date too (local time)."""
+    try:
+        moment = parse_iso(at).astimezone()
+    except ValueError:
+        return at
+    local_now = now.astimezone()
+    if moment.date() == local_now.date():
+        return moment.strftime("%H:%M")
+    return moment.strftime("%a %H:%M" if abs((moment - local_now).days) < 6 else "%Y-%m-%d %H:%M")
+
+
 def task_table(tasks: list[dict[str, Any]]) -> str:
     """`codexd list`: a row per task, then a line for each task flagged ⚠️ (results that did
     not match its type's schema)."""
@@ -168,6 +217,8 @@ def health_report(found: dict[str, Any]) -> str:
         lines = [f"daemon: running (pid {daemon['pid']}); its last health check: {last}"]
     else:
         lines = ["daemon: not running: tasks are not supervised; start it with `codexd daemon`"]
+    limits = account_text(found.get("account"))
+    lines += [f"account: {limits}"] if limits else []
     tasks = found["tasks"]
     lines.append(f"active tasks: {len(tasks)}")
     lines += [_task_health(task) for task in tasks]

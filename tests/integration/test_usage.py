@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC, datetime
 
 import pytest
 
 from tests.conftest import wait_for
-from tests.fake_model import CHARGE, CHARGED_TOTAL, Call, Say
+from tests.fake_model import CHARGE, CHARGED_TOTAL, Call, Say, rate_limit_headers
 from tests.integration.test_codex_tasks import _status, finished, submit
 from tests.integration.test_recovery import SCENARIOS as RECOVERY
 from tests.integration.test_recovery import quick_stalls  # noqa: F401  (the fixture)
@@ -124,3 +126,28 @@ def test_without_prices_a_real_run_has_no_cost(env, model_world, daemon):
     daemon()
     status = finished(env, submit(env, "two_steps"))
     assert status["usage"]["total_tokens"] == 2 * CHARGED_TOTAL and "cost" not in status
+
+
+def test_the_accounts_rate_limits_reach_health(env, model_world, daemon):
+    model = model_world({"two_steps": [Call("echo first"), Say("done")]})
+    resets = int(time.time()) + 3600
+    model.headers = rate_limit_headers((42.5, 300, resets), (12.0, 10080, resets + 86400))
+    daemon()
+    before = json.loads(env.codexd("health", "--json").stdout)
+    assert "account" not in before  # nothing seen yet: nothing shown
+    status = finished(env, submit(env, "two_steps"))
+    assert status["status"] == "completed", status["error"]
+    found = json.loads(env.codexd("health", "--json").stdout)["account"]
+    assert found["primary"]["used_percent"] == 42.5 and found["primary"]["window_minutes"] == 300
+    assert found["secondary"]["used_percent"] == 12.0 and found["secondary"]["window_minutes"] == 10080
+    assert found["primary"]["resets_at"] == datetime.fromtimestamp(resets, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    said = env.codexd("health").stdout
+    assert "account: 5h window 42% used, resets " in said and "; weekly 12% used, resets " in said, said
+
+
+def test_an_api_key_gives_no_rate_limits_and_health_shows_none(env, model_world, daemon):
+    model_world({"two_steps": [Call("echo first"), Say("done")]})
+    daemon()
+    assert finished(env, submit(env, "two_steps"))["status"] == "completed"
+    assert "account" not in json.loads(env.codexd("health", "--json").stdout)
+    assert "account:" not in env.codexd("health").stdout
