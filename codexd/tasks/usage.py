@@ -165,6 +165,7 @@ def shares(runs: tuple[Run, ...], sessions: dict[str, Usage]) -> list[tuple[Run,
         later = next((r for r in runs[i + 1 :] if r.thread == run.thread), None)
         end = later.before if later is not None else sessions.get(run.thread, run.before)
         earlier = {r.thread for r in runs[:i]}
-        how = "first start" if i == 0 else "resumed" if run.thread in earlier else "new session"
+        resumed = run.thread in earlier or (i == 0 and run.before.total_tokens > 0)  # the first ones not kept
+        how = "resumed" if resumed else "first start" if i == 0 else "new session"
         found.append((run, how, end - run.before))
     return found
