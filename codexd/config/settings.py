@@ -152,6 +152,8 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     types: dict[str, TaskTypeSettings] = Field(default_factory=dict)
+    # Tasks without a worktree of their own may run at once in one folder (else one waits).
+    share_folders: bool = False
     prices: dict[str, PriceSettings] = Field(default_factory=dict)
 
     @field_validator("tasks_dir", "spool_dir", mode="before")

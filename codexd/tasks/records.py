@@ -27,6 +27,7 @@ __all__ = [
     "ResumeKind",
     "TaskStatus",
     "Usage",
+    "Waiting",
 ]
 MAX_PID = 2**31
 _STATES = frozenset(s.value for s in TaskState)
@@ -145,6 +146,26 @@ class Resume:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """Why a queued task does not start yet: what it waits for, and until when if that is known."""
+
+    reason: str  # e.g. "waiting for codex-a: same folder", "usage limit reached; resumes at 15:05"
+    until: str | None = None  # when it starts by itself (ISO, UTC); None: once the reason is gone
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "until": self.until}
+
+    @classmethod
+    def read(cls, f: Fields) -> Waiting | None:
+        reason = f.text("reason")
+        if reason is None:
+            if f.data:
+                f.bad.append(f.prefix.rstrip("."))
+            return None
+        return cls(reason, _moment(f, "until"))
+
+
+@dataclass(frozen=True)
 class Cursor:
     """Where the daemon is in the task's files; lets a new daemon carry on exactly."""
 
@@ -245,6 +266,7 @@ class TaskStatus:
     taken: Taken | None = None  # None: a task an older codexd took
     incidents: tuple[Incident, ...] | None = None  # None: an older codexd's record (its log tells)
     usage: Usage | None = None  # the sum of daemon.sessions; None: no figure yet, or an older record
+    waiting: Waiting | None = None  # a queued task held back, and why; None: it starts when a slot is free
     cost: Cost | None = None  # estimated from the user's [prices]; None (and absent): no price known
 
     @property
@@ -254,6 +276,14 @@ class TaskStatus:
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE
+
+    @property
+    def after(self) -> tuple[str, ...]:
+        return self.taken.after if self.taken else ()
+
+    @property
+    def priority(self) -> int:
+        return self.taken.priority if self.taken else 0
 
     def with_(self, **changes: Any) -> TaskStatus:
         return replace(self, **changes)
@@ -290,7 +320,11 @@ class TaskStatus:
             "taken": self.taken.to_dict() if self.taken else None,
             "incidents": None if self.incidents is None else [i.to_dict() for i in self.incidents],
             "usage": self.usage.to_dict() if self.usage else None,
-        } | ({"cost": self.cost.to_dict()} if self.cost else {})
+            **({"cost": self.cost.to_dict()} if self.cost else {}),  # only with a price for its model
+            "waiting": self.waiting.to_dict() if self.waiting else None,
+            "after": list(self.after),  # from `taken`, shown here for users and scripts
+            "priority": self.priority,
+        }
 
     @classmethod
     def from_dict(cls, data: object) -> TaskStatus:
@@ -325,6 +359,7 @@ class TaskStatus:
             taken=Taken.read(f.within("taken")),
             incidents=incidents.read_all(f),
             usage=Usage.read(f.within("usage")),
+            waiting=Waiting.read(f.within("waiting")),
             cost=Cost.read(f.within("cost")),
         )
         if f.bad:
