@@ -22,7 +22,7 @@ from codexd.errors import BrokenRecord, CodexdError, InvalidInput, UnknownTask, 
 from codexd.present import reports, vocabulary
 from codexd.tailing import tail_lines
 from codexd.tasks import frontmatter, intake, listing, removal, store, taskid, tasktypes
-from codexd.tasks.records import LastLog, Progress, TaskStatus
+from codexd.tasks.records import LastLog, Progress, TaskStatus, Waiting
 from codexd.tasks.removal import Removal
 from codexd.tasks.states import RETRYABLE, TaskState
 from codexd.tasks.store import TaskStore
@@ -220,6 +220,12 @@ class Tasks:
             return jsonlines.object_of((self.root / store.HEALTH).read_bytes())
         except OSError:
             return None
+
+    def usage_limit(self, now: datetime | None = None) -> Waiting | None:
+        """While the account's usage limit holds every task: why, and until when."""
+        from codexd.daemon import usagelimit
+
+        return usagelimit.account_wait(self.root, now or datetime.now(UTC))
 
     # -- day two: run an ended task again, remove ended tasks ---------------------------------
 

@@ -30,8 +30,10 @@ def health(ctx: click.Context, as_json: bool) -> int:
     last = tasks.last_health_check()
     found["daemon"] = {"pid": tasks.daemon_pid(), "last_check": fields.text((last or {}).get("at"))}
     found["ok"] = found["ok"] and found["daemon"]["pid"] is not None  # unsupervised tasks are not ok
+    held = tasks.usage_limit()  # every task waits for the account's usage limit: not a fault
+    found["account"] = held.to_dict() if held is not None else None
     limits = account.read(loaded.tasks_dir)
-    found |= {"account": limits} if limits else {}  # the account's rate limits, when Codex gave them
+    found |= {"rate_limits": limits} if limits else {}  # the account's rate limits, when Codex gave them
     if as_json:
         print_json(found)
     else:

@@ -21,12 +21,13 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Header, Log, ProgressBar, Static
 
 from codexd import api
+from codexd.cli.ratelimits import RateLimitsLine
 from codexd.clock import parse_iso
 from codexd.errors import BrokenRecord, CodexdError, UnknownTask
 from codexd.present import views, vocabulary
 from codexd.present.shown import shown
 from codexd.tailing import SHOWN_CHARS, tail_lines
-from codexd.tasks import account, store
+from codexd.tasks import store
 from codexd.tasks.states import TERMINAL
 
 Now = Callable[[], datetime]
@@ -84,17 +85,15 @@ def task_lines(task: dict[str, Any], now: datetime) -> dict[str, Text]:
     `[@click=...]` or `[/]` would be obeyed. Their control characters are made visible too."""
     progress = task.get("progress") or {}
     last = task.get("last_log") or {}
-    recovery = [
-        f"{key.capitalize()}: {task[key]}" for key in ("restarts", "stalls", "retries") if task.get(key)
-    ]
-    recovery += [f"Estimated cost: {cost}" for cost in [views.dollars(task.get("cost"))] if cost]
     current = progress.get("current") if task.get("status") not in TERMINAL else None
+    waiting = task.get("waiting") if isinstance(task.get("waiting"), dict) else None
+    doing = f"Current: {current}" if current else ""
     said = {
         "count": views.progress_text(progress),
         "items": "\n".join(map(_item, progress.get("items") or [])) or "nothing finished yet",
-        "current": f"Current: {current}" if current else "",
+        "current": f"Waiting: {waiting.get('reason')}" if waiting else doing,  # the usage limit
         "last": f"Last log: [{_local(last.get('at'), now)}] {last.get('text')}" if last else "No log yet",
-        "recovery": "   ".join(recovery),
+        "recovery": "   ".join(views.recovery_facts(task)),
         "error": f"Error: {task['error']}" if task.get("error") else "",
         "queue": _queue_line(task),
     }
@@ -318,7 +317,7 @@ class TaskList(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield DataTable(cursor_type="row", zebra_stripes=True)
-        yield Static(id="account", classes="line")
+        yield RateLimitsLine(self.tasks.root, self.now)
         yield KeyLine(
             ("[Enter] Open", "screen.open"), ("[R]efresh", "screen.refresh"), ("[Q]uit", "app.quit")
         )
@@ -336,9 +335,8 @@ class TaskList(Screen[None]):
         return [(task_id, kind, _loud_state(status), *rest) for task_id, kind, status, *rest in rows]
 
     def show(self) -> None:
-        limits = views.account_text(account.read(self.tasks.root), self.now())
-        self.query_one("#account", Static).update(Text(shown(f"Account: {limits}")) if limits else "")
-        self.query_one("#account", Static).display = bool(limits)  # none: no rollout gave them
+        held = self.tasks.usage_limit(self.now())  # the whole queue waits: said above the table
+        self.sub_title = f"account: {held.reason}" if held else "Enter opens a task, Escape comes back"
         rows = self.rows()
         if rows == self._shown:
             return

@@ -126,8 +126,7 @@ def _take_rollout(step: _Step, thread: str, tasks_root: Path) -> None:
         model = rollout.model_of(event)
         if model is not None and step.cursor.models.get(thread) != model:
             step.cursor = replace(step.cursor, models={**step.cursor.models, thread: model})
-        limits = account.snapshot_of(event) if used is not None else None
-        newest = limits or newest
+        newest = account.snapshot_of(event) or newest  # a usage-limit answer's too (info null)
         step.cursor = replace(step.cursor, rollout_at=line.end)
     if newest is not None:
         account.keep(newest, tasks_root)

@@ -288,6 +288,7 @@ class Supervisor:
             self.book.emit(status, "queued")
 
     def _start_queued(self, now: datetime) -> None:
+        held = self.runs.limit.holds(now)  # the account's usage limit: nothing starts before its reset
         if not self.queued:
             return
         ready = [s for s in self.queued if not self.runs.ending(s.task_id)]  # a retry waits for its last tree
@@ -296,11 +297,13 @@ class Supervisor:
             ready,
             [running.status for running in self.running.values()],
             self.ended.states(queueorder.outside(ready, books), self.clock.monotonic()),
-            free=self.settings.max_parallel - len(self.running),
+            free=0 if held else self.settings.max_parallel - len(self.running),
             share_folders=self.settings.share_folders,
         )
         for status, why in plan.cancel:
             self._guard(self._cancel_queued, status, why, now)
+        if held:
+            return  # the others keep the usage limit's reason (usagelimit holds them)
         for status, waiting in plan.wait:
             self._guard(self.book.hold, status, waiting, now)
         for status in plan.start:

@@ -122,6 +122,13 @@ def dollars(cost: object) -> str | None:
     return f"≈ ${usd:,.2f}" if usd >= 0.01 or usd == 0 else f"≈ ${usd:.4f}"
 
 
+def recovery_facts(task: dict[str, Any]) -> list[str]:
+    """`Restarts: 1   Stalls: 1   Estimated cost: ≈ $0.42`, as the dashboard's task view says them."""
+    found = [f"{key.capitalize()}: {task[key]}" for key in ("restarts", "stalls", "retries") if task.get(key)]
+    cost = dollars(task.get("cost"))
+    return [*found, f"Estimated cost: {cost}"] if cost else found
+
+
 def cost_text(cost: object) -> str | None:
     """`≈ $0.42 (gpt-5.1-codex, at the prices in your settings)`; None without a cost."""
     said = dollars(cost)
@@ -260,8 +267,10 @@ def health_report(found: dict[str, Any]) -> str:
         lines = [f"daemon: running (pid {daemon['pid']}); its last health check: {last}"]
     else:
         lines = ["daemon: not running: tasks are not supervised; start it with `codexd daemon`"]
-    limits = account_text(found.get("account"))
-    lines += [f"account: {limits}"] if limits else []
+    if found.get("account"):
+        lines.append(f"account: {found['account']['reason']}")
+    limits = account_text(found.get("rate_limits"))
+    lines += [f"rate limits: {limits}"] if limits else []
     tasks = found["tasks"]
     lines.append(f"active tasks: {len(tasks)}")
     lines += [_task_health(task) for task in tasks]

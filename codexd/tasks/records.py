@@ -118,6 +118,7 @@ class ResumeKind(StrEnum):
     RETRY = "retry"  # after a busy endpoint: counts in retries
     FRESH = "fresh"  # after a lost session: started afresh, counts in neither
     RERUN = "rerun"  # `codexd retry` of an ended task: its next start resumes the session
+    LIMIT = "limit"  # the account's usage limit: resumed at its reset, counts in neither
 
 
 @dataclass(frozen=True)

@@ -137,23 +137,23 @@ def test_the_accounts_rate_limits_reach_health(env, model_world, daemon):
     model.headers = rate_limit_headers((42.5, 300, resets), (12.0, 10080, resets + 86400))
     daemon()
     before = json.loads(env.codexd("health", "--json").stdout)
-    assert "account" not in before  # nothing seen yet: nothing shown
+    assert "rate_limits" not in before  # nothing seen yet: nothing shown
     status = finished(env, submit(env, "two_steps"))
     assert status["status"] == "completed", status["error"]
-    found = json.loads(env.codexd("health", "--json").stdout)["account"]
+    found = json.loads(env.codexd("health", "--json").stdout)["rate_limits"]
     assert found["primary"]["used_percent"] == 42.5 and found["primary"]["window_minutes"] == 300
     assert found["secondary"]["used_percent"] == 12.0 and found["secondary"]["window_minutes"] == 10080
     assert found["primary"]["resets_at"] == datetime.fromtimestamp(resets, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     said = env.codexd("health").stdout
-    assert "account: 5h window 42% used, resets " in said and "; weekly 12% used, resets " in said, said
+    assert "rate limits: 5h window 42% used, resets " in said and "; weekly 12% used, resets " in said, said
 
 
 def test_an_api_key_gives_no_rate_limits_and_health_shows_none(env, model_world, daemon):
     model_world({"two_steps": [Call("echo first"), Say("done")]})
     daemon()
     assert finished(env, submit(env, "two_steps"))["status"] == "completed"
-    assert "account" not in json.loads(env.codexd("health", "--json").stdout)
-    assert "account:" not in env.codexd("health").stdout
+    assert "rate_limits" not in json.loads(env.codexd("health", "--json").stdout)
+    assert "rate limits:" not in env.codexd("health").stdout
 
 
 def ended_mid_turn(env, task_id: str, began: float) -> dict:

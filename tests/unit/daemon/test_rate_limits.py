@@ -67,8 +67,8 @@ def test_the_health_line_and_nothing_without_a_snapshot():
     assert "5h window 42% used, has reset since (16:05)" in (views.account_text(snapshot, later) or "")
     assert views.account_text(None) is None
     report = {"daemon": {"pid": None}, "tasks": [], "findings": []}
-    assert "account" not in views.health_report(report)
-    assert "account: 5h window 42% used" in views.health_report({**report, "account": snapshot})
+    assert "rate limits" not in views.health_report(report)
+    assert "rate limits: 5h window 42% used" in views.health_report({**report, "rate_limits": snapshot})
 
 
 def test_the_follower_keeps_the_newest_snapshot_in_the_tasks_folder(tmp_path, codex_home):
@@ -110,6 +110,6 @@ async def test_the_dashboard_list_shows_the_account_line_only_when_known(tmp_pat
         line = app.screen.query_one("#account", Static)
         assert not line.display
         account.keep(account.snapshot_of(with_limits(Usage())) or {}, tasks.root)
-        app.screen.show()  # type: ignore[attr-defined]
+        line.look()  # type: ignore[attr-defined]  (it looks every second by itself)
         await pilot.pause()
         assert line.display and "Account: 5h window 42% used, resets 16:05" in str(line.render())
