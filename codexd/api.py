@@ -21,7 +21,7 @@ from codexd.daemon import lock
 from codexd.errors import BrokenRecord, CodexdError, InvalidInput, UnknownTask, WaitTimeout
 from codexd.present import reports, vocabulary
 from codexd.tailing import tail_lines
-from codexd.tasks import frontmatter, intake, listing, removal, store, taskid, tasktypes
+from codexd.tasks import frontmatter, intake, listing, removal, store, taskid, tasktypes, worktree
 from codexd.tasks.records import LastLog, Progress, TaskStatus, Waiting
 from codexd.tasks.removal import Removal
 from codexd.tasks.states import RETRYABLE, TaskState
@@ -40,6 +40,7 @@ class Tasks:
         self.spool_dir = where.spool_dir
         self.type_names = set(tasktypes.BUILTIN) | set(where.type_names)
         self.store = TaskStore(self.root)
+        self._config_file = where.config_file
 
     def daemon_pid(self) -> int | None:
         return lock.running_pid(self.root)
@@ -117,6 +118,7 @@ class Tasks:
             spool_dir=self.spool_dir,
             known_types=self.type_names,
             overrides=overrides,
+            worktree_default=worktree.default_of(paths.read_toml(self._config_file, False), os.environ),
         )
 
     def request_stop(self, task_id: str) -> TaskStatus:

@@ -77,6 +77,12 @@ def _read_instructions(source: str) -> tuple[bytes, str]:
     metavar="N",
     help=f"Higher starts first among queued tasks (-{MAX_PRIORITY}..{MAX_PRIORITY}, default 0).",
 )
+@click.option(
+    "--worktree/--no-worktree",
+    default=None,
+    help="Run in a new git worktree of the cwd's repository, on branch codexd/<task-id>.",
+)
+@click.option("--base", metavar="REF", help="Where the worktree starts: a branch, tag or commit (else HEAD).")
 @click.pass_context
 def start(ctx: click.Context, /, source: str, **given: Any) -> None:
     """Submit a task; prints its id alone on stdout."""

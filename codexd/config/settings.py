@@ -92,12 +92,15 @@ class HealthSettings(_Table):
 
 
 def _default_events() -> list[NoticeEvent]:
-    return ["completed", "failed", "stalled", "usage_limit", "usage_resumed"]
+    return ["completed", "failed", "stalled"]
 
 
 class NotifySettings(_Table):
     urls: list[SecretStr] = Field(default_factory=list)  # apprise URLs, each optionally `tag,tag=URL`
     events: list[NoticeEvent] = Field(default_factory=_default_events)
+    # The account's usage-limit notices (usage_limit, usage_resumed) go out whatever `events`
+    # lists, unless this is false: a queue that stops for hours must not stop unseen.
+    account: bool = True
     backoff: Seconds = 10  # first wait after a failed delivery; doubles each time
     backoff_max: Seconds = 900
     expire: Seconds = 86400  # a notice not delivered within this is given up
@@ -157,6 +160,7 @@ class Settings(BaseSettings):
     types: dict[str, TaskTypeSettings] = Field(default_factory=dict)
     # Tasks without a worktree of their own may run at once in one folder (else one waits).
     share_folders: bool = False
+    worktree: bool = False  # every task in a git worktree of its own unless it says worktree = false
     prices: dict[str, PriceSettings] = Field(default_factory=dict)
 
     @field_validator("tasks_dir", "spool_dir", mode="before")

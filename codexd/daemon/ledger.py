@@ -39,7 +39,7 @@ class Ledger:
         self.status_interval = status_interval
         self.failing: set[str] = set()  # tasks whose status.json could not be written
         self.running: dict[str, Running] = {}
-        self.queued: list[TaskStatus] = []  # waiting for a slot, oldest first
+        self.queued: list[TaskStatus] = []  # submission order; daemon/queueorder picks who starts
         self.listeners: list[Listener] = []
 
     def queued_status(self, task_id: str | None) -> TaskStatus | None:

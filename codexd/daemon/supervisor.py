@@ -67,7 +67,7 @@ class Supervisor:
         self.processes = processes or Processes()
         self.tasks = store.TaskStore(settings.tasks_dir)
         types = tasktypes.from_settings(settings.types)
-        self.spool = Spool(settings.spool_dir, self.tasks, types, self.clock)
+        self.spool = Spool(settings.spool_dir, self.tasks, types, self.clock, settings.worktree)
         self.inbox = Inbox()
         self.book = Ledger(self.tasks, settings.daemon.status_interval)
         self.running = self.book.running
@@ -148,6 +148,7 @@ class Supervisor:
         self.book.status_interval = new.daemon.status_interval
         self.runs.types = tasktypes.from_settings(new.types)
         self.spool.known_types = frozenset(self.runs.types)
+        self.spool.worktree_default = new.worktree
         if self._health is not None:
             self._health.set_interval(new.health.interval)
         self.notices.configure(new.notify)

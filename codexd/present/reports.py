@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from codexd.clock import duration, parse_iso
+from codexd.present.branch import branch_line, branch_notes, branch_work
+from codexd.present.costs import cost_line, cost_total
 from codexd.present.runs import html_runs, markdown_runs, runs
 from codexd.present.shown import json_safe, md_text, shown, shown_line
-from codexd.present.views import cost_text, dollars, tokens_text
+from codexd.present.views import cost_text, tokens_text
 from codexd.present.vocabulary import STATUS_ICONS, item_line, outcome_text
 from codexd.tasks import store
 
@@ -62,6 +64,7 @@ def build(status: dict[str, Any], results: dict[str, Any] | None, task_dir: Path
         "artifacts": artifacts(task_dir / store.ARTIFACTS),
         "results": results,
         "order": order_of(status),
+        "worktree": branch_work(status),
     } | ({"cost": status["cost"]} if cost_text(status.get("cost")) else {})
 
 
@@ -172,6 +175,7 @@ def markdown(report: dict[str, Any], level: int = 1) -> str:
     trouble = [f"- **Error:** {md_text(report['error'])}"] if report["error"] else []
     trouble += [f"- {md_text(i['at'] + ' ' + i['text'])}" for i in _incidents(report)]
     lines += _md_section(f"{h}# Errors and restarts", trouble)
+    lines += _md_branch(report.get("worktree"), h)
     return "\n".join(lines) + "\n"
 
 
@@ -244,6 +248,33 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+# -- the branch of a task run in a git worktree -------------------------------------------------
+
+
+def _md_branch(work: dict[str, Any] | None, h: str) -> list[str]:
+    if not work:
+        return []
+    lines = ["", f"{h}# Branch", "", md_code(branch_line(work)), ""]
+    lines += [f"- {md_code(commit)}" for commit in work["commits"]]
+    lines += [f"- {md_text(note)}" for note in branch_notes(work)]
+    if work["diff_stat"]:
+        lines += ["", md_block("\n".join(work["diff_stat"]))]
+    return lines
+
+
+def _html_branch(work: dict[str, Any] | None, level: int) -> list[str]:
+    if not work:
+        return []
+    e = _html
+    entries = [f"<code>{e(commit)}</code>" for commit in work["commits"]]
+    entries += [e(note) for note in branch_notes(work)]
+    parts = [f"<h{level}>Branch</h{level}>", f"<p><code>{e(branch_line(work))}</code></p>"]
+    parts += [f"<ul>{''.join(f'<li>{entry}</li>' for entry in entries)}</ul>"] if entries else []
+    if work["diff_stat"]:
+        parts.append(f'<div class="summary">{e(chr(10).join(work["diff_stat"]))}</div>')
+    return parts
+
+
 # -- HTML: one self-contained file --------------------------------------------------------------
 
 STYLE = """
@@ -288,6 +319,7 @@ def html_report(report: dict[str, Any], level: int = 1) -> str:
     trouble = [f'<span class="error">Error: {e(report["error"])}</span>'] if report["error"] else []
     trouble += [e(f"{i['at']} {i['text']}") for i in _incidents(report)]
     parts += _html_list(sub, "Errors and restarts", trouble, escaped=True)
+    parts += _html_branch(report.get("worktree"), sub)
     return "\n".join(parts) + "\n"
 
 
@@ -323,29 +355,7 @@ def aggregate(reports: Iterable[dict[str, Any]], since: datetime | None, now: da
         "restarts": sum(r["restarts"] for r in chosen),
         "usage": _usage_total(chosen),
         "reports": chosen,
-    } | _cost_total(chosen)
-
-
-def _cost_total(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """`cost`: the estimates added up over the tasks that have one, and how many had none;
-    nothing at all when none has one (no price is set)."""
-    priced = [r["cost"]["usd"] for r in reports if dollars(r.get("cost"))]
-    if not priced:
-        return {}
-    usd = round(sum(priced), 6)
-    return {
-        "cost": {"usd": usd, "estimated": True, "tasks": len(priced), "unpriced": len(reports) - len(priced)}
-    }
-
-
-def cost_line(total: dict[str, Any]) -> str | None:
-    """`Estimated cost: ≈ $1.20 (3 tasks; 1 had no price)`, or None."""
-    cost = total.get("cost")
-    said = dollars(cost)
-    if said is None or not isinstance(cost, dict):
-        return None
-    unpriced = f"; {cost['unpriced']} without a price, not counted" if cost.get("unpriced") else ""
-    return f"Estimated cost: {said} ({cost['tasks']} task{'s' if cost['tasks'] != 1 else ''}{unpriced})"
+    } | cost_total(chosen)
 
 
 def _usage_total(reports: list[dict[str, Any]]) -> dict[str, int]:

@@ -244,8 +244,16 @@ def task_details(task: dict[str, Any]) -> str:
     if task.get("error"):
         lines.append(f"  error     {task['error']}")
     lines.append(f"  log       {task.get('log_file')}")
+    lines += _branch(task.get("worktree"))
     # Titles, errors and log lines are agent text: shown, never obeyed, and never a line of their own.
     return "\n".join(shown(line).replace("\n", " ") for line in lines)
+
+
+def _branch(tree: object) -> list[str]:
+    """A worktree task's branch, the commit it started from and where its worktree is."""
+    if not isinstance(tree, dict) or not tree.get("branch"):
+        return []
+    return [f"  branch    {tree['branch']} from {str(tree.get('base'))[:12]}   worktree {tree.get('path')}"]
 
 
 def _task_health(task: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from codexd.tasks.incidents import Incident, IncidentKind
 from codexd.tasks.states import ACTIVE, TERMINAL, TaskState
 from codexd.tasks.taken import Taken
 from codexd.tasks.usage import Cost, Run, Usage, models_of, runs_of
+from codexd.tasks.worktree import Worktree
 
 __all__ = [
     "MAX_PID",
@@ -268,6 +269,7 @@ class TaskStatus:
     incidents: tuple[Incident, ...] | None = None  # None: an older codexd's record (its log tells)
     usage: Usage | None = None  # the sum of daemon.sessions; None: no figure yet, or an older record
     waiting: Waiting | None = None  # a queued task held back, and why; None: it starts when a slot is free
+    worktree: Worktree | None = None  # the git worktree it runs in (made at its first launch)
     cost: Cost | None = None  # estimated from the user's [prices]; None (and absent): no price known
 
     @property
@@ -325,6 +327,7 @@ class TaskStatus:
             "waiting": self.waiting.to_dict() if self.waiting else None,
             "after": list(self.after),  # from `taken`, shown here for users and scripts
             "priority": self.priority,
+            **({"worktree": self.worktree.to_dict()} if self.worktree else {}),  # SPEC: only then
         }
 
     @classmethod
@@ -361,6 +364,7 @@ class TaskStatus:
             incidents=incidents.read_all(f),
             usage=Usage.read(f.within("usage")),
             waiting=Waiting.read(f.within("waiting")),
+            worktree=Worktree.read(f.within("worktree")),
             cost=Cost.read(f.within("cost")),
         )
         if f.bad:

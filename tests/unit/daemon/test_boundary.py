@@ -170,10 +170,10 @@ def test_a_bug_with_one_spool_file_rejects_that_file_and_takes_the_others(world,
     w = world()
     real = intake.check
 
-    def check(raw: bytes, known: Any, base: Any = None) -> Any:
+    def check(raw: bytes, known: Any, base: Any = None, **more: Any) -> Any:
         if b"poison" in raw:
             raise ValueError("a parser bug")
-        return real(raw, known, base)
+        return real(raw, known, base, **more)
 
     monkeypatch.setattr(intake, "check", check)
     (w.settings.spool_dir / "a-poison.md").write_text("poison\n")
