@@ -92,6 +92,7 @@ def task_lines(task: dict[str, Any], now: datetime) -> dict[str, Text]:
         "count": views.progress_text(progress),
         "items": "\n".join(map(_item, progress.get("items") or [])) or "nothing finished yet",
         "current": f"Waiting: {waiting.get('reason')}" if waiting else doing,  # the usage limit
+        "busy": views.task_busy(task).replace("busy:", "Busy:", 1),  # its silent tree working: not a stall
         "last": f"Last log: [{_local(last.get('at'), now)}] {last.get('text')}" if last else "No log yet",
         "recovery": "   ".join(views.recovery_facts(task)),
         "error": f"Error: {task['error']}" if task.get("error") else "",
@@ -166,6 +167,7 @@ class TaskView(Screen[None]):
             with Vertical(id="middle"), VerticalScroll(id="items-box"):
                 yield Static(id="items")
             yield Static(id="current", classes="line")
+            yield Static(id="busy", classes="line")
             yield Static(id="last", classes="line")
             yield Static(id="recovery", classes="line")
             yield Static(id="queue", classes="line")

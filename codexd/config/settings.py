@@ -21,6 +21,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -89,6 +90,20 @@ class HealthSettings(_Table):
     timeout: Seconds | None = None  # wall time for a whole task, across restarts; None: no limit
     max_tokens: Annotated[int, Field(ge=1)] | None = None  # tokens for a whole task; None: no limit
     usage_limit_wait: Seconds = 900  # the account's usage limit reached, no reset time given: doubles
+    # A silent task whose tree keeps working (CPU, growing files) is not stalled, for this long
+    # without progress at most; and "working" is more than `busy_cpu` of one core (daemon/busy.py).
+    busy_timeout: Seconds = 7200
+    busy_cpu: float = Field(0.1, gt=0, le=1024, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _busy_outlasts_a_stall(self) -> HealthSettings:
+        # Checked when set: a long stall_timeout alone keeps working (busy-ness then extends nothing).
+        if "busy_timeout" in self.model_fields_set and self.busy_timeout <= self.stall_timeout:
+            raise ValueError(
+                f"busy_timeout ({self.busy_timeout:g} s) must be longer than stall_timeout "
+                f"({self.stall_timeout:g} s): raise health.busy_timeout or lower health.stall_timeout"
+            )
+        return self
 
 
 def _default_events() -> list[NoticeEvent]:

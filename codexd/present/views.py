@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from codexd.clock import duration, parse_iso
-from codexd.present.shown import shown
+from codexd.present.shown import shown, shown_line
 from codexd.present.vocabulary import item_line
 from codexd.tasks.tasktypes import FLAG
 
@@ -264,7 +264,29 @@ def _task_health(task: dict[str, Any]) -> str:
     else:
         state = f"pid {task['pid']} alive, idle {duration(task['idle'])} of {duration(task['stall_timeout'])}"
     counts = f"restarts {task['restarts']}, retries {task['retries']}"
-    return f"  {task['task_id']}  {task['status']}  {state}  ({counts})"
+    busy = f"; {busy_text(task['busy'])}" if task.get("busy") else ""
+    return f"  {task['task_id']}  {task['status']}  {state}{busy}  ({counts})"
+
+
+def busy_text(busy: dict[str, Any]) -> str:
+    """`busy: cargo build, 3m12s of CPU`: a silent task's tree seen working since its last
+    progress (the command line is the agent's: shown, on one line)."""
+    what = busy.get("what")
+    cpu = busy.get("cpu")
+    said = f"{duration(cpu)} of CPU" if isinstance(cpu, int | float) else "working"
+    return f"busy: {shown_line(str(what))}, {said}" if what else f"busy: {said}"
+
+
+def task_busy(task: dict[str, Any]) -> str:
+    """The busy line of an active task whose tree the daemon saw working since its last progress."""
+    cursor = task.get("daemon")
+    busy = cursor.get("busy") if isinstance(cursor, dict) else None
+    if task.get("status") != "in_progress" or not isinstance(busy, dict):
+        return ""
+    active = cursor.get("active_at") if isinstance(cursor, dict) else None
+    at = busy.get("at")
+    fresh = isinstance(at, int | float) and (not isinstance(active, int | float) or at > active)
+    return busy_text(busy) if fresh else ""
 
 
 def health_report(found: dict[str, Any]) -> str:

@@ -168,6 +168,25 @@ class Waiting:
 
 
 @dataclass(frozen=True)
+class Busy:
+    """A silent task's process tree seen working (daemon/busy.py): not a stall, for a while."""
+
+    at: float  # epoch seconds it was last seen busy; older than daemon.active_at: stale
+    cpu: float  # CPU seconds its tree used since its last progress
+    what: str | None = None  # its busiest process's command line, shortened (shown, never obeyed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "cpu": self.cpu, "what": self.what}
+
+    @classmethod
+    def read(cls, f: Fields) -> Busy | None:
+        at, cpu = f.number("at"), f.number("cpu")
+        if at is None or cpu is None:
+            return None
+        return cls(at=at, cpu=cpu, what=f.text("what"))
+
+
+@dataclass(frozen=True)
 class Cursor:
     """Where the daemon is in the task's files; lets a new daemon carry on exactly."""
 
@@ -189,6 +208,7 @@ class Cursor:
     sessions: dict[str, Usage] = field(default_factory=dict)  # each Codex session's newest (cumulative) use
     rollout: str | None = None  # the session's rollout file being followed for its use so far
     rollout_at: int = 0  # bytes of it already read
+    busy: Busy | None = None  # its tree seen working since its last progress (not a stall)
     models: dict[str, str] = field(default_factory=dict)  # each session's model, from its rollout
     runs: tuple[Run, ...] = ()  # each Codex run's session and its figure then (per-run shares)
 
@@ -210,6 +230,7 @@ class Cursor:
             "sessions": {thread: used.to_dict() for thread, used in self.sessions.items()},
             "rollout": self.rollout,
             "rollout_at": self.rollout_at,
+            "busy": self.busy.to_dict() if self.busy else None,
             "models": self.models,
             "runs": [run.to_dict() for run in self.runs],
         }
@@ -237,6 +258,7 @@ class Cursor:
             sessions=Usage.sessions(f.within("sessions")),
             rollout=f.text("rollout"),
             rollout_at=f.integer("rollout_at") or 0,
+            busy=Busy.read(f.within("busy")),
             models=models_of(f.within("models")),
             runs=runs_of(f),
         )
