@@ -21,6 +21,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Header, Log, ProgressBar, Static
 
 from codexd import api
+from codexd.cli.ratelimits import RateLimitsLine
 from codexd.clock import parse_iso
 from codexd.errors import BrokenRecord, CodexdError, UnknownTask
 from codexd.present import views, vocabulary
@@ -84,9 +85,6 @@ def task_lines(task: dict[str, Any], now: datetime) -> dict[str, Text]:
     `[@click=...]` or `[/]` would be obeyed. Their control characters are made visible too."""
     progress = task.get("progress") or {}
     last = task.get("last_log") or {}
-    recovery = [
-        f"{key.capitalize()}: {task[key]}" for key in ("restarts", "stalls", "retries") if task.get(key)
-    ]
     current = progress.get("current") if task.get("status") not in TERMINAL else None
     waiting = task.get("waiting") if isinstance(task.get("waiting"), dict) else None
     doing = f"Current: {current}" if current else ""
@@ -96,7 +94,7 @@ def task_lines(task: dict[str, Any], now: datetime) -> dict[str, Text]:
         "current": f"Waiting: {waiting.get('reason')}" if waiting else doing,  # the usage limit
         "busy": views.task_busy(task).replace("busy:", "Busy:", 1),  # its silent tree working: not a stall
         "last": f"Last log: [{_local(last.get('at'), now)}] {last.get('text')}" if last else "No log yet",
-        "recovery": "   ".join(recovery),
+        "recovery": "   ".join(views.recovery_facts(task)),
         "error": f"Error: {task['error']}" if task.get("error") else "",
         "queue": _queue_line(task),
     }
@@ -321,6 +319,7 @@ class TaskList(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield DataTable(cursor_type="row", zebra_stripes=True)
+        yield RateLimitsLine(self.tasks.root, self.now)
         yield KeyLine(
             ("[Enter] Open", "screen.open"), ("[R]efresh", "screen.refresh"), ("[Q]uit", "app.quit")
         )

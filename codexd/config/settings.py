@@ -147,6 +147,17 @@ class TaskTypeSettings(_Table):
         return value
 
 
+PerMillion = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+
+
+class PriceSettings(_Table):
+    """`[prices."MODEL"]`: USD per million tokens, for estimated costs (none without it)."""
+
+    input: PerMillion
+    cached_input: PerMillion
+    output: PerMillion  # Codex counts reasoning within output tokens
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CODEXD_", env_nested_delimiter="__", extra="forbid", allow_inf_nan=False
@@ -165,6 +176,7 @@ class Settings(BaseSettings):
     # Tasks without a worktree of their own may run at once in one folder (else one waits).
     share_folders: bool = False
     worktree: bool = False  # every task in a git worktree of its own unless it says worktree = false
+    prices: dict[str, PriceSettings] = Field(default_factory=dict)
 
     @field_validator("tasks_dir", "spool_dir", mode="before")
     @classmethod

@@ -73,3 +73,15 @@ def usage_of(event: dict[str, Any] | None) -> Usage | None:
         return None
     info = Fields(payload).within("info")
     return Usage.read(info.within("total_token_usage"))
+
+
+def model_of(event: dict[str, Any] | None) -> str | None:
+    """The model a turn runs on, from the rollout's `turn_context` line (`codex exec --json` never says)."""
+    payload = event.get("payload") if event else None
+    if event is None or event.get("type") != "turn_context" or not isinstance(payload, dict):
+        return None
+    model = payload.get("model")
+    return model if isinstance(model, str) and 0 < len(model) <= _MODEL_NAME else None
+
+
+_MODEL_NAME = 200  # a longer one is not a model's name

@@ -162,7 +162,7 @@ class Runs:
 
     def follow(self, running: Running, now: datetime) -> bool:
         """Record one bounded step of what the task wrote; True when more is left to read."""
-        moved = follower.advance(self.tasks.dir(running.task_id), running.status)
+        moved = follower.advance(self.tasks.dir(running.task_id), running.status, self.settings.prices, now)
         if moved is None:
             return False
         status = moved.status

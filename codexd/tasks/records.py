@@ -14,7 +14,7 @@ from codexd.tasks import incidents
 from codexd.tasks.incidents import Incident, IncidentKind
 from codexd.tasks.states import ACTIVE, TERMINAL, TaskState
 from codexd.tasks.taken import Taken
-from codexd.tasks.usage import Usage
+from codexd.tasks.usage import Cost, Run, Usage, models_of, runs_of
 from codexd.tasks.worktree import Worktree
 
 __all__ = [
@@ -209,6 +209,8 @@ class Cursor:
     rollout: str | None = None  # the session's rollout file being followed for its use so far
     rollout_at: int = 0  # bytes of it already read
     busy: Busy | None = None  # its tree seen working since its last progress (not a stall)
+    models: dict[str, str] = field(default_factory=dict)  # each session's model, from its rollout
+    runs: tuple[Run, ...] = ()  # each Codex run's session and its figure then (per-run shares)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -229,6 +231,8 @@ class Cursor:
             "rollout": self.rollout,
             "rollout_at": self.rollout_at,
             "busy": self.busy.to_dict() if self.busy else None,
+            "models": self.models,
+            "runs": [run.to_dict() for run in self.runs],
         }
 
     @classmethod
@@ -255,6 +259,8 @@ class Cursor:
             rollout=f.text("rollout"),
             rollout_at=f.integer("rollout_at") or 0,
             busy=Busy.read(f.within("busy")),
+            models=models_of(f.within("models")),
+            runs=runs_of(f),
         )
 
 
@@ -286,6 +292,7 @@ class TaskStatus:
     usage: Usage | None = None  # the sum of daemon.sessions; None: no figure yet, or an older record
     waiting: Waiting | None = None  # a queued task held back, and why; None: it starts when a slot is free
     worktree: Worktree | None = None  # the git worktree it runs in (made at its first launch)
+    cost: Cost | None = None  # estimated from the user's [prices]; None (and absent): no price known
 
     @property
     def is_terminal(self) -> bool:
@@ -338,6 +345,7 @@ class TaskStatus:
             "taken": self.taken.to_dict() if self.taken else None,
             "incidents": None if self.incidents is None else [i.to_dict() for i in self.incidents],
             "usage": self.usage.to_dict() if self.usage else None,
+            **({"cost": self.cost.to_dict()} if self.cost else {}),  # only with a price for its model
             "waiting": self.waiting.to_dict() if self.waiting else None,
             "after": list(self.after),  # from `taken`, shown here for users and scripts
             "priority": self.priority,
@@ -379,6 +387,7 @@ class TaskStatus:
             usage=Usage.read(f.within("usage")),
             waiting=Waiting.read(f.within("waiting")),
             worktree=Worktree.read(f.within("worktree")),
+            cost=Cost.read(f.within("cost")),
         )
         if f.bad:
             warn("status.fields_ignored", task_id, f.bad)

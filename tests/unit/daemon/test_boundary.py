@@ -56,11 +56,11 @@ def breaks_for(monkeypatch, task_id: str, error: BaseException) -> list[str]:
     calls: list[str] = []
     real = follower.advance
 
-    def advance(task_dir: Path, status: Any) -> Any:
+    def advance(task_dir: Path, status: Any, *prices: Any) -> Any:
         if status.task_id == task_id:
             calls.append(task_id)
             raise error
-        return real(task_dir, status)
+        return real(task_dir, status, *prices)
 
     monkeypatch.setattr(follower, "advance", advance)
     return calls
