@@ -20,7 +20,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Header, Log, ProgressBar, Static
 
-from codexd import api
+from codexd import api, tasklogs
 from codexd.cli.ratelimits import RateLimitsLine
 from codexd.clock import parse_iso
 from codexd.errors import BrokenRecord, CodexdError, UnknownTask
@@ -262,7 +262,7 @@ class LogView(Screen[None]):
     def __init__(self, tasks: api.Tasks, task_id: str, raw: bool):
         super().__init__()
         self.tasks, self.task_id, self.raw = tasks, task_id, raw
-        self._following = api.Following(self.path, 0, SHOWN_CHARS)
+        self._following = tasklogs.Following(self.path, 0, SHOWN_CHARS)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -286,7 +286,7 @@ class LogView(Screen[None]):
         self.title = f"{self.task_id}: {'events.jsonl' if self.raw else 'progress.log'}"
         log = self.query_one(Log)
         log.clear()
-        self._following = api.Following(self.path, store.size_of(self.path), SHOWN_CHARS)
+        self._following = tasklogs.Following(self.path, store.size_of(self.path), SHOWN_CHARS)
         lines = tail_lines(self.path, LOG_LINES, end=self._following.offset, width=SHOWN_CHARS)
         log.write_lines(map(shown, lines))  # raw events may hold C1 and bidi controls
 
