@@ -129,6 +129,11 @@ class Tracker:
         what to record of that (see `noted`). `at`: now, monotonic and epoch seconds; `limits`:
         its stall and busy timeouts."""
         mono = at[0]
+        if mono - running.active < interval(limits[0]):
+            # Progress is recent: its tree need not be read (most of a busy daemon's tasks). What
+            # was seen goes, so the next silent stretch is measured from a reading of its own.
+            self.forget(running.task_id)
+            return mono - running.active, None
         seen = self.look(
             running.task_id,
             running.run,
