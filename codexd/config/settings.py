@@ -9,6 +9,7 @@ ask it too); pydantic-settings reads the rest. The notification URLs are secrets
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -36,7 +37,7 @@ from codexd.config import paths
 from codexd.config.limits import MAX_PARALLEL, MAX_SECONDS, MAX_TRIES
 from codexd.errors import ConfigError
 from codexd.notify import endpoints
-from codexd.notify.redact import redact
+from codexd.notify.redact import mask_url, redact
 
 ENV_PREFIX = "CODEXD_"
 NoticeEvent = Literal["completed", "failed", "stalled", "cancelled", "restarted"]
@@ -110,6 +111,21 @@ class DaemonSettings(_Table):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class QueueSettings(_Table):
+    """The shared queue for a team (docs/scale-out.md): off without `url`."""
+
+    url: SecretStr | None = None  # postgresql://...: every daemon with this url takes tasks from one queue
+    name: str = Field(default_factory=lambda: platform.node() or "codexd", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    takeover_after: Seconds = 120  # a daemon silent this long has its tasks resumed by another
+
+    @field_validator("url")
+    @classmethod
+    def _postgres(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a PostgreSQL url: postgresql://USER:PASSWORD@HOST/DATABASE")
+        return value
+
+
 class TaskTypeSettings(_Table):
     output_schema: Path | None = None  # JSON Schema for the final message (--output-schema)
     items_field: str | None = None  # list in the final JSON whose entries are the items
@@ -141,6 +157,7 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     types: dict[str, TaskTypeSettings] = Field(default_factory=dict)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
 
     @field_validator("tasks_dir", "spool_dir", mode="before")
     @classmethod
@@ -234,6 +251,8 @@ def load(explicit_config: str | Path | None = None) -> tuple[Settings, Path]:
     except SettingsError as exc:  # what env_problems did not foresee
         raise ConfigError([f"settings from the environment: {exc}"]) from None
     keep_secret([u.get_secret_value() for u in loaded.notify.urls])
+    if loaded.queue.url is not None:
+        redact.add([loaded.queue.url.get_secret_value()])  # its password, in any message
     return loaded, path
 
 
@@ -245,4 +264,6 @@ def keep_secret(entries: list[str]) -> None:
 def shown(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json")
     data["notify"]["urls"] = [endpoints.parse(u.get_secret_value()).shown for u in settings.notify.urls]
+    if settings.queue.url is not None:
+        data["queue"]["url"] = mask_url(settings.queue.url.get_secret_value())
     return data

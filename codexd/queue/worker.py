@@ -1,0 +1,161 @@
+"""The shared queue's thread: procrastinate's worker and the queue's upkeep, on an event loop
+of their own, so that the daemon loop never waits on the database.
+
+The worker takes jobs up to the daemon's `max_parallel`; each job hands its task to the
+daemon (`hand`, which posts to the inbox) and is held until the task has ended. The upkeep
+defers the jobs of tasks the daemon accepted (again and again while the database is away:
+nothing accepted is lost) and puts back the jobs of daemons gone silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from procrastinate import exceptions
+from procrastinate.job_context import JobContext
+
+from codexd.errors import CodexdError
+from codexd.queue import shared
+from codexd.tasks.store import TaskStore
+
+log = structlog.get_logger()
+WATCH = 1.0  # seconds between looks at a held task's status.json
+RESTART = 2.0  # seconds before a session that could not start (the database away) is tried again
+
+
+class QueueThread:
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        slots: int,
+        takeover_after: float,
+        tasks: TaskStore,
+        hand: Callable[[str], None],
+    ) -> None:
+        self.url = url
+        self.name = name
+        self.slots = slots
+        self.takeover_after = takeover_after
+        self.tasks = tasks
+        self.hand = hand
+        self._pending: dict[str, int] = {}  # task id → priority: jobs not yet in the queue
+        self._guard = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._thread = threading.Thread(target=self._run, name="codexd-queue", daemon=True)
+        self.app = shared.make_app(url, self._hold)
+
+    # -- what the daemon loop calls ------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, task_id: str, priority: int) -> None:
+        """The task goes into the queue as soon as the database answers."""
+        with self._guard:
+            self._pending[task_id] = priority
+        self._loop.call_soon_threadsafe(self._wake.set)
+
+    def stop(self, timeout: float) -> None:
+        """Jobs held go back to the queue (another daemon resumes their tasks)."""
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def pending(self) -> list[str]:
+        with self._guard:
+            return sorted(self._pending)
+
+    # -- the thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop.run_until_complete(self._main())
+        finally:
+            self._loop.close()
+
+    async def _main(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._session()
+            except Exception as exc:  # the database away at start, or a bug: logged, tried again
+                log.error("queue.unavailable", error=str(exc), fix="check queue.url and the database server")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), RESTART)
+
+    async def _session(self) -> None:
+        await asyncio.to_thread(shared.ensure_schema, self.url)
+        async with self.app.open_async():
+            log.info("queue.connected", name=self.name, slots=self.slots)
+            worker = asyncio.create_task(self.app.run_worker_async(**self._worker_options()))
+            upkeep = asyncio.create_task(self._upkeep())
+            stop = asyncio.create_task(self._stop.wait())
+            done, _ = await asyncio.wait({worker, upkeep, stop}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (worker, upkeep, stop):
+                task.cancel()
+            await asyncio.gather(worker, upkeep, stop, return_exceptions=True)
+            failed = [t.exception() for t in done if t is not stop and not t.cancelled() and t.exception()]
+            if failed:
+                raise failed[0]  # type: ignore[misc]
+
+    def _worker_options(self) -> dict[str, Any]:
+        beat = max(0.2, min(10.0, self.takeover_after / 4))
+        return {
+            "name": f"codexd:{self.name}",
+            "queues": [shared.QUEUE],
+            "concurrency": self.slots,
+            "install_signal_handlers": False,
+            "shutdown_graceful_timeout": 0,  # held jobs go back at once: their tasks resume elsewhere
+            "update_heartbeat_interval": beat,
+            "stalled_worker_timeout": self.takeover_after,
+            "fetch_job_polling_interval": beat,
+            "delete_jobs": "successful",
+        }
+
+    async def _hold(self, context: JobContext, task_id: str) -> None:
+        """The job of one task: handed to the daemon, held until the task has ended."""
+        log.info("queue.job_taken", task_id=task_id, job=context.job.id)
+        self.hand(task_id)
+        while not self._ended(task_id):
+            await asyncio.sleep(WATCH)
+
+    def _ended(self, task_id: str) -> bool:
+        try:
+            return self.tasks.read_status(task_id).is_terminal
+        except CodexdError as exc:  # removed, or unreadable: nothing left to run
+            log.warning("queue.task_unreadable", task_id=task_id, error=str(exc))
+            return True
+
+    async def _upkeep(self) -> None:
+        every = max(0.2, min(5.0, self.takeover_after / 4))
+        while True:
+            self._wake.clear()
+            try:
+                await self._defer_pending()
+                for task_id in await shared.take_over_stalled(self.app, self.takeover_after):
+                    log.warning("queue.taken_over", task_id=task_id, silent_for=self.takeover_after)
+            except exceptions.ConnectorException as exc:  # the database away: the worker waits too
+                log.warning("queue.upkeep_failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), every)
+
+    async def _defer_pending(self) -> None:
+        with self._guard:
+            pending = dict(self._pending)
+        for task_id, priority in pending.items():
+            await shared.defer(self.app, task_id, priority)
+            with self._guard:
+                self._pending.pop(task_id, None)
+            log.info("queue.submitted", task_id=task_id, priority=priority)
