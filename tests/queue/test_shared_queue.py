@@ -4,11 +4,15 @@ and a machine that dies mid-task loses nothing."""
 from __future__ import annotations
 
 import json
+import os
 import time
+from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from tests.queue.conftest import running_postgres
 from tests.queue.machines import FIRST_RUN_HANGS, runs_of, state_of, taker_of, team, wait_for
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(240)]
@@ -62,3 +66,62 @@ def test_a_machine_killed_mid_task_has_its_task_completed_by_the_other(
         assert taker_of(tasks, "long-one") == [doomed.name, other.name]
         assert runs_of(tasks, "long-one") == 2  # one cut short by the kill, one whole
         other.stop()
+
+
+OUTAGE = float(os.environ.get("CODEXD_TEST_OUTAGE", "30"))  # seconds; the issue asks for 30
+
+
+def test_the_database_stopped_for_thirty_seconds_loses_nothing(tmp_path: Path) -> None:
+    """Tasks that end while the database is away, and tasks submitted then, all complete once;
+    both daemons run on and take new work afterwards."""
+    with running_postgres() as server:  # a server of its own: the others' tests go on meanwhile
+        url = server.new_database()
+        settings = {"CODEXD_MAX_PARALLEL": "2", "BENCH_CODEX_SECONDS": "3"}
+        with team(tmp_path, url, ("m1", "m2"), **settings) as (m1, m2):
+            m1.start()
+            m2.start()
+            before = [f"before-{n}" for n in range(4)]
+            for n, task_id in enumerate(before):
+                (m1, m2)[n % 2].drop(task_id)
+            tasks = m1.tasks
+            wait_for(lambda: all(runs_of(tasks, t) == 1 for t in before), 30, "four tasks running")
+            server.stop()
+            during = [f"during-{n}" for n in range(4)]
+            for n, task_id in enumerate(during):
+                (m1, m2)[n % 2].drop(task_id)
+            time.sleep(OUTAGE)
+            server.start()
+            back = database_now(url)
+            after = ["after-0", "after-1"]
+            m2.drop(after[0])
+            m1.drop(after[1])
+            every = before + during + after
+            wait_for(
+                lambda: all(state_of(tasks, t) == "completed" for t in every), 60, "every task completed"
+            )
+            assert {t: runs_of(tasks, t) for t in every} == dict.fromkeys(every, 1)
+            assert all(len(taker_of(tasks, t)) == 1 for t in every)
+            # Both recover: their workers beat again, after the database came back.
+            wait_for(lambda: beating_since(url, back) == 2, 30, "both workers' heartbeats")
+            assert all(m.proc is not None and m.proc.poll() is None for m in (m1, m2))
+            m1.stop()
+            m2.stop()
+
+
+def database_now(url: str) -> datetime:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT now()").fetchone()
+    assert row is not None
+    return cast(datetime, row[0])
+
+
+def beating_since(url: str, since: datetime) -> int:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM procrastinate_workers WHERE last_heartbeat > %s", (since,)
+        ).fetchone()
+    return int(row[0]) if row else 0
