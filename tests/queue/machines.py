@@ -96,17 +96,17 @@ class Machine:
         assert self.proc is not None
         daemon = psutil.Process(self.proc.pid)
         children = daemon.children(recursive=True)
-        trees = [p for p in psutil.process_iter() if _runs_for(p, self.name)]
+        trees = [p for p in psutil.process_iter() if _runs_with(p, self.vars["CODEX_HOME"])]
         for proc in [daemon, *children, *trees]:
             with contextlib.suppress(psutil.Error):
                 proc.kill()
         self.proc.wait(10)
 
 
-def _runs_for(proc: psutil.Process, name: str) -> bool:
-    """A Codex of this machine's: the fake says whose CODEX_HOME it runs with."""
+def _runs_with(proc: psutil.Process, codex_home: str) -> bool:
+    """A Codex of this machine's (of this test's: tests on other xdist workers have an m1 too)."""
     with contextlib.suppress(psutil.Error):
-        return proc.environ().get("CODEX_HOME", "").endswith(f"/{name}/codex-home")
+        return proc.environ().get("CODEX_HOME") == codex_home
     return False
 
 
