@@ -101,12 +101,8 @@ def ensure_schema(url: str) -> None:
 
 async def defer(app: procrastinate.App, task_id: str, priority: int) -> None:
     """A job for the task, unless one waits or runs already."""
-    waiting = [
-        job
-        for status in ("todo", "doing")
-        for job in await app.job_manager.list_jobs_async(task=TASK, status=status, lock=task_id)
-    ]
-    if waiting:
+    found = await app.job_manager.list_jobs_async(task=TASK, lock=task_id)
+    if any(job.status in (jobs.Status.TODO.value, jobs.Status.DOING.value) for job in found):
         return
     configured = app.configure_task(TASK, lock=task_id, queueing_lock=task_id, priority=priority)
     try:

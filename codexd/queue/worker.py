@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -140,16 +141,28 @@ class QueueThread:
 
     async def _upkeep(self) -> None:
         every = max(0.2, min(5.0, self.takeover_after / 4))
+        # After an outage every worker's heartbeat is as old as the outage: no one's silence
+        # means anything until each has had `takeover_after` to beat again. A round that
+        # failed, or took long (its queries waited for the database), says there was one.
+        answering_since = time.monotonic()
         while True:
             self._wake.clear()
+            began = time.monotonic()
             try:
                 await self._defer_pending()
-                for task_id in await shared.take_over_stalled(self.app, self.takeover_after):
-                    log.warning("queue.taken_over", task_id=task_id, silent_for=self.takeover_after)
+                if began - answering_since >= self.takeover_after:
+                    await self._take_over()
             except exceptions.ConnectorException as exc:  # the database away: the worker waits too
                 log.warning("queue.upkeep_failed", error=str(exc))
+                answering_since = time.monotonic()
+            if time.monotonic() - began > every:
+                answering_since = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), every)
+
+    async def _take_over(self) -> None:
+        for task_id in await shared.take_over_stalled(self.app, self.takeover_after):
+            log.warning("queue.taken_over", task_id=task_id, silent_for=self.takeover_after)
 
     async def _defer_pending(self) -> None:
         with self._guard:
