@@ -24,6 +24,7 @@ from codexd.daemon.processes import Processes, cgroup_of
 from codexd.daemon.recovery import Recovery
 from codexd.daemon.running import Running
 from codexd.errors import CodexdError
+from codexd.queue import sessions
 from codexd.queue.worker import QueueThread
 from codexd.tasks import frontmatter, intake, store
 from codexd.tasks.records import TaskStatus
@@ -100,6 +101,7 @@ class Member:
             self.book.queued.append(status)
             return
         log.warning("queue.resuming", task_id=task_id, state=status.status)
+        sessions.restore(self.tasks, status)  # else the resume fails and it starts afresh
         if status.status == TaskState.IN_PROGRESS:
             why = f"{line}: the daemon running it went silent, so it is resumed here"
             status = self.book.change(status, TaskState.STALLED, now, why)

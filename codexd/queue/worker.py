@@ -21,7 +21,8 @@ from procrastinate import exceptions
 from procrastinate.job_context import JobContext
 
 from codexd.errors import CodexdError
-from codexd.queue import shared
+from codexd.queue import sessions, shared
+from codexd.tasks.records import TaskStatus
 from codexd.tasks.store import TaskStore
 
 log = structlog.get_logger()
@@ -129,15 +130,16 @@ class QueueThread:
         """The job of one task: handed to the daemon, held until the task has ended."""
         log.info("queue.job_taken", task_id=task_id, job=context.job.id)
         self.hand(task_id)
-        while not self._ended(task_id):
+        while (status := self._status(task_id)) is not None and not status.is_terminal:
+            sessions.keep(self.tasks, status)  # so that another machine can resume the session
             await asyncio.sleep(WATCH)
 
-    def _ended(self, task_id: str) -> bool:
+    def _status(self, task_id: str) -> TaskStatus | None:
         try:
-            return self.tasks.read_status(task_id).is_terminal
+            return self.tasks.read_status(task_id)
         except CodexdError as exc:  # removed, or unreadable: nothing left to run
             log.warning("queue.task_unreadable", task_id=task_id, error=str(exc))
-            return True
+            return None
 
     async def _upkeep(self) -> None:
         every = max(0.2, min(5.0, self.takeover_after / 4))

@@ -12,6 +12,7 @@ from typing import cast
 
 import pytest
 
+from tests.fake_model import Call, Hang, Once, Say, serve
 from tests.queue.conftest import running_postgres
 from tests.queue.machines import FIRST_RUN_HANGS, runs_of, state_of, taker_of, team, wait_for
 
@@ -125,3 +126,43 @@ def beating_since(url: str, since: datetime) -> int:
             "SELECT count(*) FROM procrastinate_workers WHERE last_heartbeat > %s", (since,)
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+@pytest.mark.codex
+def test_a_task_resumed_on_another_machine_keeps_its_codex_session(
+    tmp_path: Path, queue_url: str, codex_cli: str
+) -> None:
+    """The real Codex: the session's rollout file travels with the task into the other
+    machine's CODEX_HOME, so the resumed run carries on the same session (afresh, the model
+    would be asked from the start again, and hang again)."""
+    scenario = {"travels": [Call("echo step >> steps.txt"), Once(Hang(), Say("finished after resume"))]}
+    work = tmp_path / "work"
+    work.mkdir()
+    with serve(scenario) as model:
+        settings = {
+            "CODEXD_QUEUE__TAKEOVER_AFTER": "2",
+            "CODEXD_CODEX__COMMAND": json.dumps([codex_cli]),
+            "CODEXD_CODEX__ARGS": json.dumps(["-s", "danger-full-access"]),
+            "MOCK_API_KEY": "test",
+        }
+        with team(tmp_path, queue_url, ("m1", "m2"), **settings) as machines:
+            for machine in machines:
+                model.write_codex_home(Path(machine.vars["CODEX_HOME"]))
+                machine.start()
+            machines[0].drop("travels", "SCENARIO: travels", cwd=json.dumps(str(work)))
+            kept = machines[0].tasks / "travels" / "session"
+            wait_for(lambda: "function_call_output" in kept_text(kept), 60, "the session kept with the task")
+            first = taker_of(machines[0].tasks, "travels")
+            doomed, other = sorted(machines, key=lambda m: m.name != first[0])
+            doomed.kill_with_codex()
+            tasks = other.tasks
+            wait_for(lambda: state_of(tasks, "travels") == "completed", 90, "the task completed on the other")
+            log = (tasks / "travels" / "progress.log").read_text()
+            assert "could not be resumed" not in log
+            assert (work / "steps.txt").read_text() == "step\n"  # the step was not done again
+            assert taker_of(tasks, "travels") == [doomed.name, other.name]
+            other.stop()
+
+
+def kept_text(folder: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in folder.glob("rollout-*.jsonl"))
