@@ -109,7 +109,7 @@ class Supervisor:
             self._handle(message, now)
         if self.clock.monotonic() >= self.schedule.rescan_at or self._spool_retry_due():
             self._intake(now)
-            self.requests.take(now)
+            self._take_requests(now)
             self._keep_alive()
         self.runs.behind = False  # each task's follow step says again
         check_folders = self._folders_due()
@@ -173,7 +173,7 @@ class Supervisor:
         else:  # the queue hands back whatever must run: tasks_dir holds the team's tasks
             self.member.start()
         self._intake(now)
-        self.requests.take(now)
+        self._take_requests(now)
         self._start_queued(now)
         self.book.flush(self.clock.monotonic(), force=True)
         self._watcher = FolderWatcher(
@@ -279,6 +279,12 @@ class Supervisor:
         if self._watcher is not None and not self._watcher.alive:
             log.error("watcher.restarted")
             self._watcher.restart()
+
+    def _take_requests(self, now: datetime) -> None:
+        if self.member is None:
+            self.requests.take(now)
+        else:  # in a team, only the requests of the tasks this daemon holds
+            self.member.take_requests(self.requests, now)
 
     def _spool_retry_due(self) -> bool:
         retry = self.schedule.spool_retry_at

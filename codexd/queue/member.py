@@ -14,6 +14,7 @@ import platform
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import cast
 
 import structlog
 
@@ -22,6 +23,7 @@ from codexd.config.settings import Settings
 from codexd.daemon.lock import DaemonLock
 from codexd.daemon.processes import Processes, cgroup_of
 from codexd.daemon.recovery import Recovery
+from codexd.daemon.requests import RETRIES, Kind, Requests
 from codexd.daemon.running import Running
 from codexd.errors import CodexdError
 from codexd.queue import sessions
@@ -45,7 +47,7 @@ class MemberLock(DaemonLock):
         self.path = tasks_dir / f".daemon.{name}.lock"
 
     def acquire(self) -> None:
-        if not self.take(f"{platform.node()} {os.getpid()}\n".encode()):
+        if not self.take(f"{os.getpid()}\n".encode()):  # as in .daemon.lock: `running_pid` reads it
             raise CodexdError(
                 f"another codexd daemon named {self.name!r} already runs for {self.path.parent}: "
                 "give each daemon of the team its own queue.name"
@@ -99,6 +101,7 @@ class Member:
         if status.status == TaskState.QUEUED:
             self.book.note(task_id, now, line)
             self.book.queued.append(status)
+            self.take_requests(self.recovery.requests, now)  # a stop that waited for it: before it starts
             return
         log.warning("queue.resuming", task_id=task_id, state=status.status)
         sessions.restore(self.tasks, status)  # else the resume fails and it starts afresh
@@ -106,6 +109,43 @@ class Member:
             why = f"{line}: the daemon running it went silent, so it is resumed here"
             status = self.book.change(status, TaskState.STALLED, now, why)
         self.recovery.recover_one(status, {}, {}, now)
+
+    def take_requests(self, requests: Requests, now: datetime) -> None:
+        """Stop and restart requests of the tasks this daemon holds (the holder of a task still
+        in the queue gets its request when the queue hands it over, unless its job can be
+        cancelled there first); a retry goes back into the queue, to run wherever there is room."""
+        for task_id, kinds in requests.waiting().items():
+            if "stop" in kinds:
+                self._unqueue(task_id)
+            mine = task_id in self.book.running or self.book.queued_status(task_id) is not None
+            for kind in kinds:
+                if kind in RETRIES:
+                    self._retry(requests, task_id, kind, now)
+                elif mine:
+                    requests.take_one(task_id, requests.folder / f"{task_id}.{kind}", cast(Kind, kind), now)
+
+    def _retry(self, requests: Requests, task_id: str, kind: str, now: datetime) -> None:
+        """One member carries a retry out: the one that renames its request first."""
+        claimed = requests.folder / f".{task_id}.{kind}.{self.name}"
+        try:
+            os.rename(requests.folder / f"{task_id}.{kind}", claimed)
+        except OSError:
+            return  # another member took it
+        requests.retry(task_id, kind == "retry-fresh", now)
+        claimed.unlink(missing_ok=True)
+        again = self.book.queued_status(task_id)
+        if again is not None and task_id not in self.book.running:
+            self.book.queued.remove(again)
+            self.submit(again)
+
+    def _unqueue(self, task_id: str) -> None:
+        """A task to stop that waits in the queue: once its job is cancelled there, it is
+        this daemon's to record as cancelled (nobody else will ever be handed it)."""
+        if task_id in self.book.running or self.book.queued_status(task_id) is not None:
+            return
+        status = self.tasks.read_status(task_id)
+        if status.status == TaskState.QUEUED and self.thread.cancel_waiting(task_id):
+            self.book.queued.append(status)
 
     def stop(self, running: list[Running], grace: float) -> None:
         """Its tasks' trees ended, their states kept, then their jobs put back: other members

@@ -125,3 +125,12 @@ async def take_over_stalled(app: procrastinate.App, silent: float) -> list[str]:
             continue
         taken.append(str(job.task_kwargs.get("task_id")))
     return taken
+
+
+async def cancel_waiting(app: procrastinate.App, task_id: str) -> bool:
+    """The task's job cancelled while it still waits in the queue: True when no daemon will
+    ever be handed it (one that holds it already carries out the stop itself)."""
+    for job in await app.job_manager.list_jobs_async(task=TASK, lock=task_id, status="todo"):
+        if job.id is not None and await app.job_manager.cancel_job_by_id_async(job.id):
+            return True
+    return False

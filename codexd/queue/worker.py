@@ -28,6 +28,7 @@ from codexd.tasks.store import TaskStore
 log = structlog.get_logger()
 WATCH = 1.0  # seconds between looks at a held task's status.json
 RESTART = 2.0  # seconds before a session that could not start (the database away) is tried again
+CANCEL_WAIT = 2.0  # seconds the daemon loop waits for the database to cancel a waiting job
 
 
 class QueueThread:
@@ -70,6 +71,22 @@ class QueueThread:
         if self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
             self._thread.join(timeout)
+
+    def cancel_waiting(self, task_id: str) -> bool:
+        """The task's job taken out of the queue before any daemon took it (False: it is held,
+        or not queued yet, or the database did not answer in time)."""
+        with self._guard:
+            if self._pending.pop(task_id, None) is not None:
+                return True
+        if not self.alive:
+            return False
+        future = asyncio.run_coroutine_threadsafe(shared.cancel_waiting(self.app, task_id), self._loop)
+        try:
+            return future.result(CANCEL_WAIT)
+        except (TimeoutError, exceptions.ProcrastinateException) as exc:  # the request waits
+            future.cancel()
+            log.warning("queue.cancel_failed", task_id=task_id, error=str(exc) or "no answer in time")
+            return False
 
     @property
     def alive(self) -> bool:

@@ -166,3 +166,34 @@ def test_a_task_resumed_on_another_machine_keeps_its_codex_session(
 
 def kept_text(folder: Path) -> str:
     return "".join(p.read_text(errors="replace") for p in folder.glob("rollout-*.jsonl"))
+
+
+def test_stop_and_retry_from_any_machine_reach_the_task_wherever_it_is(
+    tmp_path: Path, queue_url: str
+) -> None:
+    """`codexd stop` on one machine stops a task the other runs, and one still waiting in the
+    queue never runs; `codexd retry` puts a task back into the queue."""
+    hangs_once = json.dumps([str(FIRST_RUN_HANGS)])
+    settings = {"CODEXD_MAX_PARALLEL": "1", "CODEXD_CODEX__COMMAND": hangs_once}
+    with team(tmp_path, queue_url, ("m1", "m2"), **settings) as (m1, m2):
+        m1.start()
+        m1.drop("running")
+        tasks = m1.tasks
+        wait_for(lambda: runs_of(tasks, "running") == 1, 30, "the task running on m1")
+        m1.drop("waiting")  # m1 is full, and m2 not started: it waits in the queue
+        wait_for(lambda: '"queue.submitted"' in m1.output() and "waiting" in m1.output(), 30, "queued")
+        stopped = m2.codexd("stop", "waiting")  # from a machine with no daemon: still in the queue
+        assert stopped.returncode == 0, stopped.stderr
+        wait_for(lambda: state_of(tasks, "waiting") == "cancelled", 30, "the waiting task cancelled")
+        m2.start()
+        stopped = m2.codexd("stop", "running")  # m1 holds it
+        assert stopped.returncode == 0, stopped.stderr
+        wait_for(lambda: state_of(tasks, "running") == "cancelled", 30, "the running task stopped")
+        wait_for(lambda: state_of(tasks, "waiting") == "cancelled", 30, "the waiting task stopped")
+        assert runs_of(tasks, "waiting") == 0
+        retried = m2.codexd("retry", "running")
+        assert retried.returncode == 0, retried.stderr
+        wait_for(lambda: state_of(tasks, "running") == "completed", 30, "the retried task completed")
+        assert runs_of(tasks, "running") == 2
+        m1.stop()
+        m2.stop()
