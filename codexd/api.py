@@ -22,7 +22,7 @@ from codexd.errors import BrokenRecord, CodexdError, InvalidInput, UnknownTask, 
 from codexd.present import reports, vocabulary
 from codexd.tailing import tail_lines
 from codexd.tasks import frontmatter, intake, listing, removal, store, taskid, tasktypes
-from codexd.tasks.records import LastLog, Progress, TaskStatus
+from codexd.tasks.records import LastLog, Progress, TaskStatus, Waiting
 from codexd.tasks.removal import Removal
 from codexd.tasks.states import RETRYABLE, TaskState
 from codexd.tasks.store import TaskStore
@@ -144,11 +144,14 @@ class Tasks:
         self._request(task_id, "restart")
         return status
 
-    def _request(self, task_id: str, kind: str) -> None:
+    def _request(self, task_id: str, kind: str, body: dict[str, Any] | None = None) -> None:
+        """The request file: the time it was made, or a JSON object of what it carries."""
         taskid.check(task_id)  # the request file stays inside its folder
         folder = self.root / store.REQUESTS
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        store.write_atomic(folder / f"{task_id}.{kind}", iso(datetime.now(UTC)).encode())
+        made = iso(datetime.now(UTC))
+        data = made.encode() if body is None else json.dumps({"at": made, **body}).encode()
+        store.write_atomic(folder / f"{task_id}.{kind}", data)
 
     def wait(self, task_id: str, timeout: float | None = None, poll: float = 0.1) -> TaskStatus:
         """The task's status once it ends; WaitTimeout if it is still going after `timeout`."""
@@ -218,17 +221,28 @@ class Tasks:
         except OSError:
             return None
 
+    def usage_limit(self, now: datetime | None = None) -> Waiting | None:
+        """While the account's usage limit holds every task: why, and until when."""
+        from codexd.daemon import usagelimit
+
+        return usagelimit.account_wait(self.root, now or datetime.now(UTC))
+
     # -- day two: run an ended task again, remove ended tasks ---------------------------------
 
-    def request_retry(self, task_id: str, fresh: bool = False) -> TaskStatus:
+    def request_retry(self, task_id: str, fresh: bool = False, max_tokens: int | None = None) -> TaskStatus:
         """Ask the daemon to run a failed or cancelled task again under its id: resuming its
-        Codex session, or from the start with `fresh` (or when it has none)."""
+        Codex session, or from the start with `fresh` (or when it has none); with `max_tokens`,
+        under that budget from now on (its tokens so far still count)."""
         status = self.status(task_id)
         if status.status not in RETRYABLE:
             raise InvalidInput(not_retryable(status))
+        refusal = over_its_budget(status, max_tokens)
+        if refusal is not None:
+            raise InvalidInput(refusal)
         kind, other = ("retry-fresh", "retry") if fresh else ("retry", "retry-fresh")
         (self.root / store.REQUESTS / f"{task_id}.{other}").unlink(missing_ok=True)
-        self._request(task_id, kind)
+        body = None if max_tokens is None else {"max_tokens": max_tokens}
+        self._request(task_id, kind, body)
         return status
 
     def wait_taken(self, task_id: str, kind: str, timeout: float, poll: float = 0.1) -> TaskStatus:
@@ -293,6 +307,24 @@ class CodexTaskMonitor:
 
     def stop(self) -> TaskStatus:
         return self.tasks.request_stop(self.task_id)
+
+
+def over_its_budget(status: TaskStatus, max_tokens: int | None) -> str | None:
+    """Why a retry would stop at once: the task ended over its token budget, and the retry
+    gives it none larger than what it used (tokens count over all its runs)."""
+    used = status.usage.total_tokens if status.usage is not None else 0
+    ended_over = (status.error or "").startswith("max_tokens ")
+    if max_tokens is not None and max_tokens <= used:
+        return (
+            f"task {status.task_id} has used {used} tokens already: --max-tokens {max_tokens} would stop "
+            f"it at once; give it more than {used}"
+        )
+    if ended_over and max_tokens is None:
+        return (
+            f"task {status.task_id} stopped at its token budget ({status.error}); a retry would stop at "
+            f"once: give it a larger one with `codexd retry {status.task_id} --max-tokens N` (N > {used})"
+        )
+    return None
 
 
 def not_retryable(status: TaskStatus) -> str:

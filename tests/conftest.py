@@ -117,6 +117,8 @@ def env(tmp_path: Path) -> Iterator[Env]:
         CODEXD_DAEMON__LOG_LEVEL="debug",
         CODEXD_HEALTH__BACKOFF="0.1",
         CODEXD_HEALTH__BACKOFF_MAX="1",
+        # Every test's tasks run in its one folder; those about one folder per task unset this.
+        CODEXD_SHARE_FOLDERS="true",
         PYTHONPATH=str(ROOT),
     )
     yield Env(tmp_path, values)

@@ -71,8 +71,22 @@ class Tool:
     namespace: str | None = None  # e.g. multi_agent_v1 for spawn_agent and wait_agent
 
 
-Step = Call | Say | Fail | Hang | Tool | Once
-Answer = Call | Say | Fail | Hang | Tool
+@dataclass(frozen=True)
+class Limit:
+    """The account's usage limit is reached: HTTP 429 with the body the ChatGPT backend sends
+    (`error.type` usage_limit_reached, `resets_at` in epoch seconds, `resets_in_seconds`), which
+    Codex turns into "You've hit your usage limit. Try again at 3:05 PM." (`resets_in` None:
+    no reset time, and Codex says "Try again later.")."""
+
+    resets_in: float | None = None  # seconds from the request to the reset
+    plan_type: str = "plus"
+    # The rate-limit headers the backend sends with it (x-codex-primary-*): Codex writes them,
+    # to the second, in the rollout's token_count; its message gives only the minute.
+    headers: bool = True
+
+
+Step = Call | Say | Fail | Hang | Tool | Once | Limit
+Answer = Call | Say | Fail | Hang | Tool | Limit
 
 
 @dataclass
@@ -200,6 +214,9 @@ def _handler(model: FakeModel) -> type[BaseHTTPRequestHandler]:
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
             model.requests.append(body)
             step = model.step_for(body)
+            if isinstance(step, Limit):
+                self._answer_json(429, _limit_body(step), _limit_headers(step))
+                return
             if isinstance(step, Fail):
                 payload = b'{"error":{"message":"fake model error","type":"server_error"}}'
                 self.send_response(step.status)
@@ -224,7 +241,39 @@ def _handler(model: FakeModel) -> type[BaseHTTPRequestHandler]:
             self.wfile.flush()
             self.close_connection = True
 
+        def _answer_json(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
     return Handler
+
+
+def _limit_body(step: Limit) -> bytes:
+    error: dict[str, Any] = {
+        "type": "usage_limit_reached",
+        "message": "The usage limit has been reached",
+        "plan_type": step.plan_type,
+    }
+    if step.resets_in is not None:
+        error["resets_at"] = int(time.time() + step.resets_in)
+        error["resets_in_seconds"] = int(step.resets_in)
+    return json.dumps({"error": error}).encode()
+
+
+def _limit_headers(step: Limit) -> dict[str, str]:
+    if step.resets_in is None or not step.headers:
+        return {}
+    return {
+        "x-codex-primary-used-percent": "100",
+        "x-codex-primary-window-minutes": "300",
+        "x-codex-primary-reset-at": str(int(time.time() + step.resets_in)),
+        "x-codex-primary-reset-after-seconds": str(int(step.resets_in)),
+    }
 
 
 @contextmanager

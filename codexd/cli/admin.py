@@ -29,6 +29,8 @@ def health(ctx: click.Context, as_json: bool) -> int:
     last = tasks.last_health_check()
     found["daemon"] = {"pid": tasks.daemon_pid(), "last_check": fields.text((last or {}).get("at"))}
     found["ok"] = found["ok"] and found["daemon"]["pid"] is not None  # unsupervised tasks are not ok
+    held = tasks.usage_limit()  # every task waits for the account's usage limit: not a fault
+    found["account"] = held.to_dict() if held is not None else None
     if as_json:
         print_json(found)
     else:

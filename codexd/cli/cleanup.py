@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from codexd.cli.options import say_broken, tasks_of
+from codexd.cli.options import TASK_ID, say_broken, tasks_of
 from codexd.errors import EXIT_FAILURE, EXIT_USAGE, BrokenRecord
 from codexd.tasks.removal import Removal, parse_age
 
@@ -17,7 +17,7 @@ DRY_RUN = click.option("--dry-run", is_flag=True, help="Only list what would be 
 
 
 @click.command()
-@click.argument("task_ids", metavar="ID...", nargs=-1, required=True)
+@click.argument("task_ids", metavar="ID...", type=TASK_ID, nargs=-1, required=True)
 @DRY_RUN
 @click.pass_context
 def rm(ctx: click.Context, task_ids: tuple[str, ...], dry_run: bool) -> int:

@@ -18,11 +18,12 @@ import click
 
 from codexd import api
 from codexd.cli import admin, cleanup, options, reporting
-from codexd.cli.options import COUNT, SECONDS, confirm_timeout, print_json, say_broken, tasks_of
+from codexd.cli.options import COUNT, SECONDS, TASK_ID, confirm_timeout, print_json, say_broken, tasks_of
 from codexd.errors import EXIT_FAILURE, EXIT_USAGE, BrokenRecord, CodexdError, ConfigError, InvalidInput
 from codexd.notify.redact import redact
 from codexd.present import views
 from codexd.tasks import taskid
+from codexd.tasks.taken import MAX_PRIORITY
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,12 +70,21 @@ def _read_instructions(source: str) -> tuple[bytes, str]:
 @click.option("--cwd", help="Folder Codex works in (default: the current folder).")
 @click.option("--timeout", type=SECONDS, metavar="S", help="Wall time for the whole task; then it fails.")
 @click.option("--max-tokens", type=COUNT, metavar="N", help="Tokens for the whole task; then it fails.")
+@click.option("--after", metavar="ID[,ID...]", help="Start only once these tasks have completed.")
+@click.option(
+    "--priority",
+    type=click.IntRange(-MAX_PRIORITY, MAX_PRIORITY),
+    metavar="N",
+    help=f"Higher starts first among queued tasks (-{MAX_PRIORITY}..{MAX_PRIORITY}, default 0).",
+)
 @click.pass_context
 def start(ctx: click.Context, /, source: str, **given: Any) -> None:
     """Submit a task; prints its id alone on stdout."""
     raw, name = _read_instructions(source)
     tasks = tasks_of(ctx)
     given["type"] = given.pop("kind")
+    if given["after"] is not None:  # "a,b" -> ["a", "b"]; the front matter check judges each id
+        given["after"] = [part.strip() for part in given["after"].split(",") if part.strip()]
     new_id = tasks.submit(raw, name, **given)
     click.echo(new_id)
     if tasks.daemon_pid() is None:
@@ -116,7 +126,7 @@ def _print_list_json(tasks: api.Tasks) -> None:
 
 
 @cli.command()
-@click.argument("task_id")
+@click.argument("task_id", type=TASK_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print status.json.")
 @click.pass_context
 def status(ctx: click.Context, task_id: str, as_json: bool) -> None:
@@ -127,7 +137,7 @@ def status(ctx: click.Context, task_id: str, as_json: bool) -> None:
 
 
 @cli.command()
-@click.argument("task_id")
+@click.argument("task_id", type=TASK_ID)
 @click.option("-n", "lines", type=COUNT, help="Only the last N lines.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the task ends.")
 @click.option("--raw", is_flag=True, help="Codex's raw events (events.jsonl) instead of progress.log.")
@@ -156,7 +166,7 @@ def _shown_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
 
 
 @cli.command()
-@click.argument("task_id")
+@click.argument("task_id", type=TASK_ID)
 @click.pass_context
 def results(ctx: click.Context, task_id: str) -> int:
     """A task's results.json."""
@@ -173,7 +183,7 @@ def results(ctx: click.Context, task_id: str) -> int:
 
 
 @cli.command()
-@click.argument("task_id", required=False)
+@click.argument("task_id", type=TASK_ID, required=False)
 @click.option("--raw", is_flag=True, help="Open the task's raw Codex events (events.jsonl).")
 @click.pass_context
 def monitor(ctx: click.Context, task_id: str | None, raw: bool) -> None:
@@ -191,7 +201,7 @@ def monitor(ctx: click.Context, task_id: str | None, raw: bool) -> None:
 
 
 @cli.command()
-@click.argument("task_id")
+@click.argument("task_id", type=TASK_ID)
 @click.option("--timeout", type=SECONDS, metavar="SECONDS", help="Give up after this long (exit 124).")
 @click.pass_context
 def wait(ctx: click.Context, task_id: str, timeout: float | None) -> int:
@@ -202,7 +212,7 @@ def wait(ctx: click.Context, task_id: str, timeout: float | None) -> int:
 
 
 @cli.command()
-@click.argument("task_id")
+@click.argument("task_id", type=TASK_ID)
 @confirm_timeout(30.0)
 @click.pass_context
 def stop(ctx: click.Context, task_id: str, timeout: float) -> int:
@@ -225,7 +235,7 @@ def stop(ctx: click.Context, task_id: str, timeout: float) -> int:
 
 
 @cli.command()
-@click.argument("task_id")
+@click.argument("task_id", type=TASK_ID)
 @confirm_timeout(60.0)
 @click.pass_context
 def restart(ctx: click.Context, task_id: str, timeout: float) -> None:
@@ -246,14 +256,17 @@ def restart(ctx: click.Context, task_id: str, timeout: float) -> None:
 
 
 @cli.command()
-@click.argument("task_id")
+@click.argument("task_id", type=TASK_ID)
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming its Codex session.")
+@click.option(
+    "--max-tokens", type=COUNT, metavar="N", help="Its token budget from now on (its tokens so far count)."
+)
 @confirm_timeout(30.0)
 @click.pass_context
-def retry(ctx: click.Context, task_id: str, fresh: bool, timeout: float) -> int:
+def retry(ctx: click.Context, task_id: str, fresh: bool, max_tokens: int | None, timeout: float) -> int:
     """Run a failed or cancelled task again under its id, resuming its Codex session."""
     tasks = tasks_of(ctx)
-    before = tasks.request_retry(task_id, fresh)
+    before = tasks.request_retry(task_id, fresh, max_tokens)
     thread = None if fresh else before.thread_id
     how = f"resumes Codex session {thread}" if thread else "starts afresh"
     if tasks.daemon_pid() is None:

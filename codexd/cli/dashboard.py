@@ -65,6 +65,12 @@ def _facts(task: dict[str, Any], now: datetime) -> Text:
     )
 
 
+def _loud_state(status: str) -> str:
+    """`QUEUED (after codex-a)`: the state in capitals, the ids it names as they are."""
+    state, _, held = status.partition(" ")
+    return vocabulary.loud(state) + (f" {held}" if held else "")
+
+
 def _item(item: dict[str, Any]) -> str:
     """`✅ #626 - toml upgrade (APPROVED)`"""
     outcome = str(item.get("outcome") or "done")
@@ -82,15 +88,28 @@ def task_lines(task: dict[str, Any], now: datetime) -> dict[str, Text]:
         f"{key.capitalize()}: {task[key]}" for key in ("restarts", "stalls", "retries") if task.get(key)
     ]
     current = progress.get("current") if task.get("status") not in TERMINAL else None
+    waiting = task.get("waiting") if isinstance(task.get("waiting"), dict) else None
+    doing = f"Current: {current}" if current else ""
     said = {
         "count": views.progress_text(progress),
         "items": "\n".join(map(_item, progress.get("items") or [])) or "nothing finished yet",
-        "current": f"Current: {current}" if current else "",
+        "current": f"Waiting: {waiting.get('reason')}" if waiting else doing,  # the usage limit
         "last": f"Last log: [{_local(last.get('at'), now)}] {last.get('text')}" if last else "No log yet",
         "recovery": "   ".join(recovery),
         "error": f"Error: {task['error']}" if task.get("error") else "",
+        "queue": _queue_line(task),
     }
     return {"facts": _facts(task, now)} | {name: Text(shown(text)) for name, text in said.items()}
+
+
+def _queue_line(task: dict[str, Any]) -> str:
+    """`Waiting for codex-a (in_progress)   After: codex-a   Priority: 5`."""
+    waiting = task.get("waiting")
+    reason = str(waiting.get("reason") or "") if isinstance(waiting, dict) else ""
+    said = "W" + reason[1:] if reason.startswith("waiting ") else f"Waiting: {reason}"
+    parts = [said] if reason else []
+    parts += [f"{name.capitalize()}: {value}" for name, value in views.order_lines(task)]
+    return "   ".join(parts)
 
 
 class KeyLine(Static):
@@ -151,6 +170,7 @@ class TaskView(Screen[None]):
             yield Static(id="current", classes="line")
             yield Static(id="last", classes="line")
             yield Static(id="recovery", classes="line")
+            yield Static(id="queue", classes="line")
             yield Static(id="error")
         keys = [("[R]efresh", "screen.refresh"), ("[L]ogs", "screen.logs"), ("[S]top", "screen.stop")]
         back = [("[Esc] Back", "screen.back")] if self.from_list else []
@@ -313,9 +333,11 @@ class TaskList(Screen[None]):
         # A broken status file is left out, not logged over the screen. The status in capitals,
         # as the task view says it.
         rows = [views.task_row(t, now) for t in self.tasks.list(broken=[])]
-        return [(task_id, kind, vocabulary.loud(status), *rest) for task_id, kind, status, *rest in rows]
+        return [(task_id, kind, _loud_state(status), *rest) for task_id, kind, status, *rest in rows]
 
     def show(self) -> None:
+        held = self.tasks.usage_limit(self.now())  # the whole queue waits: said above the table
+        self.sub_title = f"account: {held.reason}" if held else "Enter opens a task, Escape comes back"
         rows = self.rows()
         if rows == self._shown:
             return

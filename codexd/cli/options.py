@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from codexd import api
 from codexd.config import limits
 from codexd.errors import BrokenRecord, CodexdError
 from codexd.notify.redact import redact
+from codexd.present.shown import json_safe
 from codexd.tasks import store
 
 
@@ -75,8 +77,36 @@ class Count(_IntType):
         return int(text)
 
 
+class TaskId(click.ParamType[str]):
+    """A task id argument: the shell completes it from the task folders' names."""
+
+    name = "task_id"
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[click.shell_completion.CompletionItem]:
+        from click.shell_completion import CompletionItem
+
+        return [CompletionItem(name) for name in task_ids(ctx.find_root().meta.get("config"), incomplete)]
+
+
+def task_ids(config: str | None, prefix: str) -> list[str]:
+    """The task ids in the tasks folder that start with `prefix`; none when it cannot be read
+    (completion never prints an error into the user's command line)."""
+    from codexd.config import paths
+    from codexd.config.defaultdirs import is_task_id
+
+    try:
+        root = paths.resolve(config).tasks_dir
+        names = [e.name for e in os.scandir(root) if e.is_dir(follow_symlinks=False)]
+    except Exception:  # a broken config or folder: nothing to offer
+        return []
+    return sorted(n for n in names if n.startswith(prefix) and not n.startswith(".") and is_task_id(n))
+
+
 SECONDS = Seconds()
 COUNT = Count()
+TASK_ID = TaskId()
 
 
 def confirm_timeout(default: float) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -91,7 +121,7 @@ def confirm_timeout(default: float) -> Callable[[Callable[..., Any]], Callable[.
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    click.echo(json_safe(json.dumps(data, indent=2, ensure_ascii=False)))
 
 
 def say_broken(broken: list[BrokenRecord]) -> None:

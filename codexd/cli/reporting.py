@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from codexd.cli.options import output_option, say_broken, tasks_of, write_out
+from codexd.cli.options import TASK_ID, output_option, say_broken, tasks_of, write_out
 from codexd.errors import BrokenRecord, InvalidInput
 
 
 @click.command()
-@click.argument("task_id")
+@click.argument("task_id", type=TASK_ID)
 @click.option(
     "--format",
     "form",

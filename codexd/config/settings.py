@@ -40,7 +40,9 @@ from codexd.notify import endpoints
 from codexd.notify.redact import mask_url, redact
 
 ENV_PREFIX = "CODEXD_"
-NoticeEvent = Literal["completed", "failed", "stalled", "cancelled", "restarted"]
+NoticeEvent = Literal[
+    "completed", "failed", "stalled", "cancelled", "restarted", "usage_limit", "usage_resumed"
+]
 
 
 # Every duration is finite and at most a year, and a count is what a machine can do (limits.py).
@@ -87,10 +89,11 @@ class HealthSettings(_Table):
     check_timeout: Seconds = 30  # each step of a health check
     timeout: Seconds | None = None  # wall time for a whole task, across restarts; None: no limit
     max_tokens: Annotated[int, Field(ge=1)] | None = None  # tokens for a whole task; None: no limit
+    usage_limit_wait: Seconds = 900  # the account's usage limit reached, no reset time given: doubles
 
 
 def _default_events() -> list[NoticeEvent]:
-    return ["completed", "failed", "stalled"]
+    return ["completed", "failed", "stalled", "usage_limit", "usage_resumed"]
 
 
 class NotifySettings(_Table):
@@ -157,6 +160,8 @@ class Settings(BaseSettings):
     notify: NotifySettings = Field(default_factory=NotifySettings)
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
     types: dict[str, TaskTypeSettings] = Field(default_factory=dict)
+    # Tasks without a worktree of their own may run at once in one folder (else one waits).
+    share_folders: bool = False
     queue: QueueSettings = Field(default_factory=QueueSettings)
 
     @field_validator("tasks_dir", "spool_dir", mode="before")

@@ -20,7 +20,7 @@ from codexd.daemon.running import Running
 from codexd.errors import CodexdError, StorageError
 from codexd.tasks import incidents, store
 from codexd.tasks.incidents import IncidentKind
-from codexd.tasks.records import LastLog, TaskStatus
+from codexd.tasks.records import LastLog, TaskStatus, Waiting
 from codexd.tasks.states import TaskState, can_change
 
 log = structlog.get_logger()
@@ -120,7 +120,8 @@ class Ledger:
             raise CodexdError(f"task {status.task_id}: {old} -> {new} is not allowed")
         at = iso(now)
         size = store.append_line(self.tasks.file(status.task_id, store.PROGRESS), f"{at} {line}")
-        changed = status.with_(status=new, updated_at=at, last_log=LastLog(at, line))
+        # A state change ends any wait (a task held in the queue is held again by `hold`).
+        changed = status.with_(status=new, updated_at=at, last_log=LastLog(at, line), waiting=None)
         changed = changed.with_(daemon=replace(changed.daemon, log=size))
         kind = incidents.of_change(old, new)
         if kind is not None:
@@ -133,6 +134,21 @@ class Ledger:
         if running is not None:
             running.record(changed, unwritten=False)
         log.info("task.state", task_id=status.task_id, old=old.value, new=new.value)
+        return changed
+
+    def hold(self, status: TaskStatus, waiting: Waiting | None, now: datetime) -> TaskStatus:
+        """A queued task held back (`waiting`), or let go (None): recorded when that changes, with
+        a progress.log line for each new reason (not one per round)."""
+        if status.waiting == waiting or status.status != TaskState.QUEUED:
+            return status
+        at = iso(now)
+        changed = status.with_(waiting=waiting, updated_at=at)
+        if waiting is not None and (status.waiting is None or status.waiting.reason != waiting.reason):
+            line = f"waiting: {waiting.reason}"
+            size = store.append_line(self.tasks.file(status.task_id, store.PROGRESS), f"{at} {line}")
+            changed = changed.with_(last_log=LastLog(at, line), daemon=replace(changed.daemon, log=size))
+        self.tasks.write_status(changed)
+        self.queued[:] = [changed if s.task_id == status.task_id else s for s in self.queued]
         return changed
 
     def end(

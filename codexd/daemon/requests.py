@@ -18,10 +18,11 @@ from typing import Literal, cast
 
 import structlog
 
+from codexd import jsonlines
 from codexd.codex import process
 from codexd.daemon.runs import Runs
 from codexd.errors import InvalidInput
-from codexd.tasks import store, taskid
+from codexd.tasks import files, store, taskid
 from codexd.tasks.records import Progress, Resume, ResumeKind, TaskStatus
 from codexd.tasks.states import RETRYABLE, TaskState
 
@@ -29,6 +30,7 @@ log = structlog.get_logger()
 Kind = Literal["stop", "restart", "retry", "retry-fresh"]
 KINDS = ("stop", "restart", "retry", "retry-fresh")
 RETRIES = ("retry", "retry-fresh")
+REQUEST_MOST = 4096  # bytes of a request file read: what it carries is small
 Guard = Callable[..., None]
 
 
@@ -80,7 +82,7 @@ class Requests:
 
     def take_one(self, task_id: str, request: Path, kind: Kind, now: datetime) -> None:
         if kind in RETRIES:
-            self.retry(task_id, kind == "retry-fresh", now)
+            self.retry(task_id, kind == "retry-fresh", now, budget_in(request))
             request.unlink(missing_ok=True)
             return
         stamp = request.stat().st_mtime_ns
@@ -125,8 +127,9 @@ class Requests:
         if task_id in self.book.running:
             self.runs.restart_by_hand(self.book.running[task_id], now)
 
-    def retry(self, task_id: str, fresh: bool, now: datetime) -> None:
-        """`codexd retry`: a failed or cancelled task queued to run again under its id."""
+    def retry(self, task_id: str, fresh: bool, now: datetime, max_tokens: int | None = None) -> None:
+        """`codexd retry`: a failed or cancelled task queued to run again under its id (with
+        `max_tokens`, under that budget from now on)."""
         if task_id in self.book.running or self.book.queued_status(task_id) is not None:
             return  # queued again by a daemon that died before removing the request
         try:
@@ -141,9 +144,24 @@ class Requests:
         how = f"resuming Codex session {thread}" if thread else "starting afresh"
         why = " (--fresh)" if fresh else "" if thread else " (no Codex session was recorded)"
         line = f"Retry requested: {how}{why}"
+        if max_tokens is not None and status.taken is not None:
+            status = status.with_(taken=replace(status.taken, max_tokens=max_tokens))
+            line += f"; its token budget is now max_tokens {max_tokens}"
         queued = self.book.change(again(status, thread, now), TaskState.QUEUED, now, line)
         self.book.queued.append(queued)
         self.book.tasks.file(task_id, store.LAST_MESSAGE).unlink(missing_ok=True)  # the last run's
+
+
+def budget_in(request: Path) -> int | None:
+    """The token budget a retry request carries (`codexd retry --max-tokens N`), if any: the
+    file is a JSON object then; an older codexd's (a time) or a bad one carries none."""
+    try:
+        with files.open_read(request) as f:
+            found = jsonlines.object_of(f.read(REQUEST_MOST))
+    except OSError:
+        return None
+    budget = found.get("max_tokens") if found is not None else None
+    return budget if isinstance(budget, int) and not isinstance(budget, bool) and budget > 0 else None
 
 
 def began_after(status: TaskStatus, stamp: int) -> bool:

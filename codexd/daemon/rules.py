@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 STRIKES = 3  # the same unexpected error this many times in a row ends the task (or file) it is about
 # What follows a run that went wrong: resume the session after a busy endpoint or a stall,
 # start afresh after a lost session, or end the task failed.
-Action = Literal["retry", "restart", "fresh", "fail"]
+Action = Literal["retry", "restart", "fresh", "fail", "wait"]  # wait: for the account's usage limit
 
 
 class Failure(StrEnum):
@@ -30,6 +30,7 @@ class Failure(StrEnum):
     AUTH = "auth"  # not logged in, or the credentials were refused: a person must act
     SESSION_LOST = "session_lost"  # `resume` found no recorded session: start afresh
     OTHER = "other"
+    USAGE_LIMIT = "usage_limit"  # the account's usage limit or credits ran out: wait for the reset
 
 
 _SESSION_LOST = re.compile(r"no rollout found|thread/resume failed", re.IGNORECASE)
@@ -37,6 +38,15 @@ _AUTH = re.compile(
     r"\bstatus:? 40[13]\b|unauthori[sz]ed|forbidden|not logged in|log ?in again|"
     r"(invalid|incorrect|missing) api key|missing environment variable|"
     r"authenticat|access token|refresh token",
+    re.IGNORECASE,
+)
+# What Codex 0.169-0.171 say when the account is out (protocol/src/error.rs): "You’ve hit your
+# usage limit. ... try again at 9:11 PM." (an HTTP 429 usage_limit_reached), "Quota exceeded. Check
+# your plan and billing details." (insufficient_quota), workspace credits and spend caps. Matched
+# before TRANSIENT: these are 429s too, but they pass only at the reset, hours away.
+_USAGE_LIMIT = re.compile(
+    r"hit your usage limit|usage.?limit.?(has been |was )?reached|quota exceeded|"
+    r"exceeded your current quota|insufficient.?quota|out of credits|hit your spend cap",
     re.IGNORECASE,
 )
 _TRANSIENT = re.compile(
@@ -52,6 +62,7 @@ def classify(error: str) -> Failure:
     """What kind of failure a failed run's error describes (the session check comes first)."""
     for kind, pattern in (
         (Failure.SESSION_LOST, _SESSION_LOST),
+        (Failure.USAGE_LIMIT, _USAGE_LIMIT),
         (Failure.AUTH, _AUTH),
         (Failure.TRANSIENT, _TRANSIENT),
     ):
@@ -128,6 +139,8 @@ def after_failure(error: str, streak: int, policy: HealthSettings, afresh: int =
         delay = backoff(1, policy.backoff, policy.backoff_max)
         line = f"The Codex session could not be resumed; starting the task afresh in {duration(delay)}"
         return Next("fresh", line, delay=delay)
+    if kind == Failure.USAGE_LIMIT:  # not failed, no retry spent: the daemon's hold says how long
+        return Next("wait", f"Usage limit reached: {error}", error=error)
     if kind == Failure.AUTH:
         fix = "log in to Codex (`codex login`, or set the provider's API key), then submit the task again"
         message = f"Codex could not authenticate with the model provider: {fix} ({error})"

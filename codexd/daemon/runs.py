@@ -22,7 +22,7 @@ from codexd import tailing
 from codexd.clock import Clock, duration, iso
 from codexd.codex import containment, outcome
 from codexd.config.settings import Settings
-from codexd.daemon import checkup, follower, launcher, rules
+from codexd.daemon import checkup, follower, launcher, rules, usagelimit
 from codexd.daemon.inbox import Exited
 from codexd.daemon.ledger import Ledger
 from codexd.daemon.processes import Child, Processes, cgroup_of
@@ -58,6 +58,7 @@ class Runs:
         self._runs = 0
         self._enders: dict[str, threading.Thread] = {}  # ending the trees of tasks that ended
         self.behind = False  # a task's output is not all read yet: the loop should not wait
+        self.limit = usagelimit.UsageLimit(book)  # the account's
 
     def track(self, status: TaskStatus) -> Running:
         self._runs += 1
@@ -111,7 +112,7 @@ class Runs:
             return
         counts = {"restarts": status.restarts + 1} if owed.kind == ResumeKind.RESTART else {}
         counts = {"retries": status.retries + 1} if owed.kind == ResumeKind.RETRY else counts
-        status = status.with_(**counts)
+        status = status.with_(**counts, waiting=None)  # a usage-limit wait is over
         what = f"Resumed Codex session {thread}" if thread else "Started the task afresh"
         line = f"{what} (pid {popen.pid}; restarts {status.restarts}, retries {status.retries})"
         if status.status == TaskState.STALLED:
@@ -307,6 +308,9 @@ class Runs:
             counted = status.with_(daemon=replace(status.daemon, streak=streak + 1))
             retry = Resume(0, ResumeKind.RETRY, f"the model endpoint failed ({error})")
             self._owe(running, now, retry, next_step.delay, next_step.line, counted)
+        elif next_step.action == "wait":  # the account's usage limit: no retry spent, the hold says how long
+            wait = self.limit.wait(status, error, now, self.settings.health.usage_limit_wait)
+            self._owe(running, now, wait.resume, wait.delay, wait.line, status.with_(waiting=wait.waiting))
         elif next_step.action == "fresh":
             counted = status.with_(thread_id=None, daemon=replace(status.daemon, afresh=afresh + 1))
             self._owe(running, now, Resume(0, ResumeKind.FRESH, ""), next_step.delay, next_step.line, counted)

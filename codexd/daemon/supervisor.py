@@ -21,7 +21,7 @@ import structlog
 
 from codexd.clock import Clock, SystemClock
 from codexd.config.settings import Settings
-from codexd.daemon import checkup
+from codexd.daemon import checkup, queueorder
 from codexd.daemon.boundary import Boundary
 from codexd.daemon.checkup import Problem
 from codexd.daemon.inbox import Assigned, Changed, Exited, Findings, Inbox, Message, Note, Wake
@@ -34,11 +34,13 @@ from codexd.daemon.running import Running, Why
 from codexd.daemon.runs import Runs
 from codexd.daemon.scheduler import HealthSchedule
 from codexd.daemon.watcher import FolderWatcher
-from codexd.errors import CodexdError
+from codexd.errors import CodexdError, InvalidInput, UnknownTask
 from codexd.notify.dispatch import Notifications
 from codexd.tasks import folders, store, tasktypes
 from codexd.tasks.incidents import IncidentKind
+from codexd.tasks.records import TaskStatus
 from codexd.tasks.spool import Spool
+from codexd.tasks.states import TaskState
 
 log = structlog.get_logger()
 NOTICE_GRACE = 2.0  # at shutdown, deliveries under way get this long to be recorded
@@ -74,6 +76,8 @@ class Supervisor:
             settings.notify, self.tasks, self.clock, lambda task_id, line: self.inbox.put(Note(task_id, line))
         )
         self.book.listeners.append(self.notices.announce)
+        self.ended = queueorder.Lookup(self._state_outside)  # the states of tasks queued ones run after
+        self.book.listeners.append(lambda _status, _event: self.ended.forget())
         self.runs = Runs(settings, types, self.book, self.clock, self.inbox.put, self.processes)
         self.boundary = Boundary(self.runs)
         self._guard = self.boundary.guard
@@ -306,13 +310,42 @@ class Supervisor:
             self.book.emit(status, "queued")
 
     def _start_queued(self, now: datetime) -> None:
-        free = self.settings.max_parallel - len(self.running)
-        if free <= 0 or not self.queued:
+        held = self.runs.limit.holds(now)  # the account's usage limit: nothing starts before its reset
+        if not self.queued:
             return
         ready = [s for s in self.queued if not self.runs.ending(s.task_id)]  # a retry waits for its last tree
-        for status in ready[:free]:
+        books = [s.task_id for s in self.queued] + list(self.running)
+        plan = queueorder.plan(
+            ready,
+            [running.status for running in self.running.values()],
+            self.ended.states(queueorder.outside(ready, books), self.clock.monotonic()),
+            free=0 if held else self.settings.max_parallel - len(self.running),
+            share_folders=self.settings.share_folders,
+        )
+        for status, why in plan.cancel:
+            self._guard(self._cancel_queued, status, why, now)
+        if held:
+            return  # the others keep the usage limit's reason (usagelimit holds them)
+        for status, waiting in plan.wait:
+            self._guard(self.book.hold, status, waiting, now)
+        for status in plan.start:
             self.queued.remove(status)
             self._guard(self.runs.launch, status, now)
+
+    def _cancel_queued(self, status: TaskStatus, why: str, now: datetime) -> None:
+        """A task one of whose `after` failed, was cancelled or is gone: it never runs."""
+        cancelled = status.with_(error=f"cancelled: {why}")
+        self.book.end(cancelled, TaskState.CANCELLED, now, f"Cancelled: {why}", {"summary": None})
+
+    def _state_outside(self, task_id: str) -> str | None:
+        """The state of a task the books do not hold (ended, or in the spool still)."""
+        try:
+            return self.tasks.read_status(task_id).status.value
+        except UnknownTask:
+            spooled = (self.settings.spool_dir / f"{task_id}.md").exists()
+            return "in the spool" if spooled else queueorder.GONE
+        except (InvalidInput, OSError):  # a broken record, a folder not ours: it may be mended
+            return "unreadable"
 
     # -- the health job's findings ----------------------------------------------------------
 

@@ -25,7 +25,11 @@ KIND = {
     TaskEvent.STALLED: NoticeKind.WARNING,
     TaskEvent.CANCELLED: NoticeKind.WARNING,
     TaskEvent.RESTARTED: NoticeKind.INFO,
+    TaskEvent.USAGE_LIMIT: NoticeKind.WARNING,
+    TaskEvent.USAGE_RESUMED: NoticeKind.INFO,
 }
+# The account's usage limit: one notice when every task begins to wait, one when work resumes.
+HOLD_EVENTS = (TaskEvent.USAGE_LIMIT, TaskEvent.USAGE_RESUMED)
 EVENTS = tuple(KIND)
 TOTAL = {"pr_review": "Total PRs"}  # the seed's name for the total of a type's items
 
@@ -49,10 +53,14 @@ def key_of(status: TaskStatus, event: TaskEvent) -> str:
         return f"{status.task_id}.stalled.{status.stalls}"
     if event == TaskEvent.RESTARTED:
         return f"{status.task_id}.restarted.{status.restarts}"
+    if event in HOLD_EVENTS and status.waiting is not None:  # one each per hold
+        return f"{status.task_id}.{event}.{status.waiting.until}"
     return f"{status.task_id}.{event}"
 
 
 def render(status: TaskStatus, event: TaskEvent, now: datetime) -> Notice:
+    if event in HOLD_EVENTS:
+        return _hold_notice(status, event)
     facts = _facts(status, event, now)
     counts = _counts(status)
     what = _what_happened(status, event)
@@ -114,6 +122,32 @@ def _what_happened(status: TaskStatus, event: TaskEvent) -> list[tuple[str, str]
     elif event in (TaskEvent.STALLED, TaskEvent.RESTARTED, TaskEvent.CANCELLED) and status.last_log:
         found.append(("What happened", status.last_log.text))
     return found
+
+
+def _hold_notice(status: TaskStatus, event: TaskEvent) -> Notice:
+    """The daemon-wide wait for the account's usage limit: sent with the task that met it."""
+    reason = status.waiting.reason if status.waiting else "usage limit reached"
+    if event == TaskEvent.USAGE_LIMIT:
+        title = "Codex usage limit reached: tasks wait"
+        said = reason.replace("; resumes at ", "; tasks wait until ")
+        lead = f"{said}. No task starts before then; waiting tasks resume by themselves."
+    else:
+        title = "Codex usage limit over: work resumes"
+        lead = f"Work resumes: the wait for the usage limit is over ({reason})."
+    lead = shown_line(lead)
+    fields = (Field("Met by", status.task_id), Field("Codex said", shown_line(status.error or "-"), False))
+    text = f"{lead}\nMet by: {status.task_id}\nDetails: codexd health"
+    return Notice(
+        key=key_of(status, event),
+        task_id=status.task_id,
+        event=event,
+        title=title,
+        text=text,
+        markdown=f"{md_text(lead)}\nDetails: `codexd health`",
+        kind=KIND[event],
+        lead=f"{lead}\nDetails: codexd health",
+        fields=fields if event == TaskEvent.USAGE_LIMIT else fields[:1],
+    )
 
 
 def test_notice(host: str, events: list[str]) -> Notice:

@@ -76,6 +76,15 @@ def add_discord_fields(payload: dict[str, Any], fields: tuple[Field, ...]) -> No
         embeds[0]["fields"] = discord_fields(fields)
 
 
+def add_discord_lines(payload: dict[str, Any], fields: tuple[Field, ...]) -> None:
+    embeds = payload.get("embeds")
+    if not fields or not isinstance(embeds, list) or not embeds or not isinstance(embeds[0], dict):
+        return
+    lines = "\n".join(f"**{md_text(f.name)}:** {md_text(f.value)}" for f in fields[:DISCORD_FIELDS_MAX])
+    text = embeds[0].get("description")
+    embeds[0]["description"] = f"{text}\n{lines}" if isinstance(text, str) and text else lines
+
+
 class SlackWithFields(_Slack):  # type: ignore[misc]
     """apprise's Slack plugin; its attachment also carries `notice_fields`."""
 
@@ -92,7 +101,10 @@ class DiscordWithFields(_Discord):  # type: ignore[misc]
     notice_fields: tuple[Field, ...] = ()
 
     def _send(self, payload: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        add_discord_fields(payload, self.notice_fields)
+        if self.fields:
+            add_discord_fields(payload, self.notice_fields)
+        else:  # `?fields=no`: an embed without fields, so the counts go into its text
+            add_discord_lines(payload, self.notice_fields)
         return super()._send(payload, *args, **kwargs)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from codexd.clock import duration, parse_iso
-from codexd.present.shown import md_text, shown, shown_line
+from codexd.present.shown import json_safe, md_text, shown, shown_line
 from codexd.present.views import tokens_text
 from codexd.present.vocabulary import STATUS_ICONS, item_line, outcome_text
 from codexd.tasks import store
@@ -59,6 +59,7 @@ def build(status: dict[str, Any], results: dict[str, Any] | None, task_dir: Path
         "incidents": incidents(status, task_dir / store.PROGRESS),
         "artifacts": artifacts(task_dir / store.ARTIFACTS),
         "results": results,
+        "order": order_of(status),
     }
 
 
@@ -127,6 +128,28 @@ def counts_line(report: dict[str, Any]) -> str | None:
     return head + (": " + " · ".join(parts) if parts else "")
 
 
+# -- order: dependencies and priority ---------------------------------------------------------
+
+
+def order_of(status: dict[str, Any]) -> dict[str, Any]:
+    """What the task ran (or runs) after, its priority, and what it waits for now, if anything."""
+    after, priority, waiting = status.get("after"), status.get("priority"), status.get("waiting")
+    return {
+        "after": [str(a) for a in after] if isinstance(after, list) else [],
+        "priority": priority if isinstance(priority, int) and not isinstance(priority, bool) else 0,
+        "waiting": waiting.get("reason") if isinstance(waiting, dict) else None,
+    }
+
+
+def order_said(report: dict[str, Any]) -> list[str]:
+    """The order section's lines; none for a task with no dependencies, priority 0, not waiting."""
+    order = report.get("order") or {}
+    said = [f"Runs after: {', '.join(order['after'])}"] if order.get("after") else []
+    said += [f"Priority: {order['priority']}"] if order.get("priority") else []
+    said += [f"Waiting: {order['waiting']}"] if order.get("waiting") else []
+    return said
+
+
 # -- Markdown --------------------------------------------------------------------------------
 
 
@@ -142,6 +165,7 @@ def markdown(report: dict[str, Any], level: int = 1) -> str:
     lines += _md_section(
         f"{h}# Artifacts", [f"- {md_code(a['path'])} ({_size(a['bytes'])})" for a in report["artifacts"]]
     )
+    lines += _md_section(f"{h}# Order", [f"- {md_text(line)}" for line in order_said(report)])
     trouble = [f"- **Error:** {md_text(report['error'])}"] if report["error"] else []
     trouble += [f"- {md_text(i['at'] + ' ' + i['text'])}" for i in _incidents(report)]
     lines += _md_section(f"{h}# Errors and restarts", trouble)
@@ -255,6 +279,7 @@ def html_report(report: dict[str, Any], level: int = 1) -> str:
         )
     files = [f"<code>{e(a['path'])}</code> ({_size(a['bytes'])})" for a in report["artifacts"]]
     parts += _html_list(sub, "Artifacts", files, escaped=True)
+    parts += _html_list(sub, "Order", order_said(report))
     trouble = [f'<span class="error">Error: {e(report["error"])}</span>'] if report["error"] else []
     trouble += [e(f"{i['at']} {i['text']}") for i in _incidents(report)]
     parts += _html_list(sub, "Errors and restarts", trouble, escaped=True)
@@ -270,7 +295,7 @@ def _html_list(level: int, title: str, entries: list[str], escaped: bool = False
 
 def render(report: dict[str, Any], form: str) -> str:
     if form == "json":
-        return json.dumps(report, indent=2, ensure_ascii=False) + "\n"
+        return json_safe(json.dumps(report, indent=2, ensure_ascii=False)) + "\n"
     if form == "html":
         return html_page(f"codexd: {report['task_id']}", html_report(report))
     return markdown(report)
@@ -320,5 +345,5 @@ def aggregate_markdown(total: dict[str, Any]) -> str:
 
 def render_aggregate(total: dict[str, Any], form: str) -> str:
     if form == "json":
-        return json.dumps(total, indent=2, ensure_ascii=False) + "\n"
+        return json_safe(json.dumps(total, indent=2, ensure_ascii=False)) + "\n"
     return aggregate_markdown(total)

@@ -28,6 +28,17 @@ def shown(text: str) -> str:
     return text.translate(_TABLE)
 
 
+# JSON text keeps its C0 escapes (JSON requires them); these are valid JSON escapes that read back the same.
+_JSON_TABLE = {c: f"\\u{c:04x}" for c in (0x7F, *range(0x80, 0xA0), *_BIDI, 0x2028, 0x2029)}
+
+
+def json_safe(text: str) -> str:
+    """JSON text (from `json.dumps(..., ensure_ascii=False)`) with DEL, the C1 and bidi controls
+    and the line separators written as `\\uXXXX` escapes: a terminal that shows it obeys none,
+    and it reads back the same. (They can only occur inside JSON strings, so this is safe.)"""
+    return text if text.isascii() else text.translate(_JSON_TABLE)  # isascii: one flag, no scan
+
+
 def shown_line(text: str) -> str:
     """shown(), on one line: a newline in agent text cannot forge another line."""
     return " ".join(shown(text).split())

@@ -39,12 +39,51 @@ def task_row(task: dict[str, Any], now: datetime | None = None) -> tuple[str, ..
     return (
         task["task_id"],
         str(task.get("type", "")),
-        str(task.get("status", "")),
+        status_text(task),
         progress_text(task.get("progress")),
         elapsed(task, now),
         str(task.get("restarts") or 0),
         tokens_short(task.get("usage")),
     )
+
+
+STATUS_HELD = 30  # characters of what holds a queued task, in the list's STATUS column
+
+
+def status_text(task: dict[str, Any]) -> str:
+    """The STATUS column: `queued (after a, b)`, `queued (same folder; priority 5)`: what holds
+    a queued task back, and its priority, briefly (the 80-column dashboard cuts columns)."""
+    state = str(task.get("status", ""))
+    if state != "queued":
+        return state
+    waiting, after, priority = task.get("waiting"), task.get("after"), task.get("priority")
+    reason = waiting.get("reason") if isinstance(waiting, dict) else None
+    held = []
+    if isinstance(reason, str):
+        if reason.endswith(": same folder"):
+            held.append("same folder")
+        elif reason.startswith("waiting for ") and isinstance(after, list) and after:
+            held.append("after " + ", ".join(map(str, after)))
+        else:
+            held.append("waiting")
+    if isinstance(priority, int) and not isinstance(priority, bool) and priority:
+        held.append(f"priority {priority}")
+    said = "; ".join(held)
+    if len(said) > STATUS_HELD:
+        said = said[: STATUS_HELD - 1] + "…"
+    return f"{state} ({said})" if said else state
+
+
+def order_lines(task: dict[str, Any]) -> list[tuple[str, str]]:
+    """A task's place in the queue, for `status` and the dashboard: what it runs after, its
+    priority (when not 0)."""
+    found = []
+    after, priority = task.get("after"), task.get("priority")
+    if isinstance(after, list) and after:
+        found.append(("after", ", ".join(map(str, after))))
+    if isinstance(priority, int) and not isinstance(priority, bool) and priority:
+        found.append(("priority", str(priority)))
+    return found
 
 
 def _count(usage: object, key: str) -> int:
@@ -103,6 +142,10 @@ def task_details(task: dict[str, Any]) -> str:
     if task.get("finished_at"):
         code = task.get("exit_code")  # none for a run that was stopped or never started
         lines.append(f"  finished  {task['finished_at']}" + ("" if code is None else f"   exit code {code}"))
+    waiting = task.get("waiting")
+    if isinstance(waiting, dict) and waiting.get("reason"):
+        lines.append(f"  waiting   {waiting['reason']}")
+    lines += [f"  {name:<9} {value}" for name, value in order_lines(task)]
     lines.append(f"  progress  {progress_text(progress)}")
     if task.get("usage"):
         lines.append(f"  tokens    {tokens_text(task['usage'])}")
@@ -148,6 +191,8 @@ def health_report(found: dict[str, Any]) -> str:
         lines = [f"daemon: running (pid {daemon['pid']}); its last health check: {last}"]
     else:
         lines = ["daemon: not running: tasks are not supervised; start it with `codexd daemon`"]
+    if found.get("account"):
+        lines.append(f"account: {found['account']['reason']}")
     tasks = found["tasks"]
     lines.append(f"active tasks: {len(tasks)}")
     lines += [_task_health(task) for task in tasks]

@@ -18,7 +18,6 @@ from typing import cast
 
 import structlog
 
-from codexd import fields
 from codexd.config.settings import Settings
 from codexd.daemon.lock import DaemonLock
 from codexd.daemon.processes import Processes, cgroup_of
@@ -28,13 +27,12 @@ from codexd.daemon.running import Running
 from codexd.errors import CodexdError
 from codexd.queue import sessions
 from codexd.queue.worker import QueueThread
-from codexd.tasks import frontmatter, intake, store
+from codexd.tasks import store
 from codexd.tasks.records import TaskStatus
 from codexd.tasks.states import TaskState
 
 log = structlog.get_logger()
 OWNER = "queue-owner"  # in a task's folder: the name of the member that last took it
-PRIORITY_RANGE = 2**31 - 1  # a PostgreSQL integer
 STOP_WAIT = 5.0  # seconds the queue's thread gets to put its jobs back at shutdown
 
 
@@ -89,7 +87,7 @@ class Member:
         log.info("queue.member", name=self.name, pending=len(self.thread.pending))
 
     def submit(self, status: TaskStatus) -> None:
-        self.thread.submit(status.task_id, self._priority(status.task_id))
+        self.thread.submit(status.task_id, status.priority)  # `priority` in its front matter
 
     def take(self, task_id: str, now: datetime) -> None:
         """A task the queue handed over: joins the books, or is resumed here."""
@@ -160,13 +158,3 @@ class Member:
             return self.tasks.file(task_id, OWNER).read_text().strip()
         except OSError:
             return ""
-
-    def _priority(self, task_id: str) -> int:
-        try:
-            raw = intake.read_instruction_file(self.tasks.file(task_id, store.INSTRUCTIONS), follow=False)
-            found = fields.integer(
-                frontmatter.parse(raw).fields.get("priority"), 0, low=-(2**31), high=2**31 - 1
-            )
-            return found or 0
-        except CodexdError:
-            return 0

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from codexd.errors import InvalidInput, StorageError
+from codexd.present.shown import json_safe
 
 
 def write_atomic(path: Path, data: bytes, durable: bool = True, mode: int = 0o644) -> None:
@@ -137,13 +138,14 @@ def truncate_to(path: Path, size: int) -> bool:
 
 
 def dump_json(data: Any) -> bytes:
-    """Indented UTF-8 JSON; a non-finite number is written as null (JSON has no NaN)."""
+    """Indented UTF-8 JSON; a non-finite number is written as null (JSON has no NaN), and the
+    controls a terminal obeys as escapes (`cat status.json` is safe)."""
     try:
         text = json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False)
     except ValueError:
         text = json.dumps(_finite(data), indent=2, ensure_ascii=False, allow_nan=False)
     # A lone surrogate cannot be UTF-8: written as its JSON escape, it reads back the same.
-    return (text + "\n").encode("utf-8", "backslashreplace")
+    return (json_safe(text) + "\n").encode("utf-8", "backslashreplace")
 
 
 def _finite(data: Any) -> Any:

@@ -12,6 +12,7 @@ from typing import Any
 from codexd.config import limits
 from codexd.errors import InvalidInput
 from codexd.tasks import taskid
+from codexd.tasks.taken import MAX_AFTER, MAX_PRIORITY
 
 FENCE = "+++"
 TAG = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -25,6 +26,8 @@ KEYS: dict[str, str] = {
     "max_tokens": "tokens the whole task may use",
     "notify_urls": "more apprise URLs for this task's notices",
     "notify_tags": "tags choosing which tagged notify.urls hear this task",
+    "after": "ids of tasks that must complete before this one starts",
+    "priority": f"a whole number from -{MAX_PRIORITY} to {MAX_PRIORITY}: higher starts first",
 }
 
 
@@ -65,6 +68,7 @@ def _check_fields(fields: dict[str, Any]) -> None:
         taskid.check(fields["task_id"])
     _check_notify(fields)
     _check_limits(fields)
+    _check_order(fields)
 
 
 def _check_limits(fields: dict[str, Any]) -> None:
@@ -78,6 +82,26 @@ def _check_limits(fields: dict[str, Any]) -> None:
     tokens = fields.get("max_tokens")
     if tokens is not None and not (isinstance(tokens, int) and not isinstance(tokens, bool) and tokens >= 1):
         raise InvalidInput("front matter max_tokens must be a whole number of tokens, 1 or more")
+
+
+def _check_order(fields: dict[str, Any]) -> None:
+    """`after` (task ids, at most MAX_AFTER, never the task's own) and `priority`."""
+    after = _string_list(fields, "after")
+    if len(after) > MAX_AFTER:
+        raise InvalidInput(f"front matter after names {len(after)} tasks: at most {MAX_AFTER}")
+    for name in after:
+        if not taskid.is_valid(name):
+            raise InvalidInput(
+                f"front matter after: {name[:130]!r} is not a task id: use 1-128 letters, digits, "
+                "'.', '_' or '-', starting with a letter or digit"
+            )
+    if fields.get("task_id") in after:
+        raise InvalidInput(
+            f"front matter after names the task itself ({fields['task_id']}): drop it from after"
+        )
+    priority = fields.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > MAX_PRIORITY:
+        raise InvalidInput(f"front matter priority must be {KEYS['priority']}")
 
 
 def _string_list(fields: dict[str, Any], key: str) -> list[str]:

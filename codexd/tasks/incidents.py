@@ -28,10 +28,16 @@ class IncidentKind(StrEnum):
     FAILED = "failed"  # the task ended failed (its line says why)
     NOTICE_LOST = "notice_lost"  # a notice was given up
     RERUN = "rerun"  # `codexd retry`: the ended task is queued to run again
+    USAGE_LIMIT = "usage_limit"  # the account's usage limit was reached: a run is owed at its reset
 
 
 # A run owed (Resume.kind) -> the incident that owes it.
-OWED = {"restart": IncidentKind.RESTART, "retry": IncidentKind.RETRY, "fresh": IncidentKind.AFRESH}
+OWED = {
+    "restart": IncidentKind.RESTART,
+    "retry": IncidentKind.RETRY,
+    "fresh": IncidentKind.AFRESH,
+    "limit": IncidentKind.USAGE_LIMIT,
+}
 
 
 def of_change(old: TaskState, new: TaskState) -> IncidentKind | None:

@@ -177,6 +177,7 @@ def submit(
     ensure_private_dir(spool_dir)
     _check_holder(spool_dir, tasks.root)
     taken = _spool_taken(tasks, spool_dir)
+    check_after(fields.get("after", ()), taken)
     explicit = fields.get("task_id")
     if explicit is not None and taken(explicit):
         raise InvalidInput(f"task id {explicit!r} is already taken: choose another with --task-id")
@@ -214,3 +215,14 @@ def _place(spool_dir: Path, task_id: str, data: bytes) -> bool:
     finally:
         tmp.unlink()
     return True
+
+
+def check_after(after: Iterable[str], known: Callable[[str], bool]) -> None:
+    """Every task named in `after` exists (or waits in the spool): a task never waits for
+    one that was mistyped."""
+    for task_id in after:
+        if not known(task_id):
+            raise InvalidInput(
+                f"unknown task id {task_id!r} in after: no task has that id; "
+                "see `codexd list` and submit that task first"
+            )

@@ -27,6 +27,7 @@ __all__ = [
     "ResumeKind",
     "TaskStatus",
     "Usage",
+    "Waiting",
 ]
 MAX_PID = 2**31
 _STATES = frozenset(s.value for s in TaskState)
@@ -117,6 +118,7 @@ class ResumeKind(StrEnum):
     RETRY = "retry"  # after a busy endpoint: counts in retries
     FRESH = "fresh"  # after a lost session: started afresh, counts in neither
     RERUN = "rerun"  # `codexd retry` of an ended task: its next start resumes the session
+    LIMIT = "limit"  # the account's usage limit: resumed at its reset, counts in neither
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,26 @@ class Resume:
                 f.bad.append(f.prefix.rstrip("."))
             return None
         return cls(at=at, kind=ResumeKind(kind), reason=f.text("reason") or "")
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Why a queued task does not start yet: what it waits for, and until when if that is known."""
+
+    reason: str  # e.g. "waiting for codex-a: same folder", "usage limit reached; resumes at 15:05"
+    until: str | None = None  # when it starts by itself (ISO, UTC); None: once the reason is gone
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reason": self.reason, "until": self.until}
+
+    @classmethod
+    def read(cls, f: Fields) -> Waiting | None:
+        reason = f.text("reason")
+        if reason is None:
+            if f.data:
+                f.bad.append(f.prefix.rstrip("."))
+            return None
+        return cls(reason, _moment(f, "until"))
 
 
 @dataclass(frozen=True)
@@ -239,6 +261,7 @@ class TaskStatus:
     taken: Taken | None = None  # None: a task an older codexd took
     incidents: tuple[Incident, ...] | None = None  # None: an older codexd's record (its log tells)
     usage: Usage | None = None  # the sum of daemon.sessions; None: no figure yet, or an older record
+    waiting: Waiting | None = None  # a queued task held back, and why; None: it starts when a slot is free
 
     @property
     def is_terminal(self) -> bool:
@@ -247,6 +270,14 @@ class TaskStatus:
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE
+
+    @property
+    def after(self) -> tuple[str, ...]:
+        return self.taken.after if self.taken else ()
+
+    @property
+    def priority(self) -> int:
+        return self.taken.priority if self.taken else 0
 
     def with_(self, **changes: Any) -> TaskStatus:
         return replace(self, **changes)
@@ -283,6 +314,9 @@ class TaskStatus:
             "taken": self.taken.to_dict() if self.taken else None,
             "incidents": None if self.incidents is None else [i.to_dict() for i in self.incidents],
             "usage": self.usage.to_dict() if self.usage else None,
+            "waiting": self.waiting.to_dict() if self.waiting else None,
+            "after": list(self.after),  # from `taken`, shown here for users and scripts
+            "priority": self.priority,
         }
 
     @classmethod
@@ -318,6 +352,7 @@ class TaskStatus:
             taken=Taken.read(f.within("taken")),
             incidents=incidents.read_all(f),
             usage=Usage.read(f.within("usage")),
+            waiting=Waiting.read(f.within("waiting")),
         )
         if f.bad:
             warn("status.fields_ignored", task_id, f.bad)

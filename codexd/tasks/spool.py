@@ -178,8 +178,16 @@ class Spool:
             raise InvalidInput(f"task id {wanted!r} is already taken: choose another task_id")
         return str(wanted)
 
+    def _known(self, task_id: str) -> bool:
+        """A task, or a file in the spool that will be one (`after` may name it)."""
+        return self.tasks.is_taken(task_id) or (self.dir / f"{task_id}.md").exists()
+
     def _accept(self, path: Path, raw: bytes, identity: FileId, checked: Checked) -> TaskStatus | None:
         task_id = self._task_id(path, checked)
+        after = checked.fields.get("after", ())
+        if task_id in after:  # named after its own file, which is in the spool: known, but itself
+            raise InvalidInput(f"front matter after names the task itself ({task_id}): drop it from after")
+        intake.check_after(after, self._known)
         staging = self.tasks.stage(task_id)
         target = staging / store.INSTRUCTIONS
         try:

@@ -47,6 +47,9 @@ class TaskEvent(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Not state changes: the account's usage limit held every task, and work resumed (usagelimit).
+    USAGE_LIMIT = "usage_limit"
+    USAGE_RESUMED = "usage_resumed"
 
 
 def can_change(old: TaskState, new: TaskState) -> bool:

@@ -12,8 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from codexd.config.defaultdirs import is_task_id
 from codexd.config.limits import is_duration
 from codexd.fields import Fields
+
+MAX_AFTER = 100  # tasks one task may run after
+MAX_PRIORITY = 1000  # priorities run from -MAX_PRIORITY to MAX_PRIORITY
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,8 @@ class Taken:
     own_urls: bool = False  # its front matter has notify_urls (read from there, never kept here)
     timeout: float | None = None  # its own wall-time limit (else health.timeout)
     max_tokens: int | None = None  # its own token budget (else health.max_tokens)
+    after: tuple[str, ...] = ()  # tasks that must complete before it starts (daemon/queueorder)
+    priority: int = 0  # higher starts first among queued tasks
 
     @classmethod
     def of(cls, fields: dict[str, Any], body_offset: int) -> Taken:
@@ -35,6 +41,8 @@ class Taken:
             bool(fields.get("notify_urls")),
             float(timeout) if timeout is not None else None,
             int(tokens) if tokens is not None else None,
+            after=tuple(dict.fromkeys(str(a) for a in fields.get("after", ()))),  # each once, in order
+            priority=int(fields.get("priority", 0)),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -44,6 +52,8 @@ class Taken:
             "own_urls": self.own_urls,
             "timeout": self.timeout,
             "max_tokens": self.max_tokens,
+            "after": list(self.after),
+            "priority": self.priority,
         }
 
     @classmethod
@@ -60,7 +70,16 @@ class Taken:
             own_urls=own if isinstance(own, bool) else f.ignore("own_urls", True),  # unsure: look
             timeout=_timeout(f),
             max_tokens=f.integer("max_tokens", None, 1),
+            after=_after(f),
+            priority=f.integer("priority", 0, -MAX_PRIORITY, MAX_PRIORITY) or 0,
         )
+
+
+def _after(f: Fields) -> tuple[str, ...]:
+    found = f.items("after")
+    if not all(isinstance(a, str) and is_task_id(a) for a in found):
+        f.bad.append(f.prefix + "after")
+    return tuple(a for a in found if isinstance(a, str) and is_task_id(a))[:MAX_AFTER]
 
 
 def _timeout(f: Fields) -> float | None:

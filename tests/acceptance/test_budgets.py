@@ -68,3 +68,33 @@ def test_a_spool_file_with_a_bad_limit_is_refused_with_its_error(env, daemon):
     note = env.spool / "rejected" / "over.md.error"
     wait_for(note.exists, 10, "the refusal")
     assert "front matter max_tokens must be a whole number of tokens, 1 or more" in note.read_text()
+
+
+SPENDER = """#!/bin/bash
+# A Codex whose session has used 3,450 tokens; a resumed run ends at once, a new one goes on.
+printf '{"type":"thread.started","thread_id":"t-spender"}\\n{"type":"turn.started"}\\n'
+USED='{"input_tokens":3000,"cached_input_tokens":0,"output_tokens":450}'
+printf '{"type":"turn.completed","usage":%s}\\n' "$USED"
+case " $* " in *" resume "*) exit 0 ;; esac
+exec sleep 600
+"""
+
+
+def test_a_task_stopped_at_its_token_budget_is_retried_only_with_a_larger_one(env, daemon):
+    script = env.write("spender", SPENDER)
+    script.chmod(0o755)
+    env.set(CODEXD_CODEX__COMMAND=json.dumps([str(script)]), CODEXD_DAEMON__STOP_GRACE="1")
+    daemon()
+    path = env.write("spend.md", "+++\nmax_tokens = 2500\nstall_timeout = 600\n+++\nDo it.\n")
+    assert env.codexd("start", "--instructions", str(path)).returncode == 0
+    final = wait_for(lambda: (s := env.status("spend"))["status"] == "failed" and s, 20, "the task to fail")
+    assert final["error"] == "max_tokens 2500 reached: 3450 used"
+    # the same budget would stop it at once: refused, saying what to do
+    one_line_error(env.codexd("retry", "spend"), 2, "max_tokens 2500 reached", "--max-tokens N", "N > 3450")
+    one_line_error(env.codexd("retry", "spend", "--max-tokens", "3000"), 2, "used 3450 tokens already")
+    done = env.codexd("retry", "spend", "--max-tokens", "10000")
+    assert done.returncode == 0, done.stderr
+    final = wait_for(lambda: (s := env.status("spend"))["status"] == "completed" and s, 20, "the retry")
+    assert final["taken"]["max_tokens"] == 10000
+    assert final["usage"]["total_tokens"] == 3450  # the resumed session, not counted twice
+    assert "its token budget is now max_tokens 10000" in (env.tasks / "spend" / "progress.log").read_text()

@@ -178,3 +178,15 @@ def test_a_cancelled_pr_review_has_no_parse_error(env, daemon):
     assert env.status("halted")["error"] is None  # it had no final message to hold to the schema
     assert "parse_error" not in json.loads(env.codexd("results", "halted").stdout)
     assert "⚠️" not in env.codexd("list").stdout + env.codexd("status", "halted").stdout
+
+
+def test_shell_completion_offers_the_task_ids(env):
+    for task_id in ("codex-a", "codex-b", "other"):
+        (env.tasks / task_id).mkdir(parents=True)
+    env.set(_CODEXD_COMPLETE="bash_complete", COMP_WORDS="codexd status co", COMP_CWORD="2")
+    assert env.codexd().stdout.splitlines() == ["plain,codex-a", "plain,codex-b"]
+    env.set(COMP_WORDS="codexd rm codex-a ", COMP_CWORD="3")  # rm takes several
+    assert env.codexd().stdout.splitlines() == ["plain,codex-a", "plain,codex-b", "plain,other"]
+    env.set(CODEXD_CONFIG=str(env.write("broken.toml", "tasks_dir = [")))  # nothing, and no error
+    done = env.codexd()
+    assert (done.stdout.strip(), done.stderr) == ("", "")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
+import psutil
 import pytest
 
 from tests.conftest import wait_for
 from tests.fake_model import CHARGE, CHARGED_TOTAL, Call, Say
-from tests.integration.test_codex_tasks import _status, finished, submit
+from tests.fault.test_trees_and_endpoints import tree_of
+from tests.integration.test_codex_tasks import _status, finished, log_text, submit
 from tests.integration.test_recovery import SCENARIOS as RECOVERY
 from tests.integration.test_recovery import quick_stalls  # noqa: F401  (the fixture)
 
@@ -15,6 +19,7 @@ pytestmark = [pytest.mark.codex, pytest.mark.both_codex, pytest.mark.timeout(120
 SCENARIOS = {
     "silent_once": RECOVERY["silent_once"],
     "slow_step": [Call("echo first"), Call("sleep 4", yield_ms=60_000), Say("done")],
+    "long_step": [Call("echo first"), Call("sleep 120", yield_ms=300_000), Say("done")],
 }
 
 
@@ -73,3 +78,48 @@ def test_a_fresh_retry_adds_a_new_session_to_what_the_stopped_one_used(env, mode
     assert status["status"] == "completed", status["error"]
     # the fresh session's three answered requests, added to the stopped session's figure
     assert status["usage"]["total_tokens"] == before + 3 * CHARGED_TOTAL
+
+
+def ended_mid_turn(env, task_id: str, began: float) -> dict:
+    """The task failed within seconds, its turn never ended, and nothing of its tree is left
+    (the `sleep 120` its Codex ran included)."""
+    status = finished(env, task_id)
+    assert status["status"] == "failed", status
+    assert time.monotonic() - began < 20
+    assert b'"turn.completed"' not in (env.tasks / task_id / "events.jsonl").read_bytes()
+    wait_for(lambda: not tree_of(env, task_id), 10, "nothing left of the task's tree")
+    return status
+
+
+def sleeping(env, task_id: str) -> bool:
+    for proc in tree_of(env, task_id):
+        try:
+            if "sleep 120" in " ".join(proc.cmdline()):
+                return True
+        except psutil.Error:  # one that ended meanwhile
+            continue
+    return False
+
+
+def test_a_token_budget_stops_the_task_mid_turn_and_its_tree(env, model_world, daemon):
+    model_world(SCENARIOS)
+    env.set(CODEXD_DAEMON__STOP_GRACE="1")
+    daemon()
+    began = time.monotonic()
+    task_id = submit(env, "long_step", "--max-tokens", "500")
+    status = ended_mid_turn(env, task_id, began)
+    used = status["usage"]["total_tokens"]
+    assert used >= CHARGED_TOTAL
+    assert status["error"] == f"max_tokens 500 reached: {used} used"
+    assert f"max_tokens 500 reached: {used} used" in log_text(env, task_id)
+
+
+def test_a_timeout_ends_the_task_and_its_tree(env, model_world, daemon):
+    model_world(SCENARIOS)
+    env.set(CODEXD_DAEMON__STOP_GRACE="1")
+    daemon()
+    began = time.monotonic()
+    task_id = submit(env, "long_step", "--timeout", "3")
+    wait_for(lambda: sleeping(env, task_id), 30, "its sleep")
+    status = ended_mid_turn(env, task_id, began)
+    assert status["error"].startswith("timeout 3s reached: ran "), status["error"]

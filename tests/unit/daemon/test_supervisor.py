@@ -169,6 +169,7 @@ class World:
             spool_dir=tmp_path / "spool",
             health=HealthSettings(**policy),
             daemon=DaemonSettings(status_interval=0),  # every tick's progress on disk at once
+            share_folders=True,  # every task here runs in tmp_path (test_queueorder has the folder rule)
         )
         self.sup = self.new_supervisor()
 

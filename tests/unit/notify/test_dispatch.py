@@ -155,6 +155,14 @@ def test_discord_gets_an_embed_with_every_count_as_a_field_the_last_one_too():
     assert embed["description"] == notice.markdown and "codexd report codex-pr-review" in embed["description"]
 
 
+def test_discord_with_fields_no_gets_the_embed_without_fields_and_the_counts_in_its_text():
+    notice = notices.render(review(), "completed", NOW)
+    [payload] = received((DISCORD + "?fields=no", notice))
+    embed = payload["embeds"][0]
+    assert "fields" not in embed
+    assert "Approved" in embed["description"] and "15" in embed["description"]
+
+
 def test_the_fields_survive_the_outbox(tmp_path):
     notice = notices.render(review(status=TaskState.FAILED, error="boom"), "failed", NOW)
     made = Delivery("k", "t1", "failed", SLACK, notice.title, notice.text, notice.markdown, notice.kind, 1.0)
