@@ -19,6 +19,7 @@ from typing import cast
 import structlog
 
 from codexd.config.settings import Settings
+from codexd.daemon import queueorder
 from codexd.daemon.lock import DaemonLock
 from codexd.daemon.processes import Processes, cgroup_of
 from codexd.daemon.recovery import Recovery
@@ -56,6 +57,7 @@ class Member:
     def __init__(self, settings: Settings, recovery: Recovery, post: Callable[[str], None]) -> None:
         assert settings.queue.url is not None
         self.name = settings.queue.name
+        self.share_folders = settings.share_folders
         self.recovery = recovery
         self.runs = recovery.runs
         self.book = recovery.book
@@ -87,7 +89,9 @@ class Member:
         log.info("queue.member", name=self.name, pending=len(self.thread.pending))
 
     def submit(self, status: TaskStatus) -> None:
-        self.thread.submit(status.task_id, status.priority)  # `priority` in its front matter
+        folder = None if self.share_folders else queueorder.folder_of(status)
+        lock = f"folder:{folder}" if folder else f"task:{status.task_id}"
+        self.thread.submit(status.task_id, status.priority, lock)
 
     def take(self, task_id: str, now: datetime) -> None:
         """A task the queue handed over: joins the books, or is resumed here."""

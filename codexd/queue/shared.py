@@ -3,9 +3,11 @@
 A job names one task (its folder already in the shared tasks_dir). The worker that fetches
 it hands the task to its daemon and holds the job until the task has ended, so the job's
 worker heartbeat says the task's machine is alive: a job whose worker went silent for
-`queue.takeover_after` is put back, and another daemon resumes the task. `lock` = the task
-id: two jobs of one task never run at once; `queueing_lock` = the task id: it waits in the
-queue once. Imported only when `queue.url` is set (the `codexd[queue]` extra).
+`queue.takeover_after` is put back, and another daemon resumes the task. `queueing_lock` =
+the task id: it waits in the queue once. `lock` = the task's folder (tasks without worktrees
+of their own in one folder never run at once, on any machine: `share_folders` lifts it) or
+else the task id: two jobs of one task never run at once either way. Imported only when
+`queue.url` is set (the `codexd[queue]` extra).
 """
 
 from __future__ import annotations
@@ -66,15 +68,24 @@ async def patiently(call: Callable[[], Coroutine[Any, Any, T]]) -> T:
             await asyncio.sleep(OUTAGE_RETRY)
 
 
+class NotYet(Exception):
+    """The task runs after others that have not ended: its job goes back, and is taken again
+    a little later (holding it would hold a slot that those others may need)."""
+
+
+NOT_YET_WAIT = 2  # seconds
+
+
 class BackOnShutdown(retry.BaseRetryStrategy):
-    """A job whose worker stops (its daemon shuts down) goes back to the queue at once."""
+    """A job whose worker stops (its daemon shuts down) goes back to the queue at once; one
+    whose task must wait for others goes back for a while."""
 
     def get_retry_decision(self, *, exception: BaseException, job: jobs.Job) -> retry.RetryDecision | None:
-        return (
-            retry.RetryDecision(retry_in={"seconds": 0})
-            if isinstance(exception, asyncio.CancelledError)
-            else None
-        )
+        if isinstance(exception, asyncio.CancelledError):
+            return retry.RetryDecision(retry_in={"seconds": 0})
+        if isinstance(exception, NotYet):
+            return retry.RetryDecision(retry_in={"seconds": NOT_YET_WAIT})
+        return None
 
 
 Hold = Callable[[JobContext, str], Coroutine[Any, Any, None]]
@@ -99,12 +110,13 @@ def ensure_schema(url: str) -> None:
         conn.commit()
 
 
-async def defer(app: procrastinate.App, task_id: str, priority: int) -> None:
-    """A job for the task, unless one waits or runs already."""
-    found = await app.job_manager.list_jobs_async(task=TASK, lock=task_id)
+async def defer(app: procrastinate.App, task_id: str, priority: int, lock: str) -> None:
+    """A job for the task, unless one waits or runs already. `lock`: no two jobs with the
+    same one run at once (the task's folder, or the task itself)."""
+    found = await app.job_manager.list_jobs_async(task=TASK, queueing_lock=task_id)
     if any(job.status in (jobs.Status.TODO.value, jobs.Status.DOING.value) for job in found):
         return
-    configured = app.configure_task(TASK, lock=task_id, queueing_lock=task_id, priority=priority)
+    configured = app.configure_task(TASK, lock=lock, queueing_lock=task_id, priority=priority)
     try:
         await configured.defer_async(task_id=task_id)
     except exceptions.AlreadyEnqueued:
@@ -130,7 +142,7 @@ async def take_over_stalled(app: procrastinate.App, silent: float) -> list[str]:
 async def cancel_waiting(app: procrastinate.App, task_id: str) -> bool:
     """The task's job cancelled while it still waits in the queue: True when no daemon will
     ever be handed it (one that holds it already carries out the stop itself)."""
-    for job in await app.job_manager.list_jobs_async(task=TASK, lock=task_id, status="todo"):
+    for job in await app.job_manager.list_jobs_async(task=TASK, queueing_lock=task_id, status="todo"):
         if job.id is not None and await app.job_manager.cancel_job_by_id_async(job.id):
             return True
     return False

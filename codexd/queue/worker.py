@@ -23,6 +23,7 @@ from procrastinate.job_context import JobContext
 from codexd.errors import CodexdError
 from codexd.queue import sessions, shared
 from codexd.tasks.records import TaskStatus
+from codexd.tasks.states import TaskState
 from codexd.tasks.store import TaskStore
 
 log = structlog.get_logger()
@@ -47,7 +48,7 @@ class QueueThread:
         self.takeover_after = takeover_after
         self.tasks = tasks
         self.hand = hand
-        self._pending: dict[str, int] = {}  # task id → priority: jobs not yet in the queue
+        self._pending: dict[str, tuple[int, str]] = {}  # task id → priority, lock: not yet in the queue
         self._guard = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
@@ -60,10 +61,10 @@ class QueueThread:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, task_id: str, priority: int) -> None:
+    def submit(self, task_id: str, priority: int, lock: str) -> None:
         """The task goes into the queue as soon as the database answers."""
         with self._guard:
-            self._pending[task_id] = priority
+            self._pending[task_id] = (priority, lock)
         self._loop.call_soon_threadsafe(self._wake.set)
 
     def stop(self, timeout: float) -> None:
@@ -145,11 +146,23 @@ class QueueThread:
 
     async def _hold(self, context: JobContext, task_id: str) -> None:
         """The job of one task: handed to the daemon, held until the task has ended."""
+        first = self._status(task_id)
+        if first is not None and first.status == TaskState.QUEUED and self._before_it(first):
+            raise shared.NotYet(task_id)
         log.info("queue.job_taken", task_id=task_id, job=context.job.id)
         self.hand(task_id)
         while (status := self._status(task_id)) is not None and not status.is_terminal:
             sessions.keep(self.tasks, status)  # so that another machine can resume the session
             await asyncio.sleep(WATCH)
+
+    def _before_it(self, status: TaskStatus) -> bool:
+        """Does a task it runs after still wait or run? (One that failed or is gone: the daemon
+        cancels this one, so it is handed over.)"""
+        for other in status.after:
+            found = self._status(other)
+            if found is not None and not found.is_terminal:
+                return True
+        return False
 
     def _status(self, task_id: str) -> TaskStatus | None:
         try:
@@ -186,8 +199,8 @@ class QueueThread:
     async def _defer_pending(self) -> None:
         with self._guard:
             pending = dict(self._pending)
-        for task_id, priority in pending.items():
-            await shared.defer(self.app, task_id, priority)
+        for task_id, (priority, lock) in pending.items():
+            await shared.defer(self.app, task_id, priority, lock)
             with self._guard:
                 self._pending.pop(task_id, None)
             log.info("queue.submitted", task_id=task_id, priority=priority)

@@ -197,3 +197,47 @@ def test_stop_and_retry_from_any_machine_reach_the_task_wherever_it_is(
         assert runs_of(tasks, "running") == 2
         m1.stop()
         m2.stop()
+
+
+def test_two_tasks_in_one_folder_never_run_at_once_even_on_two_machines(
+    tmp_path: Path, queue_url: str
+) -> None:
+    work = tmp_path / "checkout"
+    work.mkdir()
+    settings = {"BENCH_CODEX_SECONDS": "1.5"}
+    with team(tmp_path, queue_url, ("m1", "m2"), **settings) as (m1, m2):
+        m1.start()
+        m2.start()
+        m1.drop("first", cwd=json.dumps(str(work)))
+        m2.drop("second", cwd=json.dumps(str(work)))
+        m2.drop("elsewhere")  # another folder: free to run beside them
+        tasks = m1.tasks
+        ids = ("first", "second", "elsewhere")
+        wait_for(lambda: all(state_of(tasks, t) == "completed" for t in ids), 60, "all completed")
+        spans = sorted(span_of(tasks, t) for t in ("first", "second"))
+        assert spans[0][1] <= spans[1][0], spans  # one ended before the other began
+        m1.stop()
+        m2.stop()
+
+
+def span_of(tasks: Path, task_id: str) -> tuple[float, float]:
+    """When the task's Codex started and exited (the fake stamps both)."""
+    folder = tasks / task_id
+    return float((folder / "bench.started").read_text()), float((folder / "bench.exited").read_text())
+
+
+def test_a_task_after_another_does_not_hold_the_slot_that_one_needs(tmp_path: Path, queue_url: str) -> None:
+    """One machine, one slot: `second` (after `first`, higher priority) is handed over first;
+    its job goes back to the queue rather than wait in the slot `first` needs."""
+    settings = {"CODEXD_MAX_PARALLEL": "1", "BENCH_CODEX_SECONDS": "2"}
+    with team(tmp_path, queue_url, ("m1",), **settings) as (m1,):
+        m1.start()
+        m1.drop("busy")
+        tasks = m1.tasks
+        wait_for(lambda: runs_of(tasks, "busy") == 1, 30, "the slot taken")
+        m1.drop("first")
+        wait_for(lambda: state_of(tasks, "first") == "queued", 30, "first queued")
+        m1.drop("second", after='["first"]', priority="10")
+        wait_for(lambda: state_of(tasks, "second") == "completed", 60, "second completed")
+        assert span_of(tasks, "first")[1] <= span_of(tasks, "second")[0]
+        m1.stop()
