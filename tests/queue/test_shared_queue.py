@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import cast
 
+import psutil
 import pytest
 
 from tests.fake_model import Call, Hang, Once, Say, serve
@@ -241,3 +242,34 @@ def test_a_task_after_another_does_not_hold_the_slot_that_one_needs(tmp_path: Pa
         wait_for(lambda: state_of(tasks, "second") == "completed", 60, "second completed")
         assert span_of(tasks, "first")[1] <= span_of(tasks, "second")[0]
         m1.stop()
+
+
+def test_a_daemon_that_crashed_alone_ends_its_leftover_codex_when_it_starts_again(
+    tmp_path: Path, queue_url: str
+) -> None:
+    """SIGKILL to the daemon alone: its Codex lives on. Started again, it ends that Codex (or
+    the task would run twice once the queue hands it out again), and the task completes."""
+    hangs_once = json.dumps([str(FIRST_RUN_HANGS)])
+    settings = {"CODEXD_QUEUE__TAKEOVER_AFTER": "2", "CODEXD_CODEX__COMMAND": hangs_once}
+    with team(tmp_path, queue_url, ("m1",), **settings) as (m1,):
+        m1.start()
+        m1.drop("orphaned")
+        tasks = m1.tasks
+        wait_for(lambda: runs_of(tasks, "orphaned") == 1, 30, "the first run")
+        first_codex = int((tasks / "orphaned" / "bench.runs").read_text().split()[0])
+        assert m1.proc is not None
+        m1.proc.kill()
+        m1.proc.wait(10)
+        assert psutil.pid_exists(first_codex)
+        m1.start()
+        wait_for(lambda: not alive(first_codex), 30, "the leftover Codex ended")
+        wait_for(lambda: state_of(tasks, "orphaned") == "completed", 60, "the task completed")
+        assert runs_of(tasks, "orphaned") == 2
+        m1.stop()
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
