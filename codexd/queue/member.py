@@ -71,6 +71,11 @@ class Member:
             self.tasks,
             post,
         )
+        self.book.listeners.append(self._heard)
+
+    def _heard(self, status: TaskStatus, event: str) -> None:
+        if status.is_terminal:
+            self.thread.task_ended(status.task_id)
 
     def lock(self, tasks_dir: Path) -> MemberLock:
         return MemberLock(tasks_dir, self.name)

@@ -111,11 +111,9 @@ def ensure_schema(url: str) -> None:
 
 
 async def defer(app: procrastinate.App, task_id: str, priority: int, lock: str) -> None:
-    """A job for the task, unless one waits or runs already. `lock`: no two jobs with the
-    same one run at once (the task's folder, or the task itself)."""
-    found = await app.job_manager.list_jobs_async(task=TASK, queueing_lock=task_id)
-    if any(job.status in (jobs.Status.TODO.value, jobs.Status.DOING.value) for job in found):
-        return
+    """A job for the task, unless one waits in the queue already. A second job while one is
+    held (a task handed over, not started yet, when a daemon starts) is harmless: it waits
+    on the same `lock`, and is let go at once when its task has ended."""
     configured = app.configure_task(TASK, lock=lock, queueing_lock=task_id, priority=priority)
     try:
         await configured.defer_async(task_id=task_id)

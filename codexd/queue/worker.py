@@ -48,6 +48,7 @@ class QueueThread:
         self.takeover_after = takeover_after
         self.tasks = tasks
         self.hand = hand
+        self._ended: dict[str, asyncio.Event] = {}  # the held jobs' tasks: set when one ends
         self._pending: dict[str, tuple[int, str]] = {}  # task id → priority, lock: not yet in the queue
         self._guard = threading.Lock()
         self._loop = asyncio.new_event_loop()
@@ -150,10 +151,30 @@ class QueueThread:
         if first is not None and first.status == TaskState.QUEUED and self._before_it(first):
             raise shared.NotYet(task_id)
         log.info("queue.job_taken", task_id=task_id, job=context.job.id)
+        ended = self._ended.setdefault(task_id, asyncio.Event())
         self.hand(task_id)
-        while (status := self._status(task_id)) is not None and not status.is_terminal:
-            sessions.keep(self.tasks, status)  # so that another machine can resume the session
-            await asyncio.sleep(WATCH)
+        try:
+            # The daemon says when the task ends (a retry may queue it again within a look);
+            # its status.json is looked at too, for an end no daemon recorded (it was removed).
+            while (status := self._status(task_id)) is not None and not status.is_terminal:
+                sessions.keep(self.tasks, status)  # so that another machine can resume the session
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended.wait(), WATCH)
+                if ended.is_set():
+                    return
+        finally:
+            self._ended.pop(task_id, None)
+
+    def task_ended(self, task_id: str) -> None:
+        """The daemon recorded the task's end: its job is let go (from the daemon's loop)."""
+
+        def let_go() -> None:
+            event = self._ended.get(task_id)
+            if event is not None:
+                event.set()
+
+        if self.alive:
+            self._loop.call_soon_threadsafe(let_go)
 
     def _before_it(self, status: TaskStatus) -> bool:
         """Does a task it runs after still wait or run? (One that failed or is gone: the daemon

@@ -3,6 +3,7 @@ and a machine that dies mid-task loses nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -15,7 +16,7 @@ import pytest
 
 from tests.fake_model import Call, Hang, Once, Say, serve
 from tests.queue.conftest import running_postgres
-from tests.queue.machines import FIRST_RUN_HANGS, runs_of, state_of, taker_of, team, wait_for
+from tests.queue.machines import FIRST_RUN_HANGS, Machine, runs_of, state_of, taker_of, team, wait_for
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.timeout(240)]
 
@@ -182,7 +183,7 @@ def test_stop_and_retry_from_any_machine_reach_the_task_wherever_it_is(
         tasks = m1.tasks
         wait_for(lambda: runs_of(tasks, "running") == 1, 30, "the task running on m1")
         m1.drop("waiting")  # m1 is full, and m2 not started: it waits in the queue
-        wait_for(lambda: '"queue.submitted"' in m1.output() and "waiting" in m1.output(), 30, "queued")
+        wait_for(lambda: submitted(m1, "waiting"), 30, "the waiting task in the queue")
         stopped = m2.codexd("stop", "waiting")  # from a machine with no daemon: still in the queue
         assert stopped.returncode == 0, stopped.stderr
         wait_for(lambda: state_of(tasks, "waiting") == "cancelled", 30, "the waiting task cancelled")
@@ -273,3 +274,13 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def submitted(machine: Machine, task_id: str) -> bool:
+    """The machine's daemon put the task's job into the queue."""
+    for line in machine.output().splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("event") == "queue.submitted" and entry.get("task_id") == task_id:
+                return True
+    return False
