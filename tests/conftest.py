@@ -120,6 +120,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
         # Every test's tasks run in its one folder; those about one folder per task unset this.
         CODEXD_SHARE_FOLDERS="true",
         PYTHONPATH=str(ROOT),
+        XDG_CACHE_HOME=str(tmp_path / "cache"),  # the quick commands' cache, never the user's own
     )
     yield Env(tmp_path, values)
     kill_task_processes(tmp_path)

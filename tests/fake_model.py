@@ -95,6 +95,7 @@ class FakeModel:
     requests: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
     seen: dict[tuple[str, int], int] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every answer (rate_limit_headers)
     _stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -203,6 +204,26 @@ def _output_item(step: Call | Say | Tool, n: int) -> dict[str, Any]:
     }
 
 
+def rate_limit_headers(
+    primary: tuple[float, int, int] | None, secondary: tuple[float, int, int] | None = None
+) -> dict[str, str]:
+    """The headers a ChatGPT plan's answers carry, which Codex turns into the rollout's
+    `rate_limits`: (used percent, window minutes, reset at in epoch seconds) per window."""
+    found = {}
+    for name, window in (("primary", primary), ("secondary", secondary)):
+        if window is not None:
+            used, minutes, reset_at = window
+            found[f"x-codex-{name}-used-percent"] = str(used)
+            found[f"x-codex-{name}-window-minutes"] = str(minutes)
+            found[f"x-codex-{name}-reset-at"] = str(reset_at)
+    return found
+
+
+def _send_headers(handler: BaseHTTPRequestHandler, headers: dict[str, str]) -> None:
+    for name, value in headers.items():
+        handler.send_header(name, value)
+
+
 def _handler(model: FakeModel) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -226,6 +247,7 @@ def _handler(model: FakeModel) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(payload)
                 return
             self.send_response(200)
+            _send_headers(self, model.headers)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Connection", "close")
             self.end_headers()

@@ -22,6 +22,7 @@ def health(ctx: click.Context, as_json: bool) -> int:
     """Run one health check now and print what it found (exit 1 if anything is wrong)."""
     from codexd.config import settings
     from codexd.daemon import checkup
+    from codexd.tasks import account
 
     loaded, _ = settings.load(ctx.meta["config"])
     tasks = api.Tasks(loaded.tasks_dir)
@@ -31,6 +32,8 @@ def health(ctx: click.Context, as_json: bool) -> int:
     found["ok"] = found["ok"] and found["daemon"]["pid"] is not None  # unsupervised tasks are not ok
     held = tasks.usage_limit()  # every task waits for the account's usage limit: not a fault
     found["account"] = held.to_dict() if held is not None else None
+    limits = account.read(loaded.tasks_dir)
+    found |= {"rate_limits": limits} if limits else {}  # the account's rate limits, when Codex gave them
     if as_json:
         print_json(found)
     else:

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from codexd import api
+from codexd import api, tasklogs
 from codexd.cli import admin, cleanup, options, reporting
 from codexd.cli.options import COUNT, SECONDS, TASK_ID, confirm_timeout, print_json, say_broken, tasks_of
 from codexd.errors import EXIT_FAILURE, EXIT_USAGE, BrokenRecord, CodexdError, ConfigError, InvalidInput
@@ -77,6 +77,12 @@ def _read_instructions(source: str) -> tuple[bytes, str]:
     metavar="N",
     help=f"Higher starts first among queued tasks (-{MAX_PRIORITY}..{MAX_PRIORITY}, default 0).",
 )
+@click.option(
+    "--worktree/--no-worktree",
+    default=None,
+    help="Run in a new git worktree of the cwd's repository, on branch codexd/<task-id>.",
+)
+@click.option("--base", metavar="REF", help="Where the worktree starts: a branch, tag or commit (else HEAD).")
 @click.pass_context
 def start(ctx: click.Context, /, source: str, **given: Any) -> None:
     """Submit a task; prints its id alone on stdout."""
@@ -145,7 +151,7 @@ def status(ctx: click.Context, task_id: str, as_json: bool) -> None:
 def logs(ctx: click.Context, task_id: str, lines: int | None, follow: bool, raw: bool) -> None:
     """A task's progress log."""
     out = sys.stdout.buffer
-    chunks = api.log_chunks(tasks_of(ctx), task_id, raw, lines, follow)
+    chunks = tasklogs.log_chunks(tasks_of(ctx), task_id, raw, lines, follow)
     # What the agent wrote is shown, never obeyed; raw events into a pipe or file stay byte-exact.
     for chunk in _shown_chunks(chunks) if not raw or out.isatty() else chunks:
         out.write(chunk)

@@ -20,7 +20,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Header, Log, ProgressBar, Static
 
-from codexd import api
+from codexd import api, tasklogs
+from codexd.cli.ratelimits import RateLimitsLine
 from codexd.clock import parse_iso
 from codexd.errors import BrokenRecord, CodexdError, UnknownTask
 from codexd.present import views, vocabulary
@@ -84,9 +85,6 @@ def task_lines(task: dict[str, Any], now: datetime) -> dict[str, Text]:
     `[@click=...]` or `[/]` would be obeyed. Their control characters are made visible too."""
     progress = task.get("progress") or {}
     last = task.get("last_log") or {}
-    recovery = [
-        f"{key.capitalize()}: {task[key]}" for key in ("restarts", "stalls", "retries") if task.get(key)
-    ]
     current = progress.get("current") if task.get("status") not in TERMINAL else None
     waiting = task.get("waiting") if isinstance(task.get("waiting"), dict) else None
     doing = f"Current: {current}" if current else ""
@@ -94,8 +92,9 @@ def task_lines(task: dict[str, Any], now: datetime) -> dict[str, Text]:
         "count": views.progress_text(progress),
         "items": "\n".join(map(_item, progress.get("items") or [])) or "nothing finished yet",
         "current": f"Waiting: {waiting.get('reason')}" if waiting else doing,  # the usage limit
+        "busy": views.task_busy(task).replace("busy:", "Busy:", 1),  # its silent tree working: not a stall
         "last": f"Last log: [{_local(last.get('at'), now)}] {last.get('text')}" if last else "No log yet",
-        "recovery": "   ".join(recovery),
+        "recovery": "   ".join(views.recovery_facts(task)),
         "error": f"Error: {task['error']}" if task.get("error") else "",
         "queue": _queue_line(task),
     }
@@ -168,6 +167,7 @@ class TaskView(Screen[None]):
             with Vertical(id="middle"), VerticalScroll(id="items-box"):
                 yield Static(id="items")
             yield Static(id="current", classes="line")
+            yield Static(id="busy", classes="line")
             yield Static(id="last", classes="line")
             yield Static(id="recovery", classes="line")
             yield Static(id="queue", classes="line")
@@ -262,7 +262,7 @@ class LogView(Screen[None]):
     def __init__(self, tasks: api.Tasks, task_id: str, raw: bool):
         super().__init__()
         self.tasks, self.task_id, self.raw = tasks, task_id, raw
-        self._following = api.Following(self.path, 0, SHOWN_CHARS)
+        self._following = tasklogs.Following(self.path, 0, SHOWN_CHARS)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -286,7 +286,7 @@ class LogView(Screen[None]):
         self.title = f"{self.task_id}: {'events.jsonl' if self.raw else 'progress.log'}"
         log = self.query_one(Log)
         log.clear()
-        self._following = api.Following(self.path, store.size_of(self.path), SHOWN_CHARS)
+        self._following = tasklogs.Following(self.path, store.size_of(self.path), SHOWN_CHARS)
         lines = tail_lines(self.path, LOG_LINES, end=self._following.offset, width=SHOWN_CHARS)
         log.write_lines(map(shown, lines))  # raw events may hold C1 and bidi controls
 
@@ -319,6 +319,7 @@ class TaskList(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield DataTable(cursor_type="row", zebra_stripes=True)
+        yield RateLimitsLine(self.tasks.root, self.now)
         yield KeyLine(
             ("[Enter] Open", "screen.open"), ("[R]efresh", "screen.refresh"), ("[Q]uit", "app.quit")
         )

@@ -4,7 +4,8 @@
 scripts and status bars call in a loop, so they are answered here with `os` and `sys`
 alone, at about the cost of starting Python: status files are printed as the daemon wrote
 them, which is the JSON the full command prints. The tasks folder is found by
-`config.paths`, as the full command line finds it. Anything else, and anything out of the
+`config.paths`, as the full command line finds it (a config file is parsed once while it is
+unchanged, not at every call). Anything else, and anything out of the
 ordinary (an unknown task, one still in the spool, a file the daemon did not format, a
 config file in error), goes to the full command line, which handles it the same way, only later.
 """

@@ -36,6 +36,10 @@ REFUSED = {
     "-V": "Codex would print its version instead of working: remove it",
     "--version": "Codex would print its version instead of working: remove it",
     "--": "the arguments after it would become Codex's prompt: remove it",
+    "--worktree": (
+        "Codex's own worktree is detached and lost on resume: use codexd's (`codexd start --worktree`, "
+        "front matter worktree = true, or the worktree setting)"
+    ),
 }
 KNOWN_FLAGS = frozenset(
     {

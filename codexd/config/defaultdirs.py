@@ -45,3 +45,10 @@ def state_dir() -> str:
 
 def config_dir() -> str:
     return _app_dir("config", "XDG_CONFIG_HOME", "~/.config")
+
+
+def cache_dir() -> str:
+    """Where the quick commands remember what they parsed (config/paths)."""
+    if sys.platform == "darwin":
+        return os.path.expanduser(f"~/Library/Caches/{APP}")
+    return _app_dir("cache", "XDG_CACHE_HOME", "~/.cache")

@@ -5,6 +5,8 @@ $CODEXD_CONFIG, else config.toml in the platform config folder. A folder: its CO
 variable, else the file's setting, else the platform state folder. The full settings
 (settings.py), the API and the quick commands (cli/entry.py) all ask here, so this module
 needs `os` alone: tomllib, pathlib and the error types are imported by the calls that use them.
+Importing tomllib costs more than starting Python, so the quick commands remember the folders
+of a config file that parsed, in the user's cache folder, for as long as the file is unchanged.
 """
 
 from __future__ import annotations
@@ -60,6 +62,19 @@ def folder(key: str, table: Callable[[], Mapping[str, Any]]) -> str:
     return defaultdirs.expand(str(value))
 
 
+def folders(table: Mapping[str, Any]) -> tuple[dict[str, str], list[str]]:
+    """Every folder of FOLDERS as `folder()` decides it from the file's settings `table`, and a
+    line for each that is wrong (settings.load reports them with its other problems)."""
+    found: dict[str, str] = {}
+    problems: list[str] = []
+    for key in FOLDERS:
+        try:
+            found[key] = folder(key, lambda: table)
+        except ValueError as exc:
+            problems.append(str(exc))
+    return found, problems
+
+
 def read_bytes(path: str, required: bool) -> bytes:
     """The config file's bytes (none when it is absent and nobody named it); ValueError says why not."""
     try:
@@ -88,30 +103,93 @@ def parse(raw: bytes, path: str) -> dict[str, Any]:
 
 
 def quick_tasks_dir() -> str | None:
-    """The tasks folder `resolve()` finds, with `os` alone unless the file sets it; None when
-    there is a problem for the full command line to report."""
+    """The tasks folder `resolve()` finds, with `os` alone while the file is as last parsed; None
+    when there is a problem for the full command line to report."""
     return quick_folder("tasks_dir")
 
 
 def quick_folder(key: str) -> str | None:
     """quick_tasks_dir() for any folder of FOLDERS."""
     try:
-        return folder(key, lambda: _quick_table(key))
+        table = _quick_table()  # even when variables decide: a broken file is the full path's to report
+        return folder(key, lambda: table)
     except ValueError:
         return None
 
 
-def _quick_table(key: str) -> Mapping[str, Any]:
-    """The file's settings, parsed only when it mentions `key` (nothing else in it moves that
-    folder), then with every folder checked as `resolve()` checks them."""
+def _quick_table() -> Mapping[str, Any]:
+    """The file's folder settings, each folder checked as `resolve()` checks them. Parsed with
+    tomllib (which costs more than starting Python) only when the file changed since the last
+    parse; else the folders remembered in the cache, with `os` alone. A file that does not
+    parse is never remembered: the full command line reports it."""
     path, named = config_file()
-    raw = read_bytes(path, named)
-    if key.encode() not in raw:
-        return {}
-    table = parse(raw, path)
+    try:
+        info = os.stat(path)
+    except OSError:
+        info = None
+    stamp = _stamp(info) if info is not None else ""
+    table = _remembered(path, stamp) if info is not None else None
+    if table is None:
+        raw = read_bytes(path, named)
+        table = parse(raw, path) if raw else {}  # no file: no tomllib either
+        if info is not None:
+            _remember(path, stamp, info, table)
     for each in FOLDERS:
         folder(each, lambda: table)
     return table
+
+
+# The cache of the file's folder settings: one small file per config file, valid while the config
+# file has the same identity, size and change times. A file changed within SETTLED_NS of being
+# read could change again within one tick of the file system's clock, unseen: not remembered.
+CACHE_FORMAT = "codexd-quick-folders 1"
+SETTLED_NS = 2_000_000_000
+
+
+def _stamp(info: os.stat_result) -> str:
+    return f"{info.st_dev} {info.st_ino} {info.st_size} {info.st_mtime_ns} {info.st_ctime_ns}"
+
+
+def cache_file(config: str) -> str:
+    """Where the folders of `config` are remembered (its name: a FNV-1a hash of the path)."""
+    digest = 0x811C9DC5
+    for byte in config.encode("utf-8", "surrogateescape"):
+        digest = ((digest ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return os.path.join(defaultdirs.cache_dir(), f"folders-{digest:08x}")
+
+
+def _remembered(config: str, stamp: str) -> dict[str, str] | None:
+    try:
+        with open(cache_file(config), encoding="utf-8", errors="surrogateescape") as f:
+            fields = f.read().split("\0")
+    except OSError:
+        return None
+    if fields[:3] != [CACHE_FORMAT, config, stamp] or len(fields) % 2 == 0:
+        return None
+    return dict(zip(fields[3::2], fields[4::2], strict=True))
+
+
+def _remember(config: str, stamp: str, info: os.stat_result, table: Mapping[str, Any]) -> None:
+    """Best effort: a cache that cannot be written only means the next call parses again."""
+    import time
+
+    values = {key: table[key] for key in FOLDERS if key in table}
+    settled = time.time_ns() - max(info.st_mtime_ns, info.st_ctime_ns) > SETTLED_NS
+    if not settled or not all(isinstance(v, str) and "\0" not in v for v in values.values()):
+        return
+    text = "\0".join([CACHE_FORMAT, config, stamp, *(part for item in values.items() for part in item)])
+    target = cache_file(config)
+    temporary = f"{target}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+        with open(temporary, "w", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(text)
+        os.replace(temporary, target)
+    except OSError:
+        import contextlib  # only here: it costs the quick commands a millisecond
+
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
 
 
 # -- the full command line and the daemon: Path objects, and problems as ConfigError ---------------

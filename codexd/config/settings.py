@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -90,15 +91,32 @@ class HealthSettings(_Table):
     timeout: Seconds | None = None  # wall time for a whole task, across restarts; None: no limit
     max_tokens: Annotated[int, Field(ge=1)] | None = None  # tokens for a whole task; None: no limit
     usage_limit_wait: Seconds = 900  # the account's usage limit reached, no reset time given: doubles
+    # A silent task whose tree keeps working (CPU, growing files) is not stalled, for this long
+    # without progress at most; and "working" is more than `busy_cpu` of one core (daemon/busy.py).
+    busy_timeout: Seconds = 7200
+    busy_cpu: float = Field(0.1, gt=0, le=1024, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _busy_outlasts_a_stall(self) -> HealthSettings:
+        # Checked when set: a long stall_timeout alone keeps working (busy-ness then extends nothing).
+        if "busy_timeout" in self.model_fields_set and self.busy_timeout <= self.stall_timeout:
+            raise ValueError(
+                f"busy_timeout ({self.busy_timeout:g} s) must be longer than stall_timeout "
+                f"({self.stall_timeout:g} s): raise health.busy_timeout or lower health.stall_timeout"
+            )
+        return self
 
 
 def _default_events() -> list[NoticeEvent]:
-    return ["completed", "failed", "stalled", "usage_limit", "usage_resumed"]
+    return ["completed", "failed", "stalled"]
 
 
 class NotifySettings(_Table):
     urls: list[SecretStr] = Field(default_factory=list)  # apprise URLs, each optionally `tag,tag=URL`
     events: list[NoticeEvent] = Field(default_factory=_default_events)
+    # The account's usage-limit notices (usage_limit, usage_resumed) go out whatever `events`
+    # lists, unless this is false: a queue that stops for hours must not stop unseen.
+    account: bool = True
     backoff: Seconds = 10  # first wait after a failed delivery; doubles each time
     backoff_max: Seconds = 900
     expire: Seconds = 86400  # a notice not delivered within this is given up
@@ -106,7 +124,7 @@ class NotifySettings(_Table):
 
 
 class DaemonSettings(_Table):
-    poll_interval: float = Field(0.1, gt=0, le=10)  # how often running tasks' events are read
+    poll_interval: float = Field(0.1, gt=0, le=10)  # the loop sleeps at most this (daemon/taskwatch wakes it)
     status_interval: float = Field(1.0, ge=0, le=60)  # progress reaches status.json at most this late
     rescan_interval: Seconds = 60  # full spool rescan, behind the file watcher
     stop_grace: Seconds = 10  # SIGTERM to SIGKILL when a task's tree is stopped
@@ -145,6 +163,17 @@ class TaskTypeSettings(_Table):
         return value
 
 
+PerMillion = Annotated[float, Field(ge=0, le=1e6, allow_inf_nan=False)]
+
+
+class PriceSettings(_Table):
+    """`[prices."MODEL"]`: USD per million tokens, for estimated costs (none without it)."""
+
+    input: PerMillion
+    cached_input: PerMillion
+    output: PerMillion  # Codex counts reasoning within output tokens
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CODEXD_", env_nested_delimiter="__", extra="forbid", allow_inf_nan=False
@@ -162,6 +191,8 @@ class Settings(BaseSettings):
     types: dict[str, TaskTypeSettings] = Field(default_factory=dict)
     # Tasks without a worktree of their own may run at once in one folder (else one waits).
     share_folders: bool = False
+    worktree: bool = False  # every task in a git worktree of its own unless it says worktree = false
+    prices: dict[str, PriceSettings] = Field(default_factory=dict)
     queue: QueueSettings = Field(default_factory=QueueSettings)
 
     @field_validator("tasks_dir", "spool_dir", mode="before")
@@ -247,14 +278,15 @@ def load(explicit_config: str | Path | None = None) -> tuple[Settings, Path]:
     env = env_problems(os.environ)
     if env:
         raise ConfigError(env)
-    # The folders as `paths` chooses them (validated here, with every other problem).
-    folders = {key: paths.folder_value(key, table) for key in paths.FOLDERS}
-    try:
-        loaded = bound(**{key: value for key, value in folders.items() if value is not None})
+    folders, problems = paths.folders(table)  # the quick commands' very function: they cannot disagree
+    try:  # a folder in error is reported once, from `problems`, not again by pydantic
+        loaded = bound(**{key: folders.get(key) or paths.default_folder(key) for key in paths.FOLDERS})
     except ValidationError as exc:
-        raise ConfigError([line for e in exc.errors() for line in _problems(e)]) from None
+        raise ConfigError(problems + [line for e in exc.errors() for line in _problems(e)]) from None
     except SettingsError as exc:  # what env_problems did not foresee
         raise ConfigError([f"settings from the environment: {exc}"]) from None
+    if problems:
+        raise ConfigError(problems)
     keep_secret([u.get_secret_value() for u in loaded.notify.urls])
     if loaded.queue.url is not None:
         redact.add([loaded.queue.url.get_secret_value()])  # its password, in any message

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import psutil
 import structlog
 
-from codexd.clock import duration, iso, parse_iso
+from codexd.clock import iso, parse_iso
 from codexd.daemon.processes import Processes
-from codexd.daemon.rules import is_stalled, stall_timeout_of
+from codexd.daemon.rules import is_stalled, stall_line, timeouts_of
 from codexd.errors import BrokenRecord, StorageError
 from codexd.tasks import store
-from codexd.tasks.records import TaskStatus
+from codexd.tasks.records import Busy, TaskStatus
 
 if TYPE_CHECKING:
     from codexd.config.settings import HealthSettings
@@ -62,6 +62,9 @@ class TaskHealth:
     restarts: int
     retries: int
     resume_in: float | None  # seconds until the daemon resumes it, when one is owed
+    # Its silent tree seen working since its last progress (the daemon's reading: `at` epoch
+    # seconds, `cpu` seconds since that progress, `what` its busiest command): not a stall.
+    busy: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -158,8 +161,11 @@ def _judge(
     findings: list[Finding],
     table: Processes,
 ) -> TaskHealth:
-    timeout = stall_timeout_of(status, policy)
-    idle = now.timestamp() - last_progress(status)
+    timeout, limit = timeouts_of(status, policy)
+    last = last_progress(status)
+    idle = now.timestamp() - last
+    busy = busy_since(status, last)
+    quiet = idle if busy is None else now.timestamp() - busy.at
     resume = status.daemon.resume
     alive = None
     if resume is None and status.pid is not None:
@@ -172,12 +178,12 @@ def _judge(
                     f"its Codex process (pid {status.pid}) is gone, but its end is not recorded yet",
                 )
             )
-        elif is_stalled(idle, timeout):
+        elif is_stalled(idle, timeout, quiet, limit):
             findings.append(
                 Finding(
                     status.task_id,
                     Problem.STALLED,
-                    f"no progress for {duration(idle)} (stall_timeout {duration(timeout)})",
+                    stall_line(idle, quiet, timeout, limit).removeprefix("Stalled: "),
                     tuple(p.pid for p in (procs or {}).get(status.task_id, [])),
                 )
             )
@@ -191,7 +197,14 @@ def _judge(
         restarts=status.restarts,
         retries=status.retries,
         resume_in=None if resume is None else round(max(0.0, resume.at - now.timestamp()), 1),
+        busy=None if busy is None or alive is not True else busy.to_dict(),
     )
+
+
+def busy_since(status: TaskStatus, last: float) -> Busy | None:
+    """What the daemon last saw its tree do, if that was after its last progress (else stale)."""
+    busy = status.daemon.busy
+    return busy if busy is not None and busy.at > last else None
 
 
 def _orphans(statuses: list[TaskStatus], procs: ByTask) -> list[Finding]:

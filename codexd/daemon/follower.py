@@ -8,16 +8,19 @@ steps (the loop comes back at once for the rest) and other tasks get their turn 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from codexd import jsonlines
+from codexd.clock import iso
 from codexd.codex.events import apply_event, apply_report, from_stderr
 from codexd.daemon import rollout
-from codexd.tasks import store
+from codexd.tasks import account, store
 from codexd.tasks.records import Cursor, Progress, TaskStatus, Usage
+from codexd.tasks.usage import RUNS_KEPT, Price, Run, cost_of
 
 STEP_BYTES = 1 << 20  # of each file per step: a backlog of 1 GB is read in 1 MiB steps
 STEP_LINES = 4000  # and at most this many lines
@@ -48,16 +51,25 @@ class _Step:
     thread: str | None
     cursor: Cursor
     lines: list[str]
+    now: datetime | None = None
     active: bool = False
     more: bool = False
 
 
-def advance(task_dir: Path, status: TaskStatus) -> Advance | None:
-    """What the task's files say past the cursor (up to a budget); None when nothing new was written."""
-    step = _Step(status.progress, status.thread_id, status.daemon, [])
-    for line in _budget(task_dir / store.EVENTS, step.cursor.events, step):
+def advance(
+    task_dir: Path, status: TaskStatus, prices: Mapping[str, Price] | None = None, now: datetime | None = None
+) -> Advance | None:
+    """What the task's files say past the cursor (up to a budget); None when nothing new was written.
+
+    With `prices` (the settings' `[prices]`), the task's use is priced whenever it changes;
+    `now` stamps the runs that began."""
+    step = _Step(status.progress, status.thread_id, status.daemon, [], now)
+    end = status.daemon.events  # the cursor is copied once a step, not once a line: that was most of its cost
+    for line in _budget(task_dir / store.EVENTS, end, step):
         _take_event(step, event_of(line))
-        step.cursor = replace(step.cursor, events=line.end)
+        end = line.end
+    if end != step.cursor.events:
+        step.cursor = replace(step.cursor, events=end)
     for line in _budget(task_dir / store.REPORTS, step.cursor.reports, step):
         report = (
             jsonlines.object_of(line.head) if not line.cut else None
@@ -70,13 +82,14 @@ def advance(task_dir: Path, status: TaskStatus) -> Advance | None:
         step.cursor = replace(step.cursor, reports=line.end)
     if step.cursor.events != status.daemon.events:  # Codex goes on after what it says there
         _take_stderr(task_dir, step)
-    if status.is_active and step.thread:
-        _take_rollout(step, step.thread)
+    if status.is_active and step.thread and not step.more:  # the runs begun so far are known first
+        _take_rollout(step, step.thread, task_dir.parent)
     if step.cursor == status.daemon:
         return None
     moved = status.with_(progress=step.progress, thread_id=step.thread, daemon=step.cursor)
-    if step.cursor.sessions != status.daemon.sessions:
-        moved = moved.with_(usage=Usage.total(step.cursor.sessions))
+    if (step.cursor.sessions, step.cursor.models) != (status.daemon.sessions, status.daemon.models):
+        cost = cost_of(step.cursor.sessions, step.cursor.models, prices or {})
+        moved = moved.with_(usage=Usage.total(step.cursor.sessions), cost=cost)
     return Advance(moved, step.lines, step.active, step.more)
 
 
@@ -98,19 +111,28 @@ def _take_stderr(task_dir: Path, step: _Step) -> None:
         step.cursor = replace(step.cursor, stderr=line.end)
 
 
-def _take_rollout(step: _Step, thread: str) -> None:
-    """The session's use so far from its rollout file: never below what is known (a turn's end)."""
+def _take_rollout(step: _Step, thread: str, tasks_root: Path) -> None:
+    """The session's use so far from its rollout file: never below what is known (a turn's end);
+    the account's rate limits there are kept for `codexd health`."""
     path = rollout.find(thread)
     if path is None:
         return
     if str(path) != step.cursor.rollout:
         step.cursor = replace(step.cursor, rollout=str(path), rollout_at=0)
+    newest: dict[str, Any] | None = None
     for line in _budget(path, step.cursor.rollout_at, step):
-        used = rollout.usage_of(event_of(line))
+        event = event_of(line)
+        used = rollout.usage_of(event)
         known = step.cursor.sessions.get(thread)
         if used is not None and (known is None or used.total_tokens >= known.total_tokens):
             step.cursor = replace(step.cursor, sessions={**step.cursor.sessions, thread: used})
+        model = rollout.model_of(event)
+        if model is not None and step.cursor.models.get(thread) != model:
+            step.cursor = replace(step.cursor, models={**step.cursor.models, thread: model})
+        newest = account.snapshot_of(event) or newest  # a usage-limit answer's too (info null)
         step.cursor = replace(step.cursor, rollout_at=line.end)
+    if newest is not None:
+        account.keep(newest, tasks_root)
 
 
 def _take_event(step: _Step, event: dict[str, Any] | None) -> None:
@@ -120,11 +142,18 @@ def _take_event(step: _Step, event: dict[str, Any] | None) -> None:
     step.progress, step.thread = update.progress, update.thread_id or step.thread
     step.lines += update.lines
     step.active = step.active or not update.chatter
+    if event.get("type") == "thread.started" and update.thread_id:  # a run began: its share starts here
+        _run_began(step, update.thread_id)
     if update.usage is not None:  # the session's figure so far replaces its last; other sessions add
         sessions = {**step.cursor.sessions, step.thread or "": update.usage}
         step.cursor = replace(step.cursor, sessions=sessions)
-    if _work_done(event):
+    if step.cursor.streak and _work_done(event):
         step.cursor = replace(step.cursor, streak=0)  # the endpoint answered: a new failure starts afresh
+
+
+def _run_began(step: _Step, thread: str) -> None:
+    run = Run(iso(step.now) if step.now else None, thread, step.cursor.sessions.get(thread, Usage()))
+    step.cursor = replace(step.cursor, runs=(*step.cursor.runs, run)[-RUNS_KEPT:])
 
 
 def event_of(line: store.Line) -> dict[str, Any] | None:

@@ -1,6 +1,6 @@
 """The loop's inbox: what other threads tell it, each a small message.
 
-A thread (the folder watcher, a waiter per process, the health job, a signal handler, the
+A thread (the folder watchers, a waiter per process, the health job, a signal handler, the
 courier) only posts; the loop takes the messages at its next round and acts on them.
 """
 
@@ -22,6 +22,13 @@ class Wake:
 @dataclass(frozen=True)
 class Changed:
     """The spool or the requests folder changed: they are rescanned now."""
+
+
+@dataclass(frozen=True)
+class Grown:
+    """These running tasks wrote to their events, reports or stderr (posted by daemon/taskwatch)."""
+
+    task_ids: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ class Assigned:
     task_id: str
 
 
-Message = Wake | Changed | Exited | Findings | Note | Assigned
+Message = Wake | Changed | Exited | Findings | Note | Grown | Assigned
 
 
 class Inbox:

@@ -10,7 +10,7 @@ from pathlib import Path
 from codexd.codex import containment, process
 from codexd.config.settings import CodexSettings
 from codexd.daemon.processes import Child, Processes, end_cgroup
-from codexd.tasks import intake, store, tasktypes
+from codexd.tasks import intake, store, tasktypes, worktree
 from codexd.tasks.records import TaskStatus
 
 
@@ -24,8 +24,9 @@ def start(
     now: datetime,
 ) -> tuple[Child, TaskStatus]:
     """Codex started for the task (resuming session `resume[0]` with prompt `resume[1]`, if
-    given); the record says where this run's output begins."""
-    cwd = Path(status.cwd or task_dir)
+    given); the record says where this run's output begins (and the worktree it runs in)."""
+    status = _in_worktree(status, task_dir)
+    cwd = worktree.codex_cwd(status.worktree, status.cwd) if status.worktree else Path(status.cwd or task_dir)
     argv = process.exec_argv(
         codex.command,
         codex.args,
@@ -60,6 +61,17 @@ def start(
         cgroup=str(cgroup) if cgroup else None,
     )
     return popen, status.with_(pid=popen.pid, daemon=cursor)
+
+
+def _in_worktree(status: TaskStatus, task_dir: Path) -> TaskStatus:
+    """A worktree task's worktree: made at its first launch, the same one for every run after."""
+    if status.worktree is not None:
+        worktree.reopen(status.worktree)
+        return status
+    if status.taken is None or not status.taken.worktree:
+        return status
+    made = worktree.create(status.task_id, Path(status.cwd or task_dir), task_dir, status.taken.base)
+    return status.with_(worktree=made)
 
 
 def _stdin(task_dir: Path, resume: tuple[str, str] | None, status: TaskStatus) -> tuple[str, int]:

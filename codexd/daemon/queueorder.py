@@ -38,8 +38,7 @@ class Plan:
 
 def shares_checkout(status: TaskStatus) -> bool:
     """Does the task work in its cwd itself (not in a git worktree of its own)?"""
-    # `worktree` is added to Taken by the worktree work (issue 16, item 1); the lead joins it up at merge.
-    return not getattr(status.taken, "worktree", False)
+    return status.taken is None or not status.taken.worktree
 
 
 @functools.lru_cache(maxsize=1024)

@@ -9,6 +9,7 @@ without one (another Codex version, another CODEX_HOME) is skipped without a wor
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,8 @@ from codexd.tasks.records import Usage
 _found: dict[str, Path] = {}  # thread id -> its rollout file, once seen
 _KEPT = 256
 DAYS = 2  # a session started before yesterday is looked for no further back
+_missed: dict[str, float] = {}  # thread id -> when it was last looked for in vain (monotonic)
+LOOK_AGAIN = 10.0  # seconds: a search costs 80 µs, and the daemon follows every task often
 
 
 def find(thread: str, environ: Mapping[str, str] = os.environ, now: datetime | None = None) -> Path | None:
@@ -28,6 +31,8 @@ def find(thread: str, environ: Mapping[str, str] = os.environ, now: datetime | N
     known = _found.get(thread)
     if known is not None:
         return known
+    if time.monotonic() < _missed.get(thread, float("-inf")) + LOOK_AGAIN:
+        return None
     sessions = codex_home(environ) / "sessions"
     moment = now or datetime.now(UTC)
     days = {d.strftime("%Y/%m/%d") for back in range(DAYS) for d in _days(moment - timedelta(days=back))}
@@ -38,6 +43,9 @@ def find(thread: str, environ: Mapping[str, str] = os.environ, now: datetime | N
             while len(_found) > _KEPT:
                 del _found[next(iter(_found))]
             return found
+    _missed[thread] = time.monotonic()
+    while len(_missed) > _KEPT:
+        del _missed[next(iter(_missed))]
     return None
 
 
@@ -65,3 +73,15 @@ def usage_of(event: dict[str, Any] | None) -> Usage | None:
         return None
     info = Fields(payload).within("info")
     return Usage.read(info.within("total_token_usage"))
+
+
+def model_of(event: dict[str, Any] | None) -> str | None:
+    """The model a turn runs on, from the rollout's `turn_context` line (`codex exec --json` never says)."""
+    payload = event.get("payload") if event else None
+    if event is None or event.get("type") != "turn_context" or not isinstance(payload, dict):
+        return None
+    model = payload.get("model")
+    return model if isinstance(model, str) and 0 < len(model) <= _MODEL_NAME else None
+
+
+_MODEL_NAME = 200  # a longer one is not a model's name

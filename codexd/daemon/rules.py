@@ -77,13 +77,55 @@ def backoff(attempt: int, base: float, cap: float) -> float:
     return float(min(cap, base * 2**doublings))
 
 
-def is_stalled(idle: float, stall_timeout: float) -> bool:
-    return idle >= stall_timeout
+def is_stalled(
+    idle: float, stall_timeout: float, quiet: float | None = None, busy_timeout: float | None = None
+) -> bool:
+    """No progress for `idle` seconds. A tree seen busy (`quiet`: seconds since the later of
+    the last progress and the last busy reading) is not stalled until it has been quiet for
+    `stall_timeout`, or without progress for `busy_timeout` (an endless loop is caught)."""
+    if quiet is None or busy_timeout is None:
+        return idle >= stall_timeout
+    return min(quiet, idle) >= stall_timeout or past_busy_timeout(idle, stall_timeout, busy_timeout)
+
+
+def is_busy(cpu_used: float, elapsed: float, busy_cpu: float, files_grew: bool = False) -> bool:
+    """A tree that used more than `busy_cpu` of one core over `elapsed` seconds, or whose
+    open files grew, is working."""
+    return files_grew or (elapsed > 0 and cpu_used > busy_cpu * elapsed)
+
+
+def past_busy_timeout(idle: float, stall_timeout: float, busy_timeout: float) -> bool:
+    """Busy, but without progress for longer than busy work may take: a stall all the same."""
+    return idle >= max(busy_timeout, stall_timeout)
 
 
 def stall_timeout_of(status: TaskStatus, policy: HealthSettings) -> float:
     """The task's own (from its front matter), else the configured one."""
     return status.stall_timeout or policy.stall_timeout
+
+
+def timeouts_of(status: TaskStatus, policy: HealthSettings) -> tuple[float, float]:
+    """Its stall timeout, and how long busy work may go without progress: `health.busy_timeout`,
+    never shorter (a front matter's stall timeout may be longer: then busy-ness extends nothing)."""
+    stall_timeout = stall_timeout_of(status, policy)
+    return stall_timeout, max(policy.busy_timeout, stall_timeout)
+
+
+def late_by(idle: float, quiet: float, stall_timeout: float, busy_timeout: float) -> float:
+    """How long after its deadline a stall was noticed."""
+    if past_busy_timeout(idle, stall_timeout, busy_timeout) and quiet < stall_timeout:
+        return idle - max(busy_timeout, stall_timeout)
+    return min(quiet, idle) - stall_timeout
+
+
+def stall_line(idle: float, quiet: float, stall_timeout: float, busy_timeout: float) -> str:
+    """progress.log's line for a stall: silent and idle, or busy for longer than busy work may take."""
+    said = f"Stalled: no progress for {duration(idle)}"
+    if quiet < stall_timeout:
+        return f"{said}, its processes busy all the while (busy_timeout {duration(busy_timeout)})"
+    if quiet < idle - 1:
+        return f"{said}, idle for the last {duration(quiet)} (stall_timeout {duration(stall_timeout)})"
+    return f"{said} (stall_timeout {duration(stall_timeout)})"
 
 
 def over_budget(status: TaskStatus, now: datetime, policy: HealthSettings) -> str | None:

@@ -19,10 +19,10 @@ import psutil
 import structlog
 
 from codexd import tailing
-from codexd.clock import Clock, duration, iso
+from codexd.clock import Clock, iso
 from codexd.codex import containment, outcome
 from codexd.config.settings import Settings
-from codexd.daemon import checkup, follower, launcher, rules, usagelimit
+from codexd.daemon import busy, checkup, follower, launcher, rules, usagelimit
 from codexd.daemon.inbox import Exited
 from codexd.daemon.ledger import Ledger
 from codexd.daemon.processes import Child, Processes, cgroup_of
@@ -57,6 +57,7 @@ class Runs:
         self.processes = processes
         self._runs = 0
         self._enders: dict[str, threading.Thread] = {}  # ending the trees of tasks that ended
+        self.busy = busy.Tracker()  # what silent tasks' trees are doing (tests give it a fake tree)
         self.behind = False  # a task's output is not all read yet: the loop should not wait
         self.limit = usagelimit.UsageLimit(book)  # the account's
 
@@ -161,7 +162,7 @@ class Runs:
 
     def follow(self, running: Running, now: datetime) -> bool:
         """Record one bounded step of what the task wrote; True when more is left to read."""
-        moved = follower.advance(self.tasks.dir(running.task_id), running.status)
+        moved = follower.advance(self.tasks.dir(running.task_id), running.status, self.settings.prices, now)
         if moved is None:
             return False
         status = moved.status
@@ -184,10 +185,15 @@ class Runs:
             if mono >= phase.until and not running.being_killed:
                 self._resume(running, now)
             return
-        timeout = rules.stall_timeout_of(running.status, self.settings.health)
-        idle = mono - running.active
-        if isinstance(phase, Watched) and rules.is_stalled(idle, timeout):
-            self._stall(running, now, idle)
+        if not isinstance(phase, Watched):
+            return  # (what was seen of its tree is forgotten with its run: busy.FORGOTTEN)
+        limits = rules.timeouts_of(running.status, self.settings.health)
+        task_dir, at = self.tasks.dir(running.task_id), (mono, now.timestamp())
+        quiet, news = self.busy.quiet(running, task_dir, at, limits, self.settings.health)
+        if news is not None:  # its tree seen working: kept in its record, for `codexd health` too
+            self.book.append(running, now, *news)
+        if rules.is_stalled(idle := mono - running.active, limits[0], quiet, limits[1]):
+            self._stall(running, now, idle, quiet)
 
     def _over_budget(self, running: Running, now: datetime) -> bool:
         """A task over its timeout or token budget is stopped, whole tree, and ends failed."""
@@ -206,17 +212,17 @@ class Runs:
             self.kill(running)
         return True
 
-    def _stall(self, running: Running, now: datetime, idle: float) -> None:
+    def _stall(self, running: Running, now: datetime, idle: float, quiet: float) -> None:
         status = running.status.with_(stalls=running.status.stalls + 1)
-        timeout = rules.stall_timeout_of(status, self.settings.health)
+        timeout, limit = rules.timeouts_of(status, self.settings.health)
         log.warning(
             "task.stalled",
             task_id=status.task_id,
             idle=round(idle, 3),
-            late_by=round(idle - timeout, 3),  # how long after the deadline it was noticed
+            late_by=round(rules.late_by(idle, quiet, timeout, limit), 3),  # noticed this long after
             stalls=status.stalls,
         )
-        line = f"Stalled: no progress for {duration(idle)} (stall_timeout {duration(timeout)})"
+        line = rules.stall_line(idle, quiet, timeout, limit)
         self.book.change(status, TaskState.STALLED, now, line + "; stopping its process tree")
         self.restart_stalled(running)
 

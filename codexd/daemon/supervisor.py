@@ -21,18 +21,19 @@ import structlog
 
 from codexd.clock import Clock, SystemClock
 from codexd.config.settings import Settings
-from codexd.daemon import checkup, queueorder
+from codexd.daemon import checkup, queueorder, rules
 from codexd.daemon.boundary import Boundary
 from codexd.daemon.checkup import Problem
-from codexd.daemon.inbox import Assigned, Changed, Exited, Findings, Inbox, Message, Note, Wake
+from codexd.daemon.inbox import Assigned, Changed, Exited, Findings, Grown, Inbox, Message, Note, Wake
 from codexd.daemon.ledger import Ledger
 from codexd.daemon.lock import DaemonLock, SpoolLock
 from codexd.daemon.processes import Processes, cgroup_of
 from codexd.daemon.recovery import Recovery
 from codexd.daemon.requests import Requests
-from codexd.daemon.running import Running, Why
+from codexd.daemon.running import Finishing, Running, Why
 from codexd.daemon.runs import Runs
 from codexd.daemon.scheduler import HealthSchedule
+from codexd.daemon.taskwatch import Reads, TaskWatcher
 from codexd.daemon.watcher import FolderWatcher
 from codexd.errors import CodexdError, InvalidInput, UnknownTask
 from codexd.notify.dispatch import Notifications
@@ -45,6 +46,7 @@ from codexd.tasks.states import TaskState
 log = structlog.get_logger()
 NOTICE_GRACE = 2.0  # at shutdown, deliveries under way get this long to be recorded
 FOLDER_CHECK = 1.0  # seconds between checks that running tasks' folders are still theirs
+DEADLINES = 0.25  # seconds between checks of every task's deadlines (stall, backoff, budget)
 
 
 @dataclass
@@ -52,6 +54,7 @@ class Schedule:
     rescan_at: float = 0.0  # when the spool and the requests folder are next rescanned
     spool_retry_at: float | None = None
     folders_at: float = 0.0  # when running tasks' folders are next checked
+    deadlines_at: float = 0.0  # when every task's deadlines are next checked
 
 
 class Supervisor:
@@ -61,13 +64,15 @@ class Supervisor:
         clock: Clock | None = None,
         stop_tasks_on_exit: bool = False,
         processes: Processes | None = None,
+        watch_tasks: bool = True,  # False: every running task is read every round (tests say when)
     ):
         self.clock = clock or SystemClock()
+        self.watch_tasks = watch_tasks
         self.stop_tasks_on_exit = stop_tasks_on_exit
         self.processes = processes or Processes()
         self.tasks = store.TaskStore(settings.tasks_dir)
         types = tasktypes.from_settings(settings.types)
-        self.spool = Spool(settings.spool_dir, self.tasks, types, self.clock)
+        self.spool = Spool(settings.spool_dir, self.tasks, types, self.clock, settings.worktree)
         self.inbox = Inbox()
         self.book = Ledger(self.tasks, settings.daemon.status_interval)
         self.running = self.book.running
@@ -94,6 +99,8 @@ class Supervisor:
         self._spool_lock = SpoolLock(settings.spool_dir, settings.tasks_dir)
         self._stopping = threading.Event()
         self._watcher: FolderWatcher | None = None
+        self._taskwatch: TaskWatcher | None = None
+        self.reads = Reads()
         self._health: HealthSchedule | None = None
 
     # -- the small public surface -------------------------------------------------
@@ -116,14 +123,13 @@ class Supervisor:
             self._take_requests(now)
             self._keep_alive()
         self.runs.behind = False  # each task's follow step says again
-        check_folders = self._folders_due()
+        check_folders, reading, deadlines = self._folders_due(), self._to_read(), self._deadlines_due()
         for running in list(self.running.values()):
-            if check_folders and self._folder_lost(running):
-                continue
-            self._guard(self.runs.finish_exit, running, now)
-            self._guard(self.runs.follow, running, now)
-            self._guard(self.runs.check_deadlines, running, now)
+            if not (check_folders and self._folder_lost(running)):
+                self._tend(running, now, reading, deadlines)
         self._start_queued(now)
+        if self._taskwatch is not None:
+            self._taskwatch.watch(self.running.keys())
         self.book.flush(self.clock.monotonic())
         if self.requests.pending:
             self._guard(self.requests.settle)
@@ -154,6 +160,7 @@ class Supervisor:
         self.book.status_interval = new.daemon.status_interval
         self.runs.types = tasktypes.from_settings(new.types)
         self.spool.known_types = frozenset(self.runs.types)
+        self.spool.worktree_default = new.worktree
         if self._health is not None:
             self._health.set_interval(new.health.interval)
         self.notices.configure(new.notify)
@@ -185,6 +192,10 @@ class Supervisor:
             lambda: self.inbox.put(Changed()),
         )
         self._watcher.start()
+        if self.watch_tasks:
+            self._taskwatch = TaskWatcher(self.tasks.root, lambda grown: self.inbox.put(Grown(grown)))
+            self._taskwatch.watch(self.running.keys())
+            self._taskwatch.start()
         self._health = HealthSchedule(self._health_job, self.settings.health.interval)
         self._health.start()
         log.info(
@@ -212,6 +223,8 @@ class Supervisor:
             self._health.stop()
         if self._watcher:
             self._watcher.stop()
+        if self._taskwatch:
+            self._taskwatch.stop()
         if self.stop_tasks_on_exit:
             self._stop_all(self.clock.now())
         if self.member is not None:
@@ -245,6 +258,8 @@ class Supervisor:
                 self._guard(self.book.note, task_id, now, line, IncidentKind.NOTICE_LOST)
             case Changed():
                 self.schedule.rescan_at = 0.0
+            case Grown(task_ids):
+                self.reads.grown |= task_ids
             case Assigned(task_id) if self.member is not None:
                 self._guard(self.member.take, task_id, now)
             case Wake():
@@ -257,6 +272,40 @@ class Supervisor:
             return False
         self.schedule.folders_at = mono + FOLDER_CHECK
         return True
+
+    def _tend(self, running: Running, now: datetime, reading: set[str] | None, deadlines: bool) -> None:
+        """One task's round: the end of its run, what it wrote, its deadlines. Cheap for a task
+        with no news: 200 busy tasks are tended many times a second."""
+        if isinstance(running.phase, Finishing):
+            self._guard(self.runs.finish_exit, running, now)
+        if reading is None or running.task_id in reading or (deadlines and self._at_deadline(running)):
+            self._guard(self.follow, running, now)
+        if deadlines:
+            self._guard(self.runs.check_deadlines, running, now)
+
+    def _deadlines_due(self) -> bool:
+        """Every round without the task watcher (tests move the clock by hand); else every
+        DEADLINES seconds: a stall or a backoff's end is seen at most that late."""
+        mono = self.clock.monotonic()
+        if self._taskwatch is not None and mono < self.schedule.deadlines_at:
+            return False
+        self.schedule.deadlines_at = mono + DEADLINES
+        return True
+
+    def _to_read(self) -> set[str] | None:
+        """The tasks to read this round (None: all of them): see taskwatch.Reads."""
+        covered = self._taskwatch.covers if self._taskwatch is not None else None
+        return self.reads.due(self.clock.monotonic(), self.running.keys(), covered)
+
+    def follow(self, running: Running, now: datetime) -> None:
+        """One step of reading the task (named as runs.follow: the boundary says what failed)."""
+        more = self.runs.follow(running, now)
+        self.reads.done(running.task_id, self.clock.monotonic(), more)
+
+    def _at_deadline(self, running: Running) -> bool:
+        """A stall is judged on all the task wrote: one at its deadline is read, event or not."""
+        idle = self.clock.monotonic() - running.active
+        return rules.is_stalled(idle, rules.stall_timeout_of(running.status, self.settings.health))
 
     def _folder_lost(self, running: Running) -> bool:
         """A task whose folder was removed, replaced or made unreadable by hand: its tree is
@@ -283,6 +332,9 @@ class Supervisor:
         if self._watcher is not None and not self._watcher.alive:
             log.error("watcher.restarted")
             self._watcher.restart()
+        if self._taskwatch is not None and not self._taskwatch.alive:
+            log.error("taskwatch.restarted")
+            self._taskwatch.restart()
 
     def _take_requests(self, now: datetime) -> None:
         if self.member is None:

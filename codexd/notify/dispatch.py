@@ -26,6 +26,7 @@ from codexd.tasks.states import TaskEvent
 from codexd.tasks.store import INSTRUCTIONS, TaskStore
 
 log = structlog.get_logger()
+ACCOUNT_EVENTS = frozenset({"usage_limit", "usage_resumed"})  # what `notify.account` adds
 Report = Callable[[str, str], None]  # (task_id, line for its progress.log)
 
 
@@ -62,7 +63,7 @@ class Notifications:
 
     def configure(self, settings: NotifySettings) -> None:
         """At start and on every reload: which events, which URLs, what retry policy."""
-        self.events = frozenset(settings.events)
+        self.events = frozenset(settings.events) | (ACCOUNT_EVENTS if settings.account else frozenset())
         self.endpoints = usable([u.get_secret_value() for u in settings.urls]) if settings.urls else []
         self.courier.policy = settings
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from codexd.clock import duration, parse_iso
 from codexd.notify.endpoints import Field, NoticeKind
 from codexd.present.shown import md_text, shown_line
-from codexd.present.views import tokens_text
+from codexd.present.views import cost_text, tokens_text
 from codexd.present.vocabulary import outcome_label
 from codexd.tasks.records import TaskStatus
 from codexd.tasks.states import TaskEvent
@@ -97,6 +97,8 @@ def _facts(status: TaskStatus, event: TaskEvent, now: datetime) -> list[tuple[st
         facts.append(("Restarts", str(status.restarts)))
     if status.usage is not None:
         facts.append(("Tokens", tokens_text(status.usage.to_dict())))
+    if status.cost is not None:
+        facts.append(("Estimated cost", cost_text(status.cost.to_dict()) or ""))
     return facts
 
 

@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from codexd.clock import duration, parse_iso
+from codexd.present.branch import branch_line, branch_notes, branch_work
+from codexd.present.costs import cost_line, cost_total
+from codexd.present.runs import html_runs, markdown_runs, runs
 from codexd.present.shown import json_safe, md_text, shown, shown_line
-from codexd.present.views import tokens_text
+from codexd.present.views import cost_text, tokens_text
 from codexd.present.vocabulary import STATUS_ICONS, item_line, outcome_text
 from codexd.tasks import store
 
@@ -56,11 +59,13 @@ def build(status: dict[str, Any], results: dict[str, Any] | None, task_dir: Path
         "stalls": status.get("stalls") or 0,
         "retries": status.get("retries") or 0,
         "usage": status.get("usage"),  # the total over all runs, as status.json has it
+        "runs": runs(status),  # each run's share of it
         "incidents": incidents(status, task_dir / store.PROGRESS),
         "artifacts": artifacts(task_dir / store.ARTIFACTS),
         "results": results,
         "order": order_of(status),
-    }
+        "worktree": branch_work(status),
+    } | ({"cost": status["cost"]} if cost_text(status.get("cost")) else {})
 
 
 def _timing(status: dict[str, Any]) -> dict[str, Any]:
@@ -165,10 +170,12 @@ def markdown(report: dict[str, Any], level: int = 1) -> str:
     lines += _md_section(
         f"{h}# Artifacts", [f"- {md_code(a['path'])} ({_size(a['bytes'])})" for a in report["artifacts"]]
     )
+    lines += markdown_runs(report, f"{h}# Runs")
     lines += _md_section(f"{h}# Order", [f"- {md_text(line)}" for line in order_said(report)])
     trouble = [f"- **Error:** {md_text(report['error'])}"] if report["error"] else []
     trouble += [f"- {md_text(i['at'] + ' ' + i['text'])}" for i in _incidents(report)]
     lines += _md_section(f"{h}# Errors and restarts", trouble)
+    lines += _md_branch(report.get("worktree"), h)
     return "\n".join(lines) + "\n"
 
 
@@ -191,6 +198,7 @@ def _facts(report: dict[str, Any]) -> list[tuple[str, str]]:
         facts.append(("Exit code", str(report["exit_code"])))
     if report.get("usage"):
         facts.append(("Tokens", tokens_text(report["usage"])))
+    facts.append(("Estimated cost", cost_text(report.get("cost")) or ""))
     return [(k, v) for k, v in facts if v]
 
 
@@ -240,6 +248,33 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+# -- the branch of a task run in a git worktree -------------------------------------------------
+
+
+def _md_branch(work: dict[str, Any] | None, h: str) -> list[str]:
+    if not work:
+        return []
+    lines = ["", f"{h}# Branch", "", md_code(branch_line(work)), ""]
+    lines += [f"- {md_code(commit)}" for commit in work["commits"]]
+    lines += [f"- {md_text(note)}" for note in branch_notes(work)]
+    if work["diff_stat"]:
+        lines += ["", md_block("\n".join(work["diff_stat"]))]
+    return lines
+
+
+def _html_branch(work: dict[str, Any] | None, level: int) -> list[str]:
+    if not work:
+        return []
+    e = _html
+    entries = [f"<code>{e(commit)}</code>" for commit in work["commits"]]
+    entries += [e(note) for note in branch_notes(work)]
+    parts = [f"<h{level}>Branch</h{level}>", f"<p><code>{e(branch_line(work))}</code></p>"]
+    parts += [f"<ul>{''.join(f'<li>{entry}</li>' for entry in entries)}</ul>"] if entries else []
+    if work["diff_stat"]:
+        parts.append(f'<div class="summary">{e(chr(10).join(work["diff_stat"]))}</div>')
+    return parts
+
+
 # -- HTML: one self-contained file --------------------------------------------------------------
 
 STYLE = """
@@ -279,10 +314,12 @@ def html_report(report: dict[str, Any], level: int = 1) -> str:
         )
     files = [f"<code>{e(a['path'])}</code> ({_size(a['bytes'])})" for a in report["artifacts"]]
     parts += _html_list(sub, "Artifacts", files, escaped=True)
+    parts += html_runs(report, sub)
     parts += _html_list(sub, "Order", order_said(report))
     trouble = [f'<span class="error">Error: {e(report["error"])}</span>'] if report["error"] else []
     trouble += [e(f"{i['at']} {i['text']}") for i in _incidents(report)]
     parts += _html_list(sub, "Errors and restarts", trouble, escaped=True)
+    parts += _html_branch(report.get("worktree"), sub)
     return "\n".join(parts) + "\n"
 
 
@@ -318,7 +355,7 @@ def aggregate(reports: Iterable[dict[str, Any]], since: datetime | None, now: da
         "restarts": sum(r["restarts"] for r in chosen),
         "usage": _usage_total(chosen),
         "reports": chosen,
-    }
+    } | cost_total(chosen)
 
 
 def _usage_total(reports: list[dict[str, Any]]) -> dict[str, int]:
@@ -339,6 +376,8 @@ def aggregate_markdown(total: dict[str, Any]) -> str:
         lines += ["", "| outcome | items |", "|---|---|"]
         lines += [f"| {md_text(outcome_text(o))} | {n} |" for o, n in total["by_outcome"].items()]
     lines += ["", f"Restarts: {total['restarts']}", "", f"Tokens: {tokens_text(total['usage'])}", ""]
+    cost = cost_line(total)
+    lines += [cost, ""] if cost else []
     lines += [markdown(r, level=2) for r in total["reports"]]
     return "\n".join(lines)
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from codexd.clock import duration, parse_iso
-from codexd.present.shown import shown
+from codexd.present.shown import shown, shown_line
 from codexd.present.vocabulary import item_line
 from codexd.tasks.tasktypes import FLAG
 
@@ -114,6 +114,79 @@ def tokens_text(usage: object) -> str:
     )
 
 
+def dollars(cost: object) -> str | None:
+    """`≈ $0.42` (`≈ $0.0035` below a cent) from a `cost` as status.json has it; None without one."""
+    usd = cost.get("usd") if isinstance(cost, dict) else None
+    if not isinstance(usd, int | float) or isinstance(usd, bool) or not 0 <= usd < 1e15:
+        return None
+    return f"≈ ${usd:,.2f}" if usd >= 0.01 or usd == 0 else f"≈ ${usd:.4f}"
+
+
+def recovery_facts(task: dict[str, Any]) -> list[str]:
+    """`Restarts: 1   Stalls: 1   Estimated cost: ≈ $0.42`, as the dashboard's task view says them."""
+    found = [f"{key.capitalize()}: {task[key]}" for key in ("restarts", "stalls", "retries") if task.get(key)]
+    cost = dollars(task.get("cost"))
+    return [*found, f"Estimated cost: {cost}"] if cost else found
+
+
+def cost_text(cost: object) -> str | None:
+    """`≈ $0.42 (gpt-5.1-codex, at the prices in your settings)`; None without a cost."""
+    said = dollars(cost)
+    if said is None or not isinstance(cost, dict):
+        return None
+    model = cost.get("model")
+    return f"{said} ({model}, at the prices in your settings)" if isinstance(model, str) else said
+
+
+def account_text(snapshot: object, now: datetime | None = None) -> str | None:
+    """`5h window 42% used, resets 15:05; weekly 12% used, resets Tue 09:00 (as of 14:02)`:
+    the account's rate limits as last seen; None when none were."""
+    if not isinstance(snapshot, dict):
+        return None
+    moment = now or datetime.now(UTC)
+    parts = [_window_text(snapshot.get(name), moment) for name in ("primary", "secondary")]
+    said = "; ".join(part for part in parts if part)
+    seen = snapshot.get("seen_at")
+    return f"{said} (as of {_local_time(seen, moment)})" if said and isinstance(seen, str) else said or None
+
+
+def _window_text(window: object, now: datetime) -> str | None:
+    if not isinstance(window, dict) or not isinstance(window.get("used_percent"), int | float):
+        return None
+    minutes = window.get("window_minutes")
+    name = _WINDOWS.get(minutes) if isinstance(minutes, int) else None
+    if name is None and isinstance(minutes, int) and minutes > 0:
+        name = f"{minutes // 60}h window" if minutes % 60 == 0 else f"{minutes} min window"
+    said = f"{name or 'limit'} {window['used_percent']:.0f}% used"
+    resets = window.get("resets_at")
+    if isinstance(resets, str):
+        when = _local_time(resets, now)
+        said += f", has reset since ({when})" if _passed(resets, now) else f", resets {when}"
+    return said
+
+
+def _passed(at: str, now: datetime) -> bool:
+    try:
+        return parse_iso(at) <= now
+    except ValueError:
+        return False
+
+
+_WINDOWS = {300: "5h window", 1440: "daily", 10080: "weekly"}
+
+
+def _local_time(at: str, now: datetime) -> str:
+    """`15:05` today, `Tue 09:00` within the week, else the date too (local time)."""
+    try:
+        moment = parse_iso(at).astimezone()
+    except ValueError:
+        return at
+    local_now = now.astimezone()
+    if moment.date() == local_now.date():
+        return moment.strftime("%H:%M")
+    return moment.strftime("%a %H:%M" if abs((moment - local_now).days) < 6 else "%Y-%m-%d %H:%M")
+
+
 def task_table(tasks: list[dict[str, Any]]) -> str:
     """`codexd list`: a row per task, then a line for each task flagged ⚠️ (results that did
     not match its type's schema)."""
@@ -149,6 +222,9 @@ def task_details(task: dict[str, Any]) -> str:
     lines.append(f"  progress  {progress_text(progress)}")
     if task.get("usage"):
         lines.append(f"  tokens    {tokens_text(task['usage'])}")
+    cost = cost_text(task.get("cost"))
+    if cost:
+        lines.append(f"  cost      {cost}")
     if progress.get("current"):
         lines.append(f"  current   {progress['current']}")
     for item in progress.get("items") or []:
@@ -168,8 +244,16 @@ def task_details(task: dict[str, Any]) -> str:
     if task.get("error"):
         lines.append(f"  error     {task['error']}")
     lines.append(f"  log       {task.get('log_file')}")
+    lines += _branch(task.get("worktree"))
     # Titles, errors and log lines are agent text: shown, never obeyed, and never a line of their own.
     return "\n".join(shown(line).replace("\n", " ") for line in lines)
+
+
+def _branch(tree: object) -> list[str]:
+    """A worktree task's branch, the commit it started from and where its worktree is."""
+    if not isinstance(tree, dict) or not tree.get("branch"):
+        return []
+    return [f"  branch    {tree['branch']} from {str(tree.get('base'))[:12]}   worktree {tree.get('path')}"]
 
 
 def _task_health(task: dict[str, Any]) -> str:
@@ -180,7 +264,29 @@ def _task_health(task: dict[str, Any]) -> str:
     else:
         state = f"pid {task['pid']} alive, idle {duration(task['idle'])} of {duration(task['stall_timeout'])}"
     counts = f"restarts {task['restarts']}, retries {task['retries']}"
-    return f"  {task['task_id']}  {task['status']}  {state}  ({counts})"
+    busy = f"; {busy_text(task['busy'])}" if task.get("busy") else ""
+    return f"  {task['task_id']}  {task['status']}  {state}{busy}  ({counts})"
+
+
+def busy_text(busy: dict[str, Any]) -> str:
+    """`busy: cargo build, 3m12s of CPU`: a silent task's tree seen working since its last
+    progress (the command line is the agent's: shown, on one line)."""
+    what = busy.get("what")
+    cpu = busy.get("cpu")
+    said = f"{duration(cpu)} of CPU" if isinstance(cpu, int | float) else "working"
+    return f"busy: {shown_line(str(what))}, {said}" if what else f"busy: {said}"
+
+
+def task_busy(task: dict[str, Any]) -> str:
+    """The busy line of an active task whose tree the daemon saw working since its last progress."""
+    cursor = task.get("daemon")
+    busy = cursor.get("busy") if isinstance(cursor, dict) else None
+    if task.get("status") != "in_progress" or not isinstance(busy, dict):
+        return ""
+    active = cursor.get("active_at") if isinstance(cursor, dict) else None
+    at = busy.get("at")
+    fresh = isinstance(at, int | float) and (not isinstance(active, int | float) or at > active)
+    return busy_text(busy) if fresh else ""
 
 
 def health_report(found: dict[str, Any]) -> str:
@@ -193,6 +299,8 @@ def health_report(found: dict[str, Any]) -> str:
         lines = ["daemon: not running: tasks are not supervised; start it with `codexd daemon`"]
     if found.get("account"):
         lines.append(f"account: {found['account']['reason']}")
+    limits = account_text(found.get("rate_limits"))
+    lines += [f"rate limits: {limits}"] if limits else []
     tasks = found["tasks"]
     lines.append(f"active tasks: {len(tasks)}")
     lines += [_task_health(task) for task in tasks]

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import TYPE_CHECKING
 
 from codexd.errors import CodexdError
 
+TYPE_CHECKING = False  # not typing's: `codexd list --json` (the quick path) imports this module
 if TYPE_CHECKING:
     from pathlib import Path  # not imported at run time: `codexd list --json` starts fast
 

@@ -28,6 +28,8 @@ KEYS: dict[str, str] = {
     "notify_tags": "tags choosing which tagged notify.urls hear this task",
     "after": "ids of tasks that must complete before this one starts",
     "priority": f"a whole number from -{MAX_PRIORITY} to {MAX_PRIORITY}: higher starts first",
+    "worktree": "true: run in a new git worktree of cwd, on branch codexd/<task-id>",
+    "base": "the branch, tag or commit the worktree starts from (default: HEAD)",
 }
 
 
@@ -69,6 +71,7 @@ def _check_fields(fields: dict[str, Any]) -> None:
     _check_notify(fields)
     _check_limits(fields)
     _check_order(fields)
+    _check_worktree(fields)
 
 
 def _check_limits(fields: dict[str, Any]) -> None:
@@ -102,6 +105,14 @@ def _check_order(fields: dict[str, Any]) -> None:
     priority = fields.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > MAX_PRIORITY:
         raise InvalidInput(f"front matter priority must be {KEYS['priority']}")
+
+
+def _check_worktree(fields: dict[str, Any]) -> None:
+    if "worktree" in fields and not isinstance(fields["worktree"], bool):
+        raise InvalidInput("front matter worktree must be true or false")
+    base = fields.get("base")
+    if base is not None and (not isinstance(base, str) or not base.strip() or base.startswith("-")):
+        raise InvalidInput("front matter base must name a branch, tag or commit (where the worktree starts)")
 
 
 def _string_list(fields: dict[str, Any], key: str) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 from codexd.config import paths
 from codexd.daemon import lock
 from codexd.errors import InvalidInput
-from codexd.tasks import folders, frontmatter, store, taskid
+from codexd.tasks import folders, frontmatter, store, taskid, worktree
 from codexd.tasks.records import TaskStatus
 from codexd.tasks.store import TaskStore
 
@@ -40,8 +40,11 @@ class Checked:
     body_offset: int  # bytes before the body: where Codex's stdin starts
 
 
-def check(raw: bytes, known_types: Iterable[str], base: Path | None = None) -> Checked:
-    """Everything about an instruction file that can be judged without the task folder."""
+def check(
+    raw: bytes, known_types: Iterable[str], base: Path | None = None, worktree_default: bool = False
+) -> Checked:
+    """Everything about an instruction file that can be judged without the task folder;
+    `worktree_default` is the `worktree` setting, for a file that does not say."""
     parsed = frontmatter.parse(raw)
     kind = str(parsed.fields.get("type", "generic"))
     known = sorted(set(known_types))
@@ -50,7 +53,21 @@ def check(raw: bytes, known_types: Iterable[str], base: Path | None = None) -> C
             f"unknown task type {kind!r}: known types are {', '.join(known)} (add [types.{kind}])"
         )
     cwd = _cwd(str(parsed.fields["cwd"]), base) if "cwd" in parsed.fields else None
-    return Checked(parsed.fields, parsed.body, kind, cwd, parsed.body_offset)
+    fields = _with_worktree(parsed.fields, cwd, worktree_default)
+    return Checked(fields, parsed.body, kind, cwd, parsed.body_offset)
+
+
+def _with_worktree(fields: dict[str, Any], cwd: Path | None, default: bool) -> dict[str, Any]:
+    """The fields with `worktree` decided (the file's, else the setting), its repository checked."""
+    wanted = fields.get("worktree", default)
+    if not wanted:
+        if fields.get("base") is not None:
+            raise InvalidInput("front matter base needs worktree = true (base is where the worktree starts)")
+        return fields
+    if cwd is None:
+        raise InvalidInput("a worktree task needs a cwd in a git repository: add cwd to the front matter")
+    worktree.repository(cwd, fields.get("base"))
+    return {**fields, "worktree": True}
 
 
 def _cwd(text: str, base: Path | None) -> Path:
@@ -166,19 +183,22 @@ def submit(
     spool_dir: Path,
     known_types: Iterable[str],
     overrides: dict[str, Any],
+    worktree_default: bool = False,
 ) -> str:
     """Write a checked instruction file into the spool atomically; returns the task id."""
     parsed = frontmatter.parse(raw)
     fields = {**parsed.fields, **{k: v for k, v in overrides.items() if v is not None}}
     fields.setdefault("cwd", os.getcwd())
     body = parsed.body
-    checked = check(frontmatter.render(fields, body), known_types, base=Path.cwd())
+    checked = check(frontmatter.render(fields, body), known_types, Path.cwd(), worktree_default)
     fields["cwd"] = str(checked.cwd)
     ensure_private_dir(spool_dir)
     _check_holder(spool_dir, tasks.root)
     taken = _spool_taken(tasks, spool_dir)
     check_after(fields.get("after", ()), taken)
     explicit = fields.get("task_id")
+    if checked.fields.get("worktree") and checked.cwd is not None:
+        taken = worktree.unbranched(taken, checked.cwd, explicit)
     if explicit is not None and taken(explicit):
         raise InvalidInput(f"task id {explicit!r} is already taken: choose another with --task-id")
     base = explicit or taskid.from_name(source_name)

@@ -11,13 +11,16 @@ from codexd.config.defaultdirs import is_task_id
 from codexd.config.limits import is_duration
 from codexd.fields import Fields, warn
 from codexd.tasks import incidents
+from codexd.tasks.cursor import Busy, Cursor, Resume, ResumeKind
 from codexd.tasks.incidents import Incident, IncidentKind
 from codexd.tasks.states import ACTIVE, TERMINAL, TaskState
 from codexd.tasks.taken import Taken
-from codexd.tasks.usage import Usage
+from codexd.tasks.usage import Cost, Usage
+from codexd.tasks.worktree import Worktree
 
 __all__ = [
     "MAX_PID",
+    "Busy",
     "Cursor",
     "Item",
     "LastLog",
@@ -113,39 +116,6 @@ class LastLog:
         return cls(at, text) if at is not None and text is not None else None
 
 
-class ResumeKind(StrEnum):
-    RESTART = "restart"  # after a stall or a `restart`: counts in restarts
-    RETRY = "retry"  # after a busy endpoint: counts in retries
-    FRESH = "fresh"  # after a lost session: started afresh, counts in neither
-    RERUN = "rerun"  # `codexd retry` of an ended task: its next start resumes the session
-    LIMIT = "limit"  # the account's usage limit: resumed at its reset, counts in neither
-
-
-@dataclass(frozen=True)
-class Resume:
-    """A run the daemon owes the task: after a stall, a busy endpoint, or a `restart`."""
-
-    at: float  # wall-clock epoch seconds when it is due (kept so a new daemon honours it)
-    kind: ResumeKind
-    reason: str  # told to the agent in the continuation prompt
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"at": self.at, "kind": str(self.kind), "reason": self.reason}
-
-    @classmethod
-    def from_dict(cls, data: object) -> Resume | None:
-        return cls.read(Fields(data))
-
-    @classmethod
-    def read(cls, f: Fields) -> Resume | None:
-        at, kind = f.number("at"), f.text("kind")
-        if at is None or kind not in tuple(ResumeKind):
-            if f.data:
-                f.bad.append(f.prefix.rstrip("."))
-            return None
-        return cls(at=at, kind=ResumeKind(kind), reason=f.text("reason") or "")
-
-
 @dataclass(frozen=True)
 class Waiting:
     """Why a queued task does not start yet: what it waits for, and until when if that is known."""
@@ -164,75 +134,6 @@ class Waiting:
                 f.bad.append(f.prefix.rstrip("."))
             return None
         return cls(reason, _moment(f, "until"))
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Where the daemon is in the task's files; lets a new daemon carry on exactly."""
-
-    events: int = 0  # bytes of events.jsonl already turned into progress
-    reports: int = 0  # bytes of reports.jsonl already applied
-    run_start: int = 0  # offset in events.jsonl where the current Codex run began
-    pid_create_time: float | None = None  # with pid: tells our process from a recycled pid
-    accepted_ns: int = 0  # submission order, for a fair queue
-    # progress.log's size when this record was written: lines past it came from a daemon
-    # that died before recording them, and are written again from the events.
-    log: int = 0
-    active_at: float | None = None  # epoch seconds of the last real progress (stall clock)
-    streak: int = 0  # runs in a row that failed for a passing reason (busy endpoint)
-    resume: Resume | None = None
-    stderr_start: int = 0  # stderr.log's size when the current run began: its reason is past it
-    afresh: int = 0  # fresh starts after a lost Codex session (one is allowed)
-    stderr: int = 0  # bytes of stderr.log already looked through for what Codex says there
-    cgroup: str | None = None  # the current run's cgroup (Linux): ends its whole tree, even later
-    sessions: dict[str, Usage] = field(default_factory=dict)  # each Codex session's newest (cumulative) use
-    rollout: str | None = None  # the session's rollout file being followed for its use so far
-    rollout_at: int = 0  # bytes of it already read
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "events": self.events,
-            "reports": self.reports,
-            "run_start": self.run_start,
-            "pid_create_time": self.pid_create_time,
-            "accepted_ns": self.accepted_ns,
-            "log": self.log,
-            "active_at": self.active_at,
-            "streak": self.streak,
-            "resume": self.resume.to_dict() if self.resume else None,
-            "stderr_start": self.stderr_start,
-            "afresh": self.afresh,
-            "stderr": self.stderr,
-            "cgroup": self.cgroup,
-            "sessions": {thread: used.to_dict() for thread, used in self.sessions.items()},
-            "rollout": self.rollout,
-            "rollout_at": self.rollout_at,
-        }
-
-    @classmethod
-    def from_dict(cls, data: object) -> Cursor:
-        return cls.read(Fields(data))
-
-    @classmethod
-    def read(cls, f: Fields) -> Cursor:
-        return cls(
-            events=f.integer("events") or 0,
-            reports=f.integer("reports") or 0,
-            run_start=f.integer("run_start") or 0,
-            pid_create_time=f.number("pid_create_time"),
-            accepted_ns=f.integer("accepted_ns", 0, high=2**63) or 0,
-            log=f.integer("log") or 0,
-            active_at=f.number("active_at"),
-            streak=f.integer("streak") or 0,
-            resume=Resume.read(f.within("resume")),
-            stderr_start=f.integer("stderr_start") or 0,
-            afresh=f.integer("afresh") or 0,
-            stderr=f.integer("stderr") or 0,
-            cgroup=f.text("cgroup"),
-            sessions=Usage.sessions(f.within("sessions")),
-            rollout=f.text("rollout"),
-            rollout_at=f.integer("rollout_at") or 0,
-        )
 
 
 @dataclass(frozen=True)
@@ -262,6 +163,8 @@ class TaskStatus:
     incidents: tuple[Incident, ...] | None = None  # None: an older codexd's record (its log tells)
     usage: Usage | None = None  # the sum of daemon.sessions; None: no figure yet, or an older record
     waiting: Waiting | None = None  # a queued task held back, and why; None: it starts when a slot is free
+    worktree: Worktree | None = None  # the git worktree it runs in (made at its first launch)
+    cost: Cost | None = None  # estimated from the user's [prices]; None (and absent): no price known
 
     @property
     def is_terminal(self) -> bool:
@@ -314,9 +217,11 @@ class TaskStatus:
             "taken": self.taken.to_dict() if self.taken else None,
             "incidents": None if self.incidents is None else [i.to_dict() for i in self.incidents],
             "usage": self.usage.to_dict() if self.usage else None,
+            **({"cost": self.cost.to_dict()} if self.cost else {}),  # only with a price for its model
             "waiting": self.waiting.to_dict() if self.waiting else None,
             "after": list(self.after),  # from `taken`, shown here for users and scripts
             "priority": self.priority,
+            **({"worktree": self.worktree.to_dict()} if self.worktree else {}),  # SPEC: only then
         }
 
     @classmethod
@@ -353,6 +258,8 @@ class TaskStatus:
             incidents=incidents.read_all(f),
             usage=Usage.read(f.within("usage")),
             waiting=Waiting.read(f.within("waiting")),
+            worktree=Worktree.read(f.within("worktree")),
+            cost=Cost.read(f.within("cost")),
         )
         if f.bad:
             warn("status.fields_ignored", task_id, f.bad)

@@ -20,7 +20,7 @@ from typing import Any
 from codexd import jsonlines
 from codexd.clock import parse_iso
 from codexd.errors import CodexdError, InvalidInput
-from codexd.tasks import store, taskid
+from codexd.tasks import store, taskid, worktree
 from codexd.tasks.records import TaskStatus
 
 GIT_TIMEOUT = 60.0
@@ -88,7 +88,7 @@ class Removal:
     def _worktree(self, status: TaskStatus) -> str:
         """Its worktree removed (its branch kept); what to say of it. InvalidInput when git refuses."""
         raw = jsonlines.object_of(self.tasks.file(status.task_id, store.STATUS).read_bytes()) or {}
-        tree: Any = raw.get("worktree")
+        tree: Any = raw.get("worktree") or self._unrecorded(status.task_id)
         path = tree.get("path") if isinstance(tree, dict) else None
         if not isinstance(path, str) or not os.path.isdir(path):
             return ""  # none, or already gone
@@ -97,6 +97,14 @@ class Removal:
         if not self.dry_run:
             remove_worktree(status.task_id, path)
         return f" and its worktree {path}{kept}"
+
+    def _unrecorded(self, task_id: str) -> dict[str, str] | None:
+        """The worktree a launch made in the task folder before Codex failed to start (the
+        failure's record does not name it): git must forget it too, or it stays listed."""
+        path = self.tasks.dir(task_id) / worktree.FOLDER
+        if not (path / ".git").is_file():
+            return None
+        return {"path": str(path), "branch": worktree.branch_of(task_id)}
 
 
 def remove_worktree(task_id: str, path: str) -> None:

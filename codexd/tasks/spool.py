@@ -101,7 +101,15 @@ def new_status(task_id: str, checked: Checked, tasks: TaskStore, now: str, accep
 class Spool:
     """The daemon's side of the spool folder."""
 
-    def __init__(self, spool_dir: Path, tasks: TaskStore, known_types: Iterable[str], clock: Clock):
+    def __init__(
+        self,
+        spool_dir: Path,
+        tasks: TaskStore,
+        known_types: Iterable[str],
+        clock: Clock,
+        worktree_default: bool = False,  # the `worktree` setting
+    ):
+        self.worktree_default = worktree_default
         self.dir = spool_dir
         self.tasks = tasks
         self.known_types = frozenset(known_types)
@@ -147,7 +155,7 @@ class Spool:
                 return busy_until  # look again then
         try:
             raw, identity = self._read(path, info)
-            checked = intake.check(raw, self.known_types)
+            checked = intake.check(raw, self.known_types, worktree_default=self.worktree_default)
             return self._accept(path, raw, identity, checked)
         except InvalidInput as exc:
             self.reject(path, str(exc))
@@ -237,7 +245,9 @@ class Spool:
                 continue
             try:
                 checked = intake.check(
-                    intake.read_instruction_file(instructions, follow=False), self.known_types
+                    intake.read_instruction_file(instructions, follow=False),
+                    self.known_types,
+                    worktree_default=self.worktree_default,
                 )
                 status = self.finish(staging, task_id, checked)
             except InvalidInput as exc:

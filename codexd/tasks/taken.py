@@ -29,6 +29,8 @@ class Taken:
     max_tokens: int | None = None  # its own token budget (else health.max_tokens)
     after: tuple[str, ...] = ()  # tasks that must complete before it starts (daemon/queueorder)
     priority: int = 0  # higher starts first among queued tasks
+    worktree: bool = False  # run in a git worktree of its own (front matter, else the setting)
+    base: str | None = None  # the worktree starts from this ref (else the repository's HEAD)
 
     @classmethod
     def of(cls, fields: dict[str, Any], body_offset: int) -> Taken:
@@ -43,6 +45,8 @@ class Taken:
             int(tokens) if tokens is not None else None,
             after=tuple(dict.fromkeys(str(a) for a in fields.get("after", ()))),  # each once, in order
             priority=int(fields.get("priority", 0)),
+            worktree=fields.get("worktree") is True,
+            base=str(fields["base"]) if fields.get("base") is not None else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,6 +58,8 @@ class Taken:
             "max_tokens": self.max_tokens,
             "after": list(self.after),
             "priority": self.priority,
+            "worktree": self.worktree,
+            "base": self.base,
         }
 
     @classmethod
@@ -72,6 +78,8 @@ class Taken:
             max_tokens=f.integer("max_tokens", None, 1),
             after=_after(f),
             priority=f.integer("priority", 0, -MAX_PRIORITY, MAX_PRIORITY) or 0,
+            worktree=f.data.get("worktree") is True,
+            base=f.text("base"),
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 from dataclasses import replace
 
@@ -23,6 +24,7 @@ def tasks(tmp_path, monkeypatch) -> store.TaskStore:
     monkeypatch.setenv("CODEXD_TASKS_DIR", str(tmp_path / "tasks"))
     monkeypatch.setenv("CODEXD_CONFIG", str(tmp_path / "config.toml"))
     monkeypatch.setenv("CODEXD_SPOOL_DIR", str(tmp_path / "spool"))  # never the user's own
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     (tmp_path / "config.toml").write_text("")
     found = store.TaskStore(tmp_path / "tasks")
     found.dir("t1").mkdir(parents=True)
@@ -135,3 +137,54 @@ def test_the_quick_answer_names_a_tasks_folder_that_is_not_the_default_as_the_fu
     assert said == [f"codexd: tasks in {tasks.root}\n"] * 2
     monkeypatch.setattr(paths, "default_folder", lambda key: str(tasks.root))
     assert entry.folder_note(str(tasks.root)) is None
+
+
+QUICK_COMMANDS = [["status", "t1", "--json"], ["logs", "t1", "-n", "5"], ["list", "--json"]]
+
+
+@pytest.mark.parametrize("argv", QUICK_COMMANDS)
+@pytest.mark.parametrize("remembered", [False, True])
+def test_a_config_that_sets_the_folders_is_answered_quickly_with_the_same_bytes(
+    tasks, tmp_path, monkeypatch, argv, remembered
+):
+    """As every real config does: the file names the folders, relative to the current folder,
+    and a variable may override it. The second time, the folders come from the quick cache."""
+    monkeypatch.delenv("CODEXD_TASKS_DIR")
+    monkeypatch.delenv("CODEXD_SPOOL_DIR")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))  # never the user's own
+    monkeypatch.setattr(paths, "SETTLED_NS", -1 if remembered else 1 << 62)
+    (tmp_path / "config.toml").write_text(
+        'max_parallel = 2\ntasks_dir = "elsewhere"\nspool_dir = "spool"\n[notify]\nurls = []\n'
+    )
+    (tmp_path / "elsewhere").mkdir()
+    for how_set in ("file", "variable"):
+        if how_set == "file":
+            (tmp_path / "config.toml").write_text(
+                'max_parallel = 2\ntasks_dir = "tasks"\nspool_dir = "spool"\n[notify]\nurls = []\n'
+            )
+        else:  # the variable over the file's other folder
+            (tmp_path / "config.toml").write_text('tasks_dir = "elsewhere"\nspool_dir = "spool"\n')
+            monkeypatch.setenv("CODEXD_TASKS_DIR", "tasks")
+        paths.quick_tasks_dir()  # the first call may remember the file
+        said = []
+        for how in (entry.quick, commands.main):
+            monkeypatch.setattr(sys, "stderr", io.StringIO())
+            said.append((run(monkeypatch, how, argv), sys.stderr.getvalue()))
+        assert said[0] == said[1] and said[0][0][0] == 0, how_set
+        assert said[0][1] in ("", f"codexd: tasks in {tasks.root}\n")
+        assert os.path.exists(paths.cache_file(str(tmp_path / "config.toml"))) == remembered
+
+
+def test_a_config_file_that_is_not_toml_goes_to_the_full_command_line(tasks, tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "SETTLED_NS", -1)
+    (tmp_path / "config.toml").write_text("max_parallel = 2\n")
+    assert entry.quick(["status", "t1", "--json"]) == 0  # remembered as good
+    (tmp_path / "config.toml").write_text("max_parallel = = 2\n")
+    for argv in QUICK_COMMANDS:
+        assert entry.quick(argv) is None
+        err = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", err)
+        code, out = run(monkeypatch, commands.main, argv)
+        assert (code, out) == (2, "")
+        assert err.getvalue().count("\n") == 1 and "is not valid TOML" in err.getvalue()

@@ -99,6 +99,7 @@ def test_user_args_come_first_so_an_image_list_cannot_swallow_the_prompt_or_resu
         (["-m"], "-m needs a value"),
         (["-m", "--oss"], "-m needs a value"),
         (["-c", "allow_login_shell=true"], "codex.login_shell = true"),
+        (["--worktree"], "codexd start --worktree"),
     ],
 )
 def test_a_conflicting_argument_is_refused_naming_it_and_the_fix(given, named):

@@ -56,11 +56,11 @@ def breaks_for(monkeypatch, task_id: str, error: BaseException) -> list[str]:
     calls: list[str] = []
     real = follower.advance
 
-    def advance(task_dir: Path, status: Any) -> Any:
+    def advance(task_dir: Path, status: Any, *prices: Any) -> Any:
         if status.task_id == task_id:
             calls.append(task_id)
             raise error
-        return real(task_dir, status)
+        return real(task_dir, status, *prices)
 
     monkeypatch.setattr(follower, "advance", advance)
     return calls
@@ -170,10 +170,10 @@ def test_a_bug_with_one_spool_file_rejects_that_file_and_takes_the_others(world,
     w = world()
     real = intake.check
 
-    def check(raw: bytes, known: Any, base: Any = None) -> Any:
+    def check(raw: bytes, known: Any, base: Any = None, **more: Any) -> Any:
         if b"poison" in raw:
             raise ValueError("a parser bug")
-        return real(raw, known, base)
+        return real(raw, known, base, **more)
 
     monkeypatch.setattr(intake, "check", check)
     (w.settings.spool_dir / "a-poison.md").write_text("poison\n")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from codexd import api, tailing
+from codexd import api, tailing, tasklogs
 from codexd.daemon import follower
 from codexd.tasks import store
 from codexd.tasks.records import TaskStatus
@@ -234,11 +234,11 @@ def test_logs_raw_prints_a_huge_line_whole_and_follow_takes_it_in_few_reads(tmp_
     tasks.store.write_status(make_status().with_(status=TaskState.COMPLETED))
     events = tmp_path / "t1" / "events.jsonl"
     events.write_bytes(b"a" * (30 * MB) + b"\nb\n")
-    printed = b"".join(api.log_chunks(tasks, "t1", True, 2, False))
+    printed = b"".join(tasklogs.log_chunks(tasks, "t1", True, 2, False))
     assert printed == events.read_bytes()
-    assert b"".join(api.log_chunks(tasks, "t1", True, 1, False)) == b"b\n"
+    assert b"".join(tasklogs.log_chunks(tasks, "t1", True, 1, False)) == b"b\n"
     reads = Reads(monkeypatch)
-    followed = list(api.follow(events, 0, lambda: True, poll=0))
+    followed = list(tasklogs.follow(events, 0, lambda: True, poll=0))
     assert [len(x) for x in followed] == [30 * MB, 1]
     assert reads.calls <= 40
 

@@ -137,10 +137,7 @@ def test_share_folders_lets_them_run_at_once() -> None:
 
 
 def test_a_task_in_a_worktree_of_its_own_never_collides() -> None:
-    class WorktreeTaken(Taken):  # the worktree work adds this field to Taken itself
-        worktree = True
-
-    own = task("b", 2, cwd="/repo").with_(taken=WorktreeTaken())
+    own = task("b", 2, cwd="/repo").with_(taken=Taken(worktree=True))
     running = [task("a", 1, cwd="/repo", state=TaskState.IN_PROGRESS)]
     assert not queueorder.shares_checkout(own)
     assert ids(plan([own], running, {}, free=1))[0] == ["b"]

@@ -114,6 +114,7 @@ def codex_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "codex-home"
     monkeypatch.setenv("CODEX_HOME", str(home))
     monkeypatch.setattr(rollout, "_found", {})
+    monkeypatch.setattr(rollout, "_missed", {})
     return home
 
 

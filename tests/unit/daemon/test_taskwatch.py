@@ -1,0 +1,153 @@
+"""Following driven by the kernel: the loop reads the tasks that wrote, and every task now and
+then in case an event was lost."""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codexd.clock import SystemClock
+from codexd.daemon import rollout, taskwatch
+from codexd.daemon.supervisor import Supervisor
+from codexd.daemon.taskwatch import TaskWatcher
+from tests.unit.daemon.test_supervisor import THREAD, FakeProcesses, World
+
+pytestmark = pytest.mark.timeout(30)
+MESSAGE = {"type": "item.completed", "item": {"id": "m", "type": "agent_message", "text": "tick"}}
+
+
+def posted_until(posts: queue.SimpleQueue[frozenset[str]], wanted: str, timeout: float = 5) -> set[str]:
+    """Every task named in posts until `wanted` is among them."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while wanted not in seen:
+        seen |= posts.get(timeout=max(0.01, deadline - time.monotonic()))
+    return seen
+
+
+@pytest.fixture
+def watched(tmp_path) -> Iterator[tuple[TaskWatcher, queue.SimpleQueue[frozenset[str]]]]:
+    for name in ("t1", "t2", "t3"):
+        (tmp_path / name).mkdir()
+    posts: queue.SimpleQueue[frozenset[str]] = queue.SimpleQueue()
+    watcher = TaskWatcher(tmp_path, posts.put)
+    watcher.watch(["t1", "t2"])
+    watcher.start()
+    yield watcher, posts
+    watcher.stop()
+
+
+def test_a_task_that_writes_is_named_and_our_own_files_wake_nobody(watched, tmp_path):
+    watcher, posts = watched
+    assert posted_until(posts, "t2") == {"t1", "t2"}  # a new watch: everything once
+    deadline = time.monotonic() + 5
+    while watcher.covers != {"t1", "t2"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.1)  # the watch is in place
+    (tmp_path / "t1" / "progress.log").write_text("ours\n")
+    (tmp_path / "t1" / "status.json").write_text("{}\n")
+    (tmp_path / "t2" / "events.jsonl").write_text("{}\n")
+    assert posted_until(posts, "t2") == {"t2"}
+
+
+def test_the_watch_follows_the_running_tasks(watched, tmp_path):
+    watcher, posts = watched
+    posted_until(posts, "t2")
+    watcher.watch(["t2", "t3"])
+    assert posted_until(posts, "t3") >= {"t3"}  # the new set, reported once
+    deadline = time.monotonic() + 5
+    while watcher.covers != {"t2", "t3"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.1)
+    (tmp_path / "t1" / "events.jsonl").write_text("{}\n")  # no longer running: not watched
+    (tmp_path / "t3" / "reports.jsonl").write_text("{}\n")
+    assert "t1" not in posted_until(posts, "t3")
+
+
+class WatchedWorld(World):
+    """The supervisor as the daemon runs it: with the task watcher, on the real clock."""
+
+    def new_supervisor(self) -> Supervisor:
+        self.clock = SystemClock()  # type: ignore[assignment]
+        sup = Supervisor(self.settings, clock=self.clock, processes=self.procs)
+        sup.start()
+        return sup
+
+
+def test_the_loop_reads_only_the_tasks_that_wrote(tmp_path, monkeypatch):
+    monkeypatch.setattr(taskwatch, "READ_ALL", 3600.0)  # no safety read during the test
+    w = WatchedWorld(tmp_path, FakeProcesses())
+    try:
+        w.submit(task_id="t1")
+        w.submit(task_id="t2")
+        reads: Counter[str] = Counter()
+        real = w.sup.runs.follow
+
+        def counted(running: Any, now: Any) -> bool:
+            reads[running.task_id] += 1
+            return real(running, now)
+
+        monkeypatch.setattr(w.sup.runs, "follow", counted)
+        w.tick_until(lambda: w.sup._taskwatch is not None and w.sup._taskwatch.covers == {"t1", "t2"})
+        time.sleep(0.2)  # the watch is in place
+        for _ in range(5):
+            w.sup.step()
+        reads.clear()
+        w.events("t1", THREAD, MESSAGE)
+        w.tick_until(lambda: "tick" in w.log("t1"))
+        for _ in range(5):
+            w.sup.step()
+        assert reads["t1"] >= 1 and reads["t2"] == 0
+    finally:
+        w.sup.close()
+
+
+def test_every_task_is_read_on_the_slow_timer_and_while_no_watch_covers_it(tmp_path):
+    w = WatchedWorld(tmp_path, FakeProcesses())
+    try:
+        w.submit(task_id="t1")
+        assert w.sup._taskwatch is not None
+        w.sup._taskwatch.stop()  # a watcher that is down: every round reads every task
+        w.events("t1", THREAD, MESSAGE)
+        w.tick_until(lambda: "tick" in w.log("t1"), timeout=2)
+        w.sup.reads._all_at = 0.0  # the slow timer is due: every task, watched or not
+        assert w.sup._to_read() is None
+    finally:
+        w.sup.close()
+
+
+def test_a_session_without_a_rollout_file_is_looked_for_again_later(tmp_path, monkeypatch):
+    monkeypatch.setenv("CODEX_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(rollout, "_found", {})
+    monkeypatch.setattr(rollout, "_missed", {})
+    assert rollout.find("s1") is None
+    folder = tmp_path / "home" / "sessions" / time.strftime("%Y/%m/%d")
+    folder.mkdir(parents=True)
+    (folder / "rollout-2026-11-26T18-00-00-s1.jsonl").write_text("{}\n")
+    assert rollout.find("s1") is None  # not looked for again at once: a search costs 80 µs
+    monkeypatch.setattr(rollout, "LOOK_AGAIN", 0.0)
+    assert rollout.find("s1") == Path(folder / "rollout-2026-11-26T18-00-00-s1.jsonl")
+
+
+def test_with_many_busy_tasks_each_is_read_less_often_and_nothing_is_lost():
+    reads = taskwatch.Reads()
+    running = [f"t{i}" for i in range(300)]  # 300 / READS: each task read at most every 3 s
+    assert reads.due(0.0, running, frozenset(running)) is None  # the first round reads all
+    for task_id in running:
+        reads.done(task_id, 0.0, more=task_id == "t7")
+    reads.grown |= {"t1", "t2"}
+    assert reads.due(1.0, running, frozenset(running)) == {"t7"}  # more to read: at once
+    assert reads.due(2.0, running, frozenset(running[1:])) == {"t0"}  # not covered by a watch
+    reads.done("t0", 2.0, more=False)
+    assert reads.due(3.0, running, frozenset(running)) == {"t1", "t2"}  # their writes, batched
+    assert reads.due(4.0, running, frozenset(running)) == set()
+    assert reads.due(5.0, running, frozenset(running)) is None  # the slow timer: all again
+    assert reads.due(5.1, running, None) is None  # no watch at all: all, every round
