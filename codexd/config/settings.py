@@ -9,6 +9,7 @@ ask it too); pydantic-settings reads the rest. The notification URLs are secrets
 from __future__ import annotations
 
 import os
+import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -37,7 +38,7 @@ from codexd.config import paths
 from codexd.config.limits import MAX_PARALLEL, MAX_SECONDS, MAX_TRIES
 from codexd.errors import ConfigError
 from codexd.notify import endpoints
-from codexd.notify.redact import redact
+from codexd.notify.redact import mask_url, redact
 
 ENV_PREFIX = "CODEXD_"
 NoticeEvent = Literal[
@@ -131,6 +132,21 @@ class DaemonSettings(_Table):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class QueueSettings(_Table):
+    """The shared queue for a team (docs/scale-out.md): off without `url`."""
+
+    url: SecretStr | None = None  # postgresql://...: every daemon with this url takes tasks from one queue
+    name: str = Field(default_factory=lambda: platform.node() or "codexd", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    takeover_after: Seconds = 120  # a daemon silent this long has its tasks resumed by another
+
+    @field_validator("url")
+    @classmethod
+    def _postgres(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be a PostgreSQL url: postgresql://USER:PASSWORD@HOST/DATABASE")
+        return value
+
+
 class TaskTypeSettings(_Table):
     output_schema: Path | None = None  # JSON Schema for the final message (--output-schema)
     items_field: str | None = None  # list in the final JSON whose entries are the items
@@ -177,6 +193,7 @@ class Settings(BaseSettings):
     share_folders: bool = False
     worktree: bool = False  # every task in a git worktree of its own unless it says worktree = false
     prices: dict[str, PriceSettings] = Field(default_factory=dict)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
 
     @field_validator("tasks_dir", "spool_dir", mode="before")
     @classmethod
@@ -271,6 +288,8 @@ def load(explicit_config: str | Path | None = None) -> tuple[Settings, Path]:
     if problems:
         raise ConfigError(problems)
     keep_secret([u.get_secret_value() for u in loaded.notify.urls])
+    if loaded.queue.url is not None:
+        redact.add([loaded.queue.url.get_secret_value()])  # its password, in any message
     return loaded, path
 
 
@@ -282,4 +301,6 @@ def keep_secret(entries: list[str]) -> None:
 def shown(settings: Settings) -> dict[str, Any]:
     data = settings.model_dump(mode="json")
     data["notify"]["urls"] = [endpoints.parse(u.get_secret_value()).shown for u in settings.notify.urls]
+    if settings.queue.url is not None:
+        data["queue"]["url"] = mask_url(settings.queue.url.get_secret_value())
     return data

@@ -55,7 +55,14 @@ class Note:
     line: str
 
 
-Message = Wake | Changed | Exited | Findings | Note | Grown
+@dataclass(frozen=True)
+class Assigned:
+    """The shared queue handed this daemon a task (posted by the queue's thread, codexd/queue)."""
+
+    task_id: str
+
+
+Message = Wake | Changed | Exited | Findings | Note | Grown | Assigned
 
 
 class Inbox:

@@ -103,6 +103,9 @@ def _held_content(path: Path) -> bytes | None:
 def running_pid(tasks_dir: Path) -> int | None:
     """The pid of the daemon that holds the folder, or None when no daemon runs."""
     content = _held_content(tasks_dir / store.LOCK)
+    if content is None:  # the members of a team on a shared queue hold one each (codexd/queue)
+        members = (_held_content(path) for path in sorted(tasks_dir.glob(".daemon.*.lock")))
+        content = next((held for held in members if held is not None), None)
     if content is None:
         return None
     with contextlib.suppress(ValueError):

@@ -24,7 +24,7 @@ from codexd.config.settings import Settings
 from codexd.daemon import checkup, queueorder, rules
 from codexd.daemon.boundary import Boundary
 from codexd.daemon.checkup import Problem
-from codexd.daemon.inbox import Changed, Exited, Findings, Grown, Inbox, Message, Note, Wake
+from codexd.daemon.inbox import Assigned, Changed, Exited, Findings, Grown, Inbox, Message, Note, Wake
 from codexd.daemon.ledger import Ledger
 from codexd.daemon.lock import DaemonLock, SpoolLock
 from codexd.daemon.processes import Processes, cgroup_of
@@ -90,6 +90,12 @@ class Supervisor:
         self.recovery = Recovery(self.runs, self.requests, self._guard)
         self.schedule = Schedule()
         self._lock = DaemonLock(settings.tasks_dir)
+        self.member = None  # a member of a team on a shared queue (queue.url): codexd/queue
+        if settings.queue.url is not None:
+            from codexd.queue.member import Member
+
+            self.member = Member(settings, self.recovery, lambda task_id: self.inbox.put(Assigned(task_id)))
+            self._lock = self.member.lock(settings.tasks_dir)
         self._spool_lock = SpoolLock(settings.spool_dir, settings.tasks_dir)
         self._stopping = threading.Event()
         self._watcher: FolderWatcher | None = None
@@ -114,7 +120,7 @@ class Supervisor:
             self._handle(message, now)
         if self.clock.monotonic() >= self.schedule.rescan_at or self._spool_retry_due():
             self._intake(now)
-            self.requests.take(now)
+            self._take_requests(now)
             self._keep_alive()
         self.runs.behind = False  # each task's follow step says again
         check_folders, reading, deadlines = self._folders_due(), self._to_read(), self._deadlines_due()
@@ -173,9 +179,12 @@ class Supervisor:
             )
         now = self.clock.now()
         self._guard(self.spool.recover)  # the daemon never crash-loops on its own files
-        self._guard(self.recovery.recover, now)
+        if self.member is None:
+            self._guard(self.recovery.recover, now)
+        else:  # the queue hands back whatever must run: tasks_dir holds the team's tasks
+            self.member.start()
         self._intake(now)
-        self.requests.take(now)
+        self._take_requests(now)
         self._start_queued(now)
         self.book.flush(self.clock.monotonic(), force=True)
         self._watcher = FolderWatcher(
@@ -218,6 +227,8 @@ class Supervisor:
             self._taskwatch.stop()
         if self.stop_tasks_on_exit:
             self._stop_all(self.clock.now())
+        if self.member is not None:
+            self.member.stop(list(self.running.values()), self.settings.daemon.stop_grace)
         self.book.flush(self.clock.monotonic(), force=True)
         self.notices.stop(NOTICE_GRACE)  # what is not yet delivered waits in the outbox
         self._spool_lock.release()
@@ -249,6 +260,8 @@ class Supervisor:
                 self.schedule.rescan_at = 0.0
             case Grown(task_ids):
                 self.reads.grown |= task_ids
+            case Assigned(task_id) if self.member is not None:
+                self._guard(self.member.take, task_id, now)
             case Wake():
                 pass
 
@@ -323,6 +336,12 @@ class Supervisor:
             log.error("taskwatch.restarted")
             self._taskwatch.restart()
 
+    def _take_requests(self, now: datetime) -> None:
+        if self.member is None:
+            self.requests.take(now)
+        else:  # in a team, only the requests of the tasks this daemon holds
+            self.member.take_requests(self.requests, now)
+
     def _spool_retry_due(self) -> bool:
         retry = self.schedule.spool_retry_at
         return retry is not None and self.clock.now().timestamp() >= retry
@@ -336,7 +355,10 @@ class Supervisor:
             return
         for status in accepted:
             log.info("task.accepted", task_id=status.task_id, type=status.type)
-            self.queued.append(status)
+            if self.member is not None:
+                self.member.submit(status)  # it runs where the shared queue hands it
+            else:
+                self.queued.append(status)
             self.book.emit(status, "queued")
 
     def _start_queued(self, now: datetime) -> None:
