@@ -9,19 +9,16 @@ one task ends that task (`failed`, "internal error"), never the daemon, at start
 
 from __future__ import annotations
 
-import os
 import shutil
-import stat
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 import structlog
 
 from codexd.clock import Clock, SystemClock
 from codexd.config.settings import Settings
-from codexd.daemon import checkup, queueorder, rules
+from codexd.daemon import checkup, rules
 from codexd.daemon.boundary import Boundary
 from codexd.daemon.checkup import Problem
 from codexd.daemon.inbox import Assigned, Changed, Exited, Findings, Grown, Inbox, Message, Note, Wake
@@ -33,15 +30,14 @@ from codexd.daemon.requests import Requests
 from codexd.daemon.running import Finishing, Running, Why
 from codexd.daemon.runs import Runs
 from codexd.daemon.scheduler import HealthSchedule
+from codexd.daemon.starts import Starts
 from codexd.daemon.taskwatch import Reads, TaskWatcher
 from codexd.daemon.watcher import FolderWatcher
-from codexd.errors import CodexdError, InvalidInput, UnknownTask
+from codexd.errors import CodexdError
 from codexd.notify.dispatch import Notifications
 from codexd.tasks import folders, store, tasktypes
 from codexd.tasks.incidents import IncidentKind
-from codexd.tasks.records import TaskStatus
 from codexd.tasks.spool import Spool
-from codexd.tasks.states import TaskState
 
 log = structlog.get_logger()
 NOTICE_GRACE = 2.0  # at shutdown, deliveries under way get this long to be recorded
@@ -81,11 +77,10 @@ class Supervisor:
             settings.notify, self.tasks, self.clock, lambda task_id, line: self.inbox.put(Note(task_id, line))
         )
         self.book.listeners.append(self.notices.announce)
-        self.ended = queueorder.Lookup(self._state_outside)  # the states of tasks queued ones run after
-        self.book.listeners.append(lambda _status, _event: self.ended.forget())
         self.runs = Runs(settings, types, self.book, self.clock, self.inbox.put, self.processes)
         self.boundary = Boundary(self.runs)
         self._guard = self.boundary.guard
+        self.starts = Starts(self.runs, self.book, self.clock, self._guard)
         self.requests = Requests(settings.tasks_dir / store.REQUESTS, self.runs, self._guard)
         self.recovery = Recovery(self.runs, self.requests, self._guard)
         self.schedule = Schedule()
@@ -127,7 +122,7 @@ class Supervisor:
         for running in list(self.running.values()):
             if not (check_folders and self._folder_lost(running)):
                 self._tend(running, now, reading, deadlines)
-        self._start_queued(now)
+        self.starts.start_queued(now)
         if self._taskwatch is not None:
             self._taskwatch.watch(self.running.keys())
         self.book.flush(self.clock.monotonic())
@@ -185,7 +180,7 @@ class Supervisor:
             self.member.start()
         self._intake(now)
         self._take_requests(now)
-        self._start_queued(now)
+        self.starts.start_queued(now)
         self.book.flush(self.clock.monotonic(), force=True)
         self._watcher = FolderWatcher(
             [self.settings.spool_dir, self.settings.tasks_dir / store.REQUESTS],
@@ -310,7 +305,7 @@ class Supervisor:
     def _folder_lost(self, running: Running) -> bool:
         """A task whose folder was removed, replaced or made unreadable by hand: its tree is
         ended and it leaves the books (there is nowhere left to record it), once."""
-        problem = folder_problem(self.tasks.dir(running.task_id), running.folder)
+        problem = folders.running_folder_problem(self.tasks.dir(running.task_id), running.folder)
         if problem is None:
             return False
         log.error(
@@ -361,44 +356,6 @@ class Supervisor:
                 self.queued.append(status)
             self.book.emit(status, "queued")
 
-    def _start_queued(self, now: datetime) -> None:
-        held = self.runs.limit.holds(now)  # the account's usage limit: nothing starts before its reset
-        if not self.queued:
-            return
-        ready = [s for s in self.queued if not self.runs.ending(s.task_id)]  # a retry waits for its last tree
-        books = [s.task_id for s in self.queued] + list(self.running)
-        plan = queueorder.plan(
-            ready,
-            [running.status for running in self.running.values()],
-            self.ended.states(queueorder.outside(ready, books), self.clock.monotonic()),
-            free=0 if held else self.settings.max_parallel - len(self.running),
-            share_folders=self.settings.share_folders,
-        )
-        for status, why in plan.cancel:
-            self._guard(self._cancel_queued, status, why, now)
-        if held:
-            return  # the others keep the usage limit's reason (usagelimit holds them)
-        for status, waiting in plan.wait:
-            self._guard(self.book.hold, status, waiting, now)
-        for status in plan.start:
-            self.queued.remove(status)
-            self._guard(self.runs.launch, status, now)
-
-    def _cancel_queued(self, status: TaskStatus, why: str, now: datetime) -> None:
-        """A task one of whose `after` failed, was cancelled or is gone: it never runs."""
-        cancelled = status.with_(error=f"cancelled: {why}")
-        self.book.end(cancelled, TaskState.CANCELLED, now, f"Cancelled: {why}", {"summary": None})
-
-    def _state_outside(self, task_id: str) -> str | None:
-        """The state of a task the books do not hold (ended, or in the spool still)."""
-        try:
-            return self.tasks.read_status(task_id).status.value
-        except UnknownTask:
-            spooled = (self.settings.spool_dir / f"{task_id}.md").exists()
-            return "in the spool" if spooled else queueorder.GONE
-        except (InvalidInput, OSError):  # a broken record, a folder not ours: it may be mended
-            return "unreadable"
-
     # -- the health job's findings ----------------------------------------------------------
 
     def _health_job(self) -> None:
@@ -427,18 +384,3 @@ class Supervisor:
             self.runs.check_deadlines(running, now)  # the safety net behind the per-tick check
         elif finding.kind == Problem.DEAD and running.adopted is not None:
             self.runs.check_adopted(running)
-
-
-def folder_problem(path: Path, known: tuple[int, int] | None) -> str | None:
-    """What is wrong with a running task's folder, if anything."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return f"its folder {path} was removed"
-    except OSError as exc:
-        return f"its folder {path} cannot be read ({exc.strerror or exc})"
-    if not stat.S_ISDIR(info.st_mode) or (known is not None and known != (info.st_dev, info.st_ino)):
-        return f"its folder {path} was replaced"
-    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
-        return f"its folder {path} cannot be read or written"
-    return None

@@ -61,3 +61,18 @@ def task_folder_problem(path: Path) -> str | None:
     if not stat.S_ISDIR(info.st_mode):
         return None  # a file by that name: the reader says it is no task
     return problem(path, info)
+
+
+def running_folder_problem(path: Path, known: tuple[int, int] | None) -> str | None:
+    """What is wrong with a running task's folder, if anything."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return f"its folder {path} was removed"
+    except OSError as exc:
+        return f"its folder {path} cannot be read ({exc.strerror or exc})"
+    if not stat.S_ISDIR(info.st_mode) or (known is not None and known != (info.st_dev, info.st_ino)):
+        return f"its folder {path} was replaced"
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        return f"its folder {path} cannot be read or written"
+    return None
