@@ -103,6 +103,10 @@ class Seen:
         return max(self.since, self.busy_at) if self.busy_at is not None else self.since
 
 
+def _where(running: Running, task_dir: Path) -> Where:
+    return Where(task_dir, running.root, cgroup_of(running.status, task_dir))
+
+
 def interval(stall_timeout: float) -> float:
     return min(SAMPLE_MAX, stall_timeout / 4)
 
@@ -120,7 +124,7 @@ class Tracker:
     def quiet(
         self,
         running: Running,
-        task_dir: Path,
+        task_dir: Callable[[], Path],
         at: tuple[float, float],
         limits: tuple[float, float],
         policy: HealthSettings,
@@ -139,7 +143,7 @@ class Tracker:
             running.run,
             running.active,
             mono,
-            lambda: Where(task_dir, running.root, cgroup_of(running.status, task_dir)),
+            lambda: _where(running, task_dir()),
             (limits[0], policy.busy_cpu),
         )
         quiet = mono - (seen.quiet_since if seen is not None else running.active)

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +189,8 @@ class Runs:
         if not isinstance(phase, Watched):
             return  # (what was seen of its tree is forgotten with its run: busy.FORGOTTEN)
         limits = rules.timeouts_of(running.status, self.settings.health)
-        task_dir, at = self.tasks.dir(running.task_id), (mono, now.timestamp())
+        task_dir = partial(self.tasks.dir, running.task_id)  # made only when its tree is read
+        at = (mono, now.timestamp())
         quiet, news = self.busy.quiet(running, task_dir, at, limits, self.settings.health)
         if news is not None:  # its tree seen working: kept in its record, for `codexd health` too
             self.book.append(running, now, *news)
@@ -382,8 +384,7 @@ class Runs:
     def kill(self, running: Running) -> None:
         if running.being_killed:
             return  # one killer per tree: a second would take the next run for a straggler
-        task_dir = self.tasks.dir(running.task_id)
-        grace = self.settings.daemon.stop_grace
+        task_dir, grace = self.tasks.dir(running.task_id), self.settings.daemon.stop_grace
         cgroup = cgroup_of(running.status, task_dir)
         running.killing(self.in_thread(self.processes.end_tree, running.root, task_dir, grace, cgroup))
 

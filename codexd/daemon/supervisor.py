@@ -42,7 +42,9 @@ from codexd.tasks.spool import Spool
 log = structlog.get_logger()
 NOTICE_GRACE = 2.0  # at shutdown, deliveries under way get this long to be recorded
 FOLDER_CHECK = 1.0  # seconds between checks that running tasks' folders are still theirs
-DEADLINES = 0.25  # seconds between checks of every task's deadlines (stall, backoff, budget)
+# Seconds between checks of every task's deadlines (stall, backoff, budget): a stall's or a
+# backoff's end is seen at most this late (goal: 5 s); more often costs a busy daemon its CPU.
+DEADLINES = 1.0
 
 
 @dataclass
