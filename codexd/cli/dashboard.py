@@ -108,7 +108,7 @@ def _queue_line(task: dict[str, Any]) -> str:
     said = "W" + reason[1:] if reason.startswith("waiting ") else f"Waiting: {reason}"
     parts = [said] if reason else []
     parts += [f"{name.capitalize()}: {value}" for name, value in views.order_lines(task)]
-    return "   ".join(parts)
+    return "   ".join([*parts, f"Branch: {views.branch_of(task)}"] if views.branch_of(task) else parts)
 
 
 class KeyLine(Static):

@@ -191,13 +191,26 @@ def task_table(tasks: list[dict[str, Any]]) -> str:
     """`codexd list`: a row per task, then a line for each task flagged ⚠️ (results that did
     not match its type's schema)."""
     rows = [task_row(t) for t in tasks]
-    widths = [max(len(r[i]) for r in [TASK_COLUMNS, *rows]) for i in range(len(TASK_COLUMNS))]
+    columns: tuple[str, ...] = TASK_COLUMNS
+    if any(branch_of(t) for t in tasks):  # worktree tasks: their branch, in a column of its own
+        columns, rows = (
+            (*columns, "BRANCH"),
+            [(*r, branch_of(t) or "-") for r, t in zip(rows, tasks, strict=True)],
+        )
+    widths = [max(len(r[i]) for r in [columns, *rows]) for i in range(len(columns))]
     table = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in [TASK_COLUMNS, *rows]
+        for row in [columns, *rows]
     ]
     flags = [f"{t['task_id']}: {t['error']}" for t in tasks if is_flagged(t)]
     return "\n".join([*table, *(shown(line).replace("\n", " ") for line in flags)])
+
+
+def branch_of(task: dict[str, Any]) -> str | None:
+    """The branch of a task run in a git worktree (`worktree.branch` in status.json)."""
+    tree = task.get("worktree")
+    branch = tree.get("branch") if isinstance(tree, dict) else None
+    return shown_line(branch) if isinstance(branch, str) else None
 
 
 def is_flagged(task: dict[str, Any]) -> bool:

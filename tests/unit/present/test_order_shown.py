@@ -93,3 +93,14 @@ def test_reports_have_an_order_section_in_every_format(tmp_path: Path) -> None:
     assert json.loads(reports.render(report, "json"))["order"]["after"] == ["codex-a"]
     plain = reports.build(queued(taken=Taken(), waiting=None).to_dict(), None, tmp_path)
     assert "Order" not in reports.render(plain, "markdown") and "Order" not in reports.render(plain, "html")
+
+
+def test_list_has_a_branch_column_only_when_a_task_runs_in_a_worktree() -> None:
+    from codexd.present.views import task_table
+
+    plain = {"task_id": "a", "type": "generic", "status": "completed"}
+    tree = {**plain, "task_id": "b", "worktree": {"path": "/w", "branch": "codexd/b", "base": "c0ffee"}}
+    assert "BRANCH" not in task_table([plain])
+    lines = task_table([tree, plain]).splitlines()
+    assert lines[0].split()[-1] == "BRANCH"
+    assert lines[1].split()[-1] == "codexd/b" and lines[2].split()[-1] == "-"
