@@ -27,7 +27,7 @@ from codexd.daemon.lock import DaemonLock, SpoolLock
 from codexd.daemon.processes import Processes, cgroup_of
 from codexd.daemon.recovery import Recovery
 from codexd.daemon.requests import Requests
-from codexd.daemon.running import Finishing, Running, Why
+from codexd.daemon.running import Finishing, Running, Watched, Why
 from codexd.daemon.runs import Runs
 from codexd.daemon.scheduler import HealthSchedule
 from codexd.daemon.starts import Starts
@@ -103,10 +103,20 @@ class Supervisor:
     # -- the small public surface -------------------------------------------------
 
     def step(self) -> None:
-        """Wait for a message or the poll interval, then do one round of work."""
-        wait = 0.0 if self.runs.behind else self.settings.daemon.poll_interval  # a backlog: at once
-        self.inbox.wait(wait)
+        """Wait for a message or until something is due, then do one round of work."""
+        self.inbox.wait(self._sleep())
         self.tick()
+
+    def _sleep(self) -> float:
+        """Not at all with a backlog; the poll interval while something that posts no message is
+        under way; else, with the task watch, until the next deadline check (200 quiet tasks:
+        one round a second, not ten)."""
+        if self.runs.behind:
+            return 0.0
+        poll, ending = self.settings.daemon.poll_interval, not all(map(_watched, self.running.values()))
+        if self._taskwatch is None or ending or self.queued or self.reads.grown or self.requests.pending:
+            return poll
+        return min(max(poll, self.schedule.deadlines_at - self.clock.monotonic()), DEADLINES)
 
     def tick(self) -> None:
         self._guard(self._tick)  # the last net: nothing that goes wrong in a round ends the daemon
@@ -169,11 +179,8 @@ class Supervisor:
         self._take_folders()
         self.notices.start()  # before recovery, which may announce tasks that ended unseen
         if shutil.which(self.settings.codex.command[0]) is None:
-            log.warning(
-                "codex.not_found",
-                command=self.settings.codex.command[0],
-                fix="install Codex (npm install -g @openai/codex) or set codex.command",
-            )
+            fix = "install Codex (npm install -g @openai/codex) or set codex.command"
+            log.warning("codex.not_found", command=self.settings.codex.command[0], fix=fix)
         now = self.clock.now()
         self._guard(self.spool.recover)  # the daemon never crash-loops on its own files
         if self.member is None:
@@ -386,3 +393,7 @@ class Supervisor:
             self.runs.check_deadlines(running, now)  # the safety net behind the per-tick check
         elif finding.kind == Problem.DEAD and running.adopted is not None:
             self.runs.check_adopted(running)
+
+
+def _watched(running: Running) -> bool:
+    return isinstance(running.phase, Watched)

@@ -139,7 +139,7 @@ def test_a_session_without_a_rollout_file_is_looked_for_again_later(tmp_path, mo
 
 def test_with_many_busy_tasks_each_is_read_less_often_and_nothing_is_lost():
     reads = taskwatch.Reads()
-    running = [f"t{i}" for i in range(300)]  # 300 / READS: each task read at most every 3 s
+    running = [f"t{i}" for i in range(3 * taskwatch.READS)]  # each task read at most every 3 s
     assert reads.due(0.0, running, frozenset(running)) is None  # the first round reads all
     for task_id in running:
         reads.done(task_id, 0.0, more=task_id == "t7")
