@@ -177,12 +177,16 @@ def sleeping(env, task_id: str) -> bool:
     return False
 
 
-def test_a_token_budget_stops_the_task_mid_turn_and_its_tree(env, model_world, daemon):
+def long_step_under(env, model_world, daemon, *limit: str) -> tuple[str, float]:
+    """A task whose second command sleeps 120 s, submitted under `limit`; and when."""
     model_world(SCENARIOS)
     env.set(CODEXD_DAEMON__STOP_GRACE="1")
     daemon()
-    began = time.monotonic()
-    task_id = submit(env, "long_step", "--max-tokens", "500")
+    return submit(env, "long_step", *limit), time.monotonic()
+
+
+def test_a_token_budget_stops_the_task_mid_turn_and_its_tree(env, model_world, daemon):
+    task_id, began = long_step_under(env, model_world, daemon, "--max-tokens", "500")
     status = ended_mid_turn(env, task_id, began)
     used = status["usage"]["total_tokens"]
     assert used >= CHARGED_TOTAL
@@ -191,11 +195,7 @@ def test_a_token_budget_stops_the_task_mid_turn_and_its_tree(env, model_world, d
 
 
 def test_a_timeout_ends_the_task_and_its_tree(env, model_world, daemon):
-    model_world(SCENARIOS)
-    env.set(CODEXD_DAEMON__STOP_GRACE="1")
-    daemon()
-    began = time.monotonic()
-    task_id = submit(env, "long_step", "--timeout", "3")
+    task_id, began = long_step_under(env, model_world, daemon, "--timeout", "3")
     wait_for(lambda: sleeping(env, task_id), 30, "its sleep")
     status = ended_mid_turn(env, task_id, began)
     assert status["error"].startswith("timeout 3s reached: ran "), status["error"]

@@ -145,14 +145,14 @@ def at_local(moment: datetime) -> str:
     return moment.astimezone().strftime("%I:%M %p").lstrip("0")
 
 
-def queue(w: World, task_id: str) -> None:
+def queue(w: World, task_id: str, **fields: Any) -> None:
     intake.submit(
         b"Do it.\n",
         "t.md",
         tasks=w.sup.tasks,
         spool_dir=w.settings.spool_dir,
         known_types=tasktypes.BUILTIN,
-        overrides={"task_id": task_id, "cwd": str(w.tmp)},
+        overrides={"task_id": task_id, "cwd": str(w.tmp), **fields},
     )
     w.sup.schedule.rescan_at = 0.0
     w.tick_until(lambda: w.status(task_id).get("waiting") is not None)
@@ -291,16 +291,7 @@ def test_a_dependency_that_ends_during_the_hold_cancels_its_dependents_at_once(w
     w = world()
     w.submit()
     meet_the_limit(w, PLUS.format(at=at_local(w.clock.now() + timedelta(hours=2))))
-    intake.submit(
-        b"Do it.\n",
-        "t.md",
-        tasks=w.sup.tasks,
-        spool_dir=w.settings.spool_dir,
-        known_types=tasktypes.BUILTIN,
-        overrides={"task_id": "t2", "cwd": str(w.tmp), "after": ["t1"]},
-    )
-    w.sup.schedule.rescan_at = 0.0
-    w.tick_until(lambda: w.status("t2").get("waiting") is not None)
+    queue(w, "t2", after=["t1"])
     assert w.status("t2")["waiting"]["reason"].startswith("usage limit reached")
     w.sup.requests.cancel("t1", w.clock.now())
     w.tick_until(lambda: w.status("t2")["status"] == "cancelled")
