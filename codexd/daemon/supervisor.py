@@ -18,7 +18,7 @@ import structlog
 
 from codexd.clock import Clock, SystemClock
 from codexd.config.settings import Settings
-from codexd.daemon import checkup, rules
+from codexd.daemon import busy, checkup, rules
 from codexd.daemon.boundary import Boundary
 from codexd.daemon.checkup import Problem
 from codexd.daemon.inbox import Assigned, Changed, Exited, Findings, Grown, Inbox, Message, Note, Wake
@@ -289,11 +289,12 @@ class Supervisor:
 
     def _deadlines_due(self) -> bool:
         """Every round without the task watcher (tests move the clock by hand); else every
-        DEADLINES seconds: a stall or a backoff's end is seen at most that late."""
+        DEADLINES s, or twice per busy-sampling interval of the shortest stall timeout."""
         mono = self.clock.monotonic()
         if self._taskwatch is not None and mono < self.schedule.deadlines_at:
             return False
-        self.schedule.deadlines_at = mono + DEADLINES
+        stalls = [rules.stall_timeout_of(r.status, self.settings.health) for r in self.running.values()]
+        self.schedule.deadlines_at = mono + min(DEADLINES, busy.interval(min(stalls, default=60.0)) / 2)
         return True
 
     def _to_read(self) -> set[str] | None:
