@@ -28,7 +28,7 @@ from codexd.clock import iso, parse_iso
 from codexd.daemon import rules
 from codexd.errors import CodexdError
 from codexd.fields import Fields
-from codexd.tasks import files
+from codexd.tasks import account, files
 from codexd.tasks.records import Resume, ResumeKind, TaskStatus, Waiting
 from codexd.tasks.states import TaskState
 
@@ -84,25 +84,20 @@ def stated_reset(error: str, now: datetime) -> datetime | None:
 
 def exact_reset(rollout: str | None, now: datetime) -> datetime | None:
     """The reset to the second from the session's rollout file: the latest `resets_at` of a
-    rate-limit window at 100% in its last token_count. None when it has none."""
+    rate-limit window at 100% in its last token_count (as `tasks/account` reads them). None
+    when it has none."""
     if not rollout:
         return None
     found: datetime | None = None
     for raw in tailing.tail_bytes(rollout, ROLLOUT_TAIL).splitlines():
-        if b'"token_count"' not in raw or b'"rate_limits"' not in raw:
+        if b'"rate_limits"' not in raw:
             continue
-        event = jsonlines.object_of(raw)
-        payload = Fields(event).within("payload") if event else None
-        if payload is None or payload.text("type") != "token_count":
+        snapshot = account.snapshot_of(jsonlines.object_of(raw))
+        if snapshot is None:
             continue
-        limits = payload.within("rate_limits")
-        resets = [
-            limits.within(name).number("resets_at")
-            for name in ("primary", "secondary")
-            if (limits.within(name).number("used_percent", 0.0, high=1e6) or 0.0) >= 100
-        ]
-        stamps = [r for r in resets if r is not None]
-        found = datetime.fromtimestamp(max(stamps), now.tzinfo) if stamps else None
+        windows = [snapshot.get(name) for name in account.WINDOWS]
+        full = [w["resets_at"] for w in windows if w and w["used_percent"] >= 100 and w["resets_at"]]
+        found = parse_iso(max(full)) if full else None
     return found if found is not None and found > now else None
 
 

@@ -99,7 +99,11 @@ def rollout(tmp_path: Path, *windows: dict[str, Any]) -> str:
     names = ("primary", "secondary")
     limits = {"limit_id": "codex", **dict(zip(names, windows, strict=False))}
     lines = [
-        {"type": "event_msg", "payload": {"type": "token_count", "info": None, "rate_limits": limits}},
+        {
+            "timestamp": "2026-11-26T19:00:00.000Z",  # as Codex writes every rollout line
+            "type": "event_msg",
+            "payload": {"type": "token_count", "info": None, "rate_limits": limits},
+        },
         {"type": "event_msg", "payload": {"type": "task_complete", "error": {"message": "x"}}},
     ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
