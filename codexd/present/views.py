@@ -56,7 +56,7 @@ def status_text(task: dict[str, Any]) -> str:
     state = str(task.get("status", ""))
     if state != "queued":
         return state
-    waiting, after, priority = task.get("waiting"), task.get("after"), task.get("priority")
+    waiting, after, priority = task.get("waiting"), task.get("after"), _priority(task)
     reason = waiting.get("reason") if isinstance(waiting, dict) else None
     held = []
     if isinstance(reason, str):
@@ -66,7 +66,7 @@ def status_text(task: dict[str, Any]) -> str:
             held.append("after " + ", ".join(map(str, after)))
         else:
             held.append("waiting")
-    if isinstance(priority, int) and not isinstance(priority, bool) and priority:
+    if priority:
         held.append(f"priority {priority}")
     said = "; ".join(held)
     if len(said) > STATUS_HELD:
@@ -78,12 +78,18 @@ def order_lines(task: dict[str, Any]) -> list[tuple[str, str]]:
     """A task's place in the queue, for `status` and the dashboard: what it runs after, its
     priority (when not 0)."""
     found = []
-    after, priority = task.get("after"), task.get("priority")
+    after = task.get("after")
     if isinstance(after, list) and after:
         found.append(("after", ", ".join(map(str, after))))
-    if isinstance(priority, int) and not isinstance(priority, bool) and priority:
-        found.append(("priority", str(priority)))
+    if _priority(task):
+        found.append(("priority", str(_priority(task))))
     return found
+
+
+def _priority(task: dict[str, Any]) -> int:
+    """A task's priority as status.json has it; 0 (the default) for anything else."""
+    priority = task.get("priority")
+    return priority if isinstance(priority, int) and not isinstance(priority, bool) else 0
 
 
 def _count(usage: object, key: str) -> int:
@@ -257,16 +263,17 @@ def task_details(task: dict[str, Any]) -> str:
     if task.get("error"):
         lines.append(f"  error     {task['error']}")
     lines.append(f"  log       {task.get('log_file')}")
-    lines += _branch(task.get("worktree"))
+    lines += _branch(task)
     # Titles, errors and log lines are agent text: shown, never obeyed, and never a line of their own.
     return "\n".join(shown(line).replace("\n", " ") for line in lines)
 
 
-def _branch(tree: object) -> list[str]:
+def _branch(task: dict[str, Any]) -> list[str]:
     """A worktree task's branch, the commit it started from and where its worktree is."""
-    if not isinstance(tree, dict) or not tree.get("branch"):
+    branch, tree = branch_of(task), task.get("worktree")
+    if not isinstance(tree, dict) or not branch:
         return []
-    return [f"  branch    {tree['branch']} from {str(tree.get('base'))[:12]}   worktree {tree.get('path')}"]
+    return [f"  branch    {branch} from {str(tree.get('base'))[:12]}   worktree {tree.get('path')}"]
 
 
 def _task_health(task: dict[str, Any]) -> str:
