@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 import watchfiles
 
+from codexd.daemon.watcher import WatchThread
 from codexd.tasks import store
 
 log = structlog.get_logger()
@@ -36,27 +37,17 @@ def written_by_the_task(change: watchfiles.Change, path: str) -> bool:
     return change != watchfiles.Change.deleted and Path(path).name in WRITTEN_BY_THE_TASK
 
 
-class TaskWatcher:
+class TaskWatcher(WatchThread):
+    NAME = "codexd-taskwatch"
+
     def __init__(self, tasks_root: Path, post: Callable[[frozenset[str]], None], restart_delay: float = 1.0):
         self.root = tasks_root
         self.post = post
-        self.restart_delay = restart_delay
         self._wanted: frozenset[str] = frozenset()
         self._watching: frozenset[str] | None = None  # what the watch in place covers
         self._lock = threading.Lock()
         self._rewatch = threading.Event()  # the set changed, or stop: the watch in place ends
-        self._stop = threading.Event()
-        self._thread = self._new_thread()
-
-    def _new_thread(self) -> threading.Thread:
-        return threading.Thread(target=self._run, name="codexd-taskwatch", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive() or self._stop.is_set()
+        super().__init__(restart_delay)
 
     @property
     def covers(self) -> frozenset[str]:
@@ -64,15 +55,8 @@ class TaskWatcher:
         with self._lock:
             return self._watching or frozenset()
 
-    def restart(self) -> None:
-        """A new thread for one that died all the same (the loop checks)."""
-        self._thread = self._new_thread()
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
+    def _wake(self) -> None:
         self._rewatch.set()
-        self._thread.join(timeout=2)
 
     def watch(self, task_ids: Collection[str]) -> None:
         """The tasks running now (called by the loop every round; cheap when nothing changed)."""

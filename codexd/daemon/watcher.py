@@ -16,13 +16,20 @@ import watchfiles
 log = structlog.get_logger()
 
 
-class FolderWatcher:
-    def __init__(self, folders: list[Path], on_change: Callable[[], None], restart_delay: float = 1.0):
-        self.folders = folders
-        self.on_change = on_change
+class WatchThread:
+    """A watching thread's life: started, checked by the loop (`alive`), started again if it
+    died all the same, stopped at shutdown. Subclasses give `_run` (and `_wake`, to end a
+    watch in place that does not look at the stop event)."""
+
+    NAME = "codexd-watcher"
+
+    def __init__(self, restart_delay: float = 1.0):
         self.restart_delay = restart_delay
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="codexd-watcher", daemon=True)
+        self._thread = self._new_thread()
+
+    def _new_thread(self) -> threading.Thread:
+        return threading.Thread(target=self._run, name=self.NAME, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -33,12 +40,26 @@ class FolderWatcher:
 
     def restart(self) -> None:
         """A new thread for one that died all the same (the loop checks)."""
-        self._thread = threading.Thread(target=self._run, name="codexd-watcher", daemon=True)
+        self._thread = self._new_thread()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake()
         self._thread.join(timeout=2)
+
+    def _wake(self) -> None:
+        """Ends the watch in place (after `_stop` is set)."""
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class FolderWatcher(WatchThread):
+    def __init__(self, folders: list[Path], on_change: Callable[[], None], restart_delay: float = 1.0):
+        self.folders = folders
+        self.on_change = on_change
+        super().__init__(restart_delay)
 
     def _run(self) -> None:
         while not self._stop.is_set():
