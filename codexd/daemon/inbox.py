@@ -26,9 +26,11 @@ class Changed:
 
 @dataclass(frozen=True)
 class Grown:
-    """These running tasks wrote to their events, reports or stderr (posted by daemon/taskwatch)."""
+    """These running tasks wrote to their events, reports or stderr; these had their folder
+    removed, moved or its mode changed (posted by daemon/taskwatch)."""
 
     task_ids: frozenset[str]
+    touched: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)

@@ -128,16 +128,29 @@ def stall_line(idle: float, quiet: float, stall_timeout: float, busy_timeout: fl
     return f"{said} (stall_timeout {duration(stall_timeout)})"
 
 
+def timeout_of(status: TaskStatus, policy: HealthSettings) -> float | None:
+    taken = status.taken
+    return (taken.timeout if taken else None) or policy.timeout
+
+
+def timeout_ends(status: TaskStatus, policy: HealthSettings) -> float | None:
+    """When (epoch seconds) the task's `timeout` ends, if it has one and has started."""
+    timeout = timeout_of(status, policy)
+    if timeout is None or status.started_at is None:
+        return None
+    return parse_iso(status.started_at).timestamp() + timeout
+
+
 def over_budget(status: TaskStatus, now: datetime, policy: HealthSettings) -> str | None:
     """The error of a task over its limits (its own, else the settings'): `timeout`, wall time
     since it first started, across restarts; `max_tokens`, its `usage.total_tokens` (read
     loosely, so a record without usage has none). None while it is within them."""
-    taken = status.taken
-    timeout = (taken.timeout if taken else None) or policy.timeout
+    timeout = timeout_of(status, policy)
     if timeout is not None and status.started_at is not None:
         ran = (now - parse_iso(status.started_at)).total_seconds()
         if ran >= timeout:
             return f"timeout {timeout:g}s reached: ran {int(ran)}s"
+    taken = status.taken
     most = (taken.max_tokens if taken else None) or policy.max_tokens
     used = status.usage.total_tokens if status.usage is not None else None
     if most is not None and isinstance(used, int) and used >= most:

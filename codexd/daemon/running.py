@@ -25,6 +25,8 @@ from codexd.daemon.processes import Child
 from codexd.tasks.records import TaskStatus
 from codexd.tasks.states import TaskState
 
+DUE_NOW = float("-inf")  # a task whose deadlines are checked at the next round
+
 
 class Why(Enum):
     """Why a task's process is being ended: what its end then means."""
@@ -96,6 +98,9 @@ class Running:
         self._folder = folder  # its folder's (device, inode): one replaced is not its own
         self._unwritten = False  # the record changed since status.json was last written
         self._written_at = float("-inf")  # monotonic time status.json was last written
+        # Monotonic time its deadlines are next checked (runs.check_deadlines sets it); a new
+        # phase or record may bring them nearer, so either has them checked at the next round.
+        self.due = DUE_NOW
 
     # -- what it is -------------------------------------------------------------------
 
@@ -168,7 +173,7 @@ class Running:
         return self._written_at
 
     def record(self, status: TaskStatus, unwritten: bool) -> None:
-        self._status, self._unwritten = status, unwritten
+        self._status, self._unwritten, self.due = status, unwritten, DUE_NOW
 
     def written(self, at: float) -> None:
         self._unwritten, self._written_at = False, at
@@ -178,18 +183,19 @@ class Running:
     def adopt(self, proc: psutil.Process, active: float) -> None:
         """A process an earlier daemon started is this task's run now."""
         self._proc, self._popen, self._active, self._phase = proc, None, active, Watched()
+        self.due = DUE_NOW
 
     def watch(self, run: int, child: Child, active: float) -> None:
         """A new run of Codex, started by this daemon."""
         self._run, self._popen, self._proc = run, child, None
-        self._active, self._phase = active, Watched()
+        self._active, self._phase, self.due = active, Watched(), DUE_NOW
 
     def moved(self, active: float) -> None:
         """It made progress (at monotonic `active`)."""
         self._active = active
 
     def stop(self, why: Why, stall: rules.Next | None = None) -> None:
-        self._phase = Stopping(why, stall)
+        self._phase, self.due = Stopping(why, stall), DUE_NOW
 
     def killing(self, killer: threading.Thread) -> None:
         self._killer = killer
@@ -202,16 +208,17 @@ class Running:
             self._phase = Finishing(code, phase.stopped)
         else:
             self._phase = Finishing(code, phase if isinstance(phase, Stopping) else None)
+        self.due = DUE_NOW
 
     def ends(self, ending: Ending) -> None:
         """An end decided with no run to judge (Codex would not start): recorded next."""
-        self._phase = Finishing(None, None, ending)
+        self._phase, self.due = Finishing(None, None, ending), DUE_NOW
 
     def wait(self, until: float) -> None:
-        self._phase = Waiting(until)
+        self._phase, self.due = Waiting(until), DUE_NOW
 
     def idle(self) -> None:
-        self._phase = Idle()
+        self._phase, self.due = Idle(), DUE_NOW
 
 
 def folder_id(path: Path) -> tuple[int, int] | None:

@@ -27,7 +27,17 @@ from codexd.daemon import busy, checkup, follower, launcher, rules, usagelimit
 from codexd.daemon.inbox import Exited
 from codexd.daemon.ledger import Ledger
 from codexd.daemon.processes import Child, Processes, cgroup_of
-from codexd.daemon.running import Ending, Finishing, Running, Stopping, Waiting, Watched, Why, folder_id
+from codexd.daemon.running import (
+    DUE_NOW,
+    Ending,
+    Finishing,
+    Running,
+    Stopping,
+    Waiting,
+    Watched,
+    Why,
+    folder_id,
+)
 from codexd.errors import CodexdError
 from codexd.tasks import incidents, store, tasktypes
 from codexd.tasks.incidents import IncidentKind
@@ -36,6 +46,7 @@ from codexd.tasks.states import TaskState
 
 log = structlog.get_logger()
 BY_HAND = "the user restarted it"
+KILLED_AGAIN = 0.1  # seconds: a backoff that is over waits for its old tree's end, looked at this often
 
 
 class Runs:
@@ -175,9 +186,14 @@ class Runs:
         self.behind = self.behind or moved.more
         return moved.more
 
-    def check_deadlines(self, running: Running, now: datetime) -> None:
+    def check_deadlines(self, running: Running, now: datetime, unread: bool = False) -> None:
+        """Its budget, the end of its backoff, a stall; and when to look again (`running.due`).
+        `unread`: it wrote since it was last read (the loop reads busy tasks only now and then)."""
         if self.running.get(running.task_id) is not running:
             return  # it ended this tick
+        # Until a phase below says when. A run that is finishing is tended every round (its end
+        # may wait for the rest of its output, or for a full disk); the other phases have no deadline.
+        running.due = DUE_NOW if isinstance(running.phase, Finishing) else float("inf")
         if self._over_budget(running, now):
             return
         mono, phase = self.clock.monotonic(), running.phase
@@ -185,10 +201,19 @@ class Runs:
             # The old tree must be all gone first: its killer would take the new run for a straggler.
             if mono >= phase.until and not running.being_killed:
                 self._resume(running, now)
+            else:
+                running.due = mono + KILLED_AGAIN if mono >= phase.until else phase.until
+                self._due_by_budget(running, mono, now)
             return
         if not isinstance(phase, Watched):
             return  # (what was seen of its tree is forgotten with its run: busy.FORGOTTEN)
         limits = rules.timeouts_of(running.status, self.settings.health)
+        if unread and mono - running.active < limits[0]:
+            # Its next read says whether it moved (and changes its record: then it is due again);
+            # its tree need not be read meanwhile.
+            running.due = running.active + limits[0]
+            self._due_by_budget(running, mono, now)
+            return
         task_dir = partial(self.tasks.dir, running.task_id)  # made only when its tree is read
         at = (mono, now.timestamp())
         quiet, news = self.busy.quiet(running, task_dir, at, limits, self.settings.health)
@@ -196,6 +221,19 @@ class Runs:
             self.book.append(running, now, *news)
         if rules.is_stalled(idle := mono - running.active, limits[0], quiet, limits[1]):
             self._stall(running, now, idle, quiet)
+            return
+        # Next: its stall deadline, or while it is silent twice per sampling interval of its
+        # tree (busy work, and the busy timeout, are seen only by those readings).
+        every = busy.interval(limits[0])
+        sample = mono + every / 2 if idle >= every else running.active + every
+        running.due = min(running.active + limits[0], sample)
+        self._due_by_budget(running, mono, now)
+
+    def _due_by_budget(self, running: Running, mono: float, now: datetime) -> None:
+        """No later than its timeout ends (its token budget is judged when its record changes)."""
+        ends = rules.timeout_ends(running.status, self.settings.health)
+        if ends is not None:
+            running.due = min(running.due, mono + ends - now.timestamp())
 
     def _over_budget(self, running: Running, now: datetime) -> bool:
         """A task over its timeout or token budget is stopped, whole tree, and ends failed."""

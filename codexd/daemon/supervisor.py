@@ -9,6 +9,7 @@ one task ends that task (`failed`, "internal error"), never the daemon, at start
 
 from __future__ import annotations
 
+import math
 import shutil
 import threading
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import structlog
 
 from codexd.clock import Clock, SystemClock
 from codexd.config.settings import Settings
-from codexd.daemon import busy, checkup, rules
+from codexd.daemon import checkup, rules
 from codexd.daemon.boundary import Boundary
 from codexd.daemon.checkup import Problem
 from codexd.daemon.inbox import Assigned, Changed, Exited, Findings, Grown, Inbox, Message, Note, Wake
@@ -27,12 +28,12 @@ from codexd.daemon.lock import DaemonLock, SpoolLock
 from codexd.daemon.processes import Processes, cgroup_of
 from codexd.daemon.recovery import Recovery
 from codexd.daemon.requests import Requests
-from codexd.daemon.running import Finishing, Running, Watched, Why
+from codexd.daemon.running import DUE_NOW, Finishing, Running, Watched, Why
 from codexd.daemon.runs import Runs
 from codexd.daemon.scheduler import HealthSchedule
 from codexd.daemon.starts import Starts
-from codexd.daemon.taskwatch import Reads, TaskWatcher
-from codexd.daemon.watcher import FolderWatcher
+from codexd.daemon.taskwatch import Reads, Watcher, task_watcher
+from codexd.daemon.watcher import WatchThread, folder_watcher
 from codexd.errors import CodexdError
 from codexd.notify.dispatch import Notifications
 from codexd.tasks import folders, store, tasktypes
@@ -41,18 +42,15 @@ from codexd.tasks.spool import Spool
 
 log = structlog.get_logger()
 NOTICE_GRACE = 2.0  # at shutdown, deliveries under way get this long to be recorded
-FOLDER_CHECK = 1.0  # seconds between checks that running tasks' folders are still theirs
-# Seconds between checks of every task's deadlines (stall, backoff, budget): a stall's or a
-# backoff's end is seen at most this late (goal: 5 s); more often costs a busy daemon its CPU.
-DEADLINES = 1.0
+# The loop's longest sleep, seconds: routine progress reaches status.json this late at most.
+ROUND_MAX = 1.0
 
 
 @dataclass
 class Schedule:
     rescan_at: float = 0.0  # when the spool and the requests folder are next rescanned
     spool_retry_at: float | None = None
-    folders_at: float = 0.0  # when running tasks' folders are next checked
-    deadlines_at: float = 0.0  # when every task's deadlines are next checked
+    deadlines_at: float = 0.0  # the earliest of the running tasks' `due`
 
 
 class Supervisor:
@@ -95,8 +93,8 @@ class Supervisor:
             self._lock = self.member.lock(settings.tasks_dir)
         self._spool_lock = SpoolLock(settings.spool_dir, settings.tasks_dir)
         self._stopping = threading.Event()
-        self._watcher: FolderWatcher | None = None
-        self._taskwatch: TaskWatcher | None = None
+        self._watcher: WatchThread | None = None
+        self._taskwatch: Watcher | None = None
         self.reads = Reads()
         self._health: HealthSchedule | None = None
 
@@ -109,14 +107,14 @@ class Supervisor:
 
     def _sleep(self) -> float:
         """Not at all with a backlog; the poll interval while something that posts no message is
-        under way; else, with the task watch, until the next deadline check (200 quiet tasks:
+        under way; else, with the task watch, until the next task's deadline (200 quiet tasks:
         one round a second, not ten)."""
         if self.runs.behind:
             return 0.0
         poll, ending = self.settings.daemon.poll_interval, not all(map(_watched, self.running.values()))
         if self._taskwatch is None or ending or self.queued or self.reads.grown or self.requests.pending:
             return poll
-        return min(max(poll, self.schedule.deadlines_at - self.clock.monotonic()), DEADLINES)
+        return min(max(poll, self.schedule.deadlines_at - self.clock.monotonic()), ROUND_MAX)
 
     def tick(self) -> None:
         self._guard(self._tick)  # the last net: nothing that goes wrong in a round ends the daemon
@@ -130,13 +128,11 @@ class Supervisor:
             self._take_requests(now)
             self._keep_alive()
         self.runs.behind = False  # each task's follow step says again
-        check_folders, reading, deadlines = self._folders_due(), self._to_read(), self._deadlines_due()
-        for running in list(self.running.values()):
-            if not (check_folders and self._folder_lost(running)):
-                self._tend(running, now, reading, deadlines)
+        self._tend_all(now)
         self.starts.start_queued(now)
         if self._taskwatch is not None:
             self._taskwatch.watch(self.running.keys())
+        self.schedule.deadlines_at = min((r.due for r in self.running.values()), default=math.inf)
         self.book.flush(self.clock.monotonic())
         if self.requests.pending:
             self._guard(self.requests.settle)
@@ -166,6 +162,8 @@ class Supervisor:
         self.runs.settings = new
         self.book.status_interval = new.daemon.status_interval
         self.runs.types = tasktypes.from_settings(new.types)
+        for running in self.running.values():
+            running.due = DUE_NOW  # its timeouts may be shorter now
         self.spool.known_types = frozenset(self.runs.types)
         self.spool.worktree_default = new.worktree
         if self._health is not None:
@@ -191,13 +189,14 @@ class Supervisor:
         self._take_requests(now)
         self.starts.start_queued(now)
         self.book.flush(self.clock.monotonic(), force=True)
-        self._watcher = FolderWatcher(
+        self._watcher = folder_watcher(
             [self.settings.spool_dir, self.settings.tasks_dir / store.REQUESTS],
             lambda: self.inbox.put(Changed()),
         )
         self._watcher.start()
         if self.watch_tasks:
-            self._taskwatch = TaskWatcher(self.tasks.root, lambda grown: self.inbox.put(Grown(grown)))
+            self._taskwatch = task_watcher(self.tasks.root, lambda *seen: self.inbox.put(Grown(*seen)))
+            self.reads.read_all = self._taskwatch.read_all
             self._taskwatch.watch(self.running.keys())
             self._taskwatch.start()
         self._health = HealthSchedule(self._health_job, self.settings.health.interval)
@@ -262,45 +261,37 @@ class Supervisor:
                 self._guard(self.book.note, task_id, now, line, IncidentKind.NOTICE_LOST)
             case Changed():
                 self.schedule.rescan_at = 0.0
-            case Grown(task_ids):
+            case Grown(task_ids, touched):
                 self.reads.grown |= task_ids
+                self.reads.touched |= touched
             case Assigned(task_id) if self.member is not None:
                 self._guard(self.member.take, task_id, now)
             case Wake():
                 pass
 
-    def _folders_due(self) -> bool:
-        """Once a second, not every tick: a folder removed by hand is rare, the tick is hot."""
-        mono = self.clock.monotonic()
-        if mono < self.schedule.folders_at:
-            return False
-        self.schedule.folders_at = mono + FOLDER_CHECK
-        return True
+    def _tend_all(self, now: datetime) -> None:
+        """The round's work on the tasks that have some: read, due, or their folder to check."""
+        mono, watch = self.clock.monotonic(), self._taskwatch
+        covered = watch.covers if watch is not None else None
+        reading = self.reads.due(mono, self.running.keys(), covered)
+        seeing = covered if watch is not None and watch.sees_folders else None
+        folders = self.reads.folders(mono, self.running.keys(), seeing, reading is None)
+        for running in list(self.running.values()):
+            task_id, due = running.task_id, mono >= running.due
+            checked = folders is None or task_id in folders
+            if not (due or checked or reading is None or task_id in reading):
+                continue  # nothing for it this round (most tasks, most rounds)
+            if not (checked and self._folder_lost(running)):
+                self._tend(running, now, reading, due)
 
-    def _tend(self, running: Running, now: datetime, reading: set[str] | None, deadlines: bool) -> None:
-        """One task's round: the end of its run, what it wrote, its deadlines. Cheap for a task
-        with no news: 200 busy tasks are tended many times a second."""
+    def _tend(self, running: Running, now: datetime, reading: set[str] | None, due: bool) -> None:
+        """One task's round: the end of its run, what it wrote, its deadlines."""
         if isinstance(running.phase, Finishing):
             self._guard(self.runs.finish_exit, running, now)
-        if reading is None or running.task_id in reading or (deadlines and self._at_deadline(running)):
+        if reading is None or running.task_id in reading or (due and self._at_deadline(running)):
             self._guard(self.follow, running, now)
-        if deadlines:
-            self._guard(self.runs.check_deadlines, running, now)
-
-    def _deadlines_due(self) -> bool:
-        """Every round without the task watcher (tests move the clock by hand); else every
-        DEADLINES s, or twice per busy-sampling interval of the shortest stall timeout."""
-        mono = self.clock.monotonic()
-        if self._taskwatch is not None and mono < self.schedule.deadlines_at:
-            return False
-        stalls = [rules.stall_timeout_of(r.status, self.settings.health) for r in self.running.values()]
-        self.schedule.deadlines_at = mono + min(DEADLINES, busy.interval(min(stalls, default=60.0)) / 2)
-        return True
-
-    def _to_read(self) -> set[str] | None:
-        """The tasks to read this round (None: all of them): see taskwatch.Reads."""
-        covered = self._taskwatch.covers if self._taskwatch is not None else None
-        return self.reads.due(self.clock.monotonic(), self.running.keys(), covered)
+        if due:
+            self._guard(self.runs.check_deadlines, running, now, running.task_id in self.reads.grown)
 
     def follow(self, running: Running, now: datetime) -> None:
         """One step of reading the task (named as runs.follow: the boundary says what failed)."""

@@ -1,31 +1,35 @@
 """Wakes the loop when a running task writes, so that it reads only the tasks that did.
 
-One thread watches the running tasks' folders, each on its own (not their subfolders),
-through watchfiles: inotify on Linux, FSEvents or kqueue on macOS. It posts the names of
-the tasks whose events, reports or stderr grew. The loop says which tasks run (`watch`);
-when that changes, the watch is made again over the new folders, and every task is then
-reported once, since a write in between went unseen. A lost event only costs time: the
-loop still reads every task on a slow timer, and every task while this watch is down
-(`Reads` decides what the loop reads each round).
+Each running task's folder has a watch of its own (not its subfolders), added when the
+task starts and removed when it ends; one thread sleeps in the kernel (daemon/kernelwatch)
+and posts the tasks whose events, reports or stderr grew, and those whose folder was
+removed, moved or had its mode changed. A task is reported once when its watch is added,
+since it may have written before. A lost event only costs time: the loop still reads every
+task on a slow timer, and every task no watch covers on every round (`Reads` decides what
+the loop reads). Without inotify, daemon/polledwatch serves (watchfiles).
 """
 
 from __future__ import annotations
 
+import errno
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import structlog
-import watchfiles
 
+from codexd.daemon import kernelwatch
 from codexd.daemon.watcher import WatchThread
 from codexd.tasks import store
 
 log = structlog.get_logger()
 WRITTEN_BY_THE_TASK = frozenset({store.EVENTS, store.REPORTS, store.STDERR})  # not our own files
-GROUP_MS = 100  # changes are handed over at most this long after they happened
-QUIET_MS = 20  # or once the folders have been quiet this long
+GATHER = 0.1  # seconds: what tasks wrote is handed over this long after the first write
 READ_ALL = 5.0  # seconds between reads of every running task, whatever the watch said
+# With inotify, which says when it lost events (its queue overflowed), that read is a last net.
+READ_ALL_KERNEL = 30.0
+FOLDER_CHECK = 1.0  # seconds between checks of the folders of tasks the watch cannot see
 # Task reads a second before a task that keeps writing is read less often (200 tasks: every 8 s),
 # each read taking all it wrote meanwhile: a read costs about 200 µs, an event in it a quarter of
 # that (measured: 200 busy tasks, 7.1% of a core at 100 reads a second, 5.3% at 20). Up to 25
@@ -33,86 +37,154 @@ READ_ALL = 5.0  # seconds between reads of every running task, whatever the watc
 READS = 25
 
 
-def written_by_the_task(change: watchfiles.Change, path: str) -> bool:
-    return change != watchfiles.Change.deleted and Path(path).name in WRITTEN_BY_THE_TASK
+# What a watch on a task's folder reports: its files written or created (the task's own are
+# picked by name), and the folder itself removed, moved away or its mode changed.
+TASK_CHANGES = (
+    kernelwatch.MODIFY
+    | kernelwatch.CREATE
+    | kernelwatch.MOVED_TO
+    | kernelwatch.ATTRIB
+    | kernelwatch.DELETE_SELF
+    | kernelwatch.MOVE_SELF
+    | kernelwatch.ONLYDIR
+)
+WROTE = kernelwatch.MODIFY | kernelwatch.CREATE | kernelwatch.MOVED_TO
+FOLDER_ITSELF = kernelwatch.ATTRIB | kernelwatch.DELETE_SELF | kernelwatch.MOVE_SELF | kernelwatch.IGNORED
 
 
 class TaskWatcher(WatchThread):
-    NAME = "codexd-taskwatch"
+    """A watch per running task's folder, added and removed as tasks start and end (by the
+    loop, in `watch`); one thread waits in the kernel and posts (wrote, folder touched)."""
 
-    def __init__(self, tasks_root: Path, post: Callable[[frozenset[str]], None], restart_delay: float = 1.0):
+    NAME = "codexd-taskwatch"
+    sees_folders = True  # the loop checks a task's folder when the watch says it was touched
+    read_all = READ_ALL_KERNEL
+
+    def __init__(
+        self,
+        tasks_root: Path,
+        post: Callable[[frozenset[str], frozenset[str]], None],
+        restart_delay: float = 1.0,
+    ):
         self.root = tasks_root
         self.post = post
+        self._kernel = kernelwatch.KernelWatch()
         self._wanted: frozenset[str] = frozenset()
-        self._watching: frozenset[str] | None = None  # what the watch in place covers
+        self._wd_of: dict[str, int] = {}  # the loop's
+        self._task_of: dict[int, str] = {}  # read by the watching thread: under the lock
         self._lock = threading.Lock()
-        self._rewatch = threading.Event()  # the set changed, or stop: the watch in place ends
+        self._refused: set[str] = set()  # tasks whose watch could not be added, said once
         super().__init__(restart_delay)
 
     @property
     def covers(self) -> frozenset[str]:
-        """The tasks a watch in place covers now: the loop reads the others on every round."""
-        with self._lock:
-            return self._watching or frozenset()
-
-    def _wake(self) -> None:
-        self._rewatch.set()
+        """The tasks a watch covers now: the loop reads the others on every round."""
+        return frozenset(self._wd_of) if self._thread.is_alive() else frozenset()
 
     def watch(self, task_ids: Collection[str]) -> None:
         """The tasks running now (called by the loop every round; cheap when nothing changed)."""
         if len(task_ids) == len(self._wanted) and all(t in self._wanted for t in task_ids):
             return
+        self._wanted = frozenset(task_ids)
+        for task_id in [t for t in self._wd_of if t not in self._wanted]:
+            wd = self._wd_of.pop(task_id)
+            with self._lock:
+                self._task_of.pop(wd, None)
+            self._kernel.remove(wd)
+        added = frozenset(t for t in self._wanted if t not in self._wd_of and self._add(t))
+        if added:
+            self.post(added, frozenset())  # what they wrote before their watch was in place
+
+    def _add(self, task_id: str) -> bool:
+        try:
+            wd = self._kernel.add(self.root / task_id, TASK_CHANGES)
+        except OSError as exc:  # its folder is gone, or the watch limit is reached: read every round
+            if task_id not in self._refused:
+                self._refused.add(task_id)
+                fix = "raise fs.inotify.max_user_watches" if exc.errno == errno.ENOSPC else None
+                log.warning("taskwatch.not_watched", task_id=task_id, error=str(exc), fix=fix)
+            return False
+        self._refused.discard(task_id)
+        self._wd_of[task_id] = wd
         with self._lock:
-            self._wanted = frozenset(task_ids)
-        self._rewatch.set()
+            self._task_of[wd] = task_id
+        return True
+
+    def _wake(self) -> None:
+        self._kernel.wake()
+
+    def stop(self) -> None:
+        super().stop()
+        if not self._thread.is_alive():
+            self._kernel.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._rewatch.clear()
-            with self._lock:
-                wanted = self._wanted
-            folders = [self.root / task_id for task_id in sorted(wanted)]
-            folders = [f for f in folders if f.is_dir()]
-            if not folders:
-                self._rewatch.wait()
-                continue
             try:
-                self._watch(frozenset(f.name for f in folders), folders)
-            except Exception as exc:  # the loop reads every task until the watch is back
-                log.error("taskwatch.failed", error=str(exc), tasks=len(folders))
+                self._post(self._kernel.wait(GATHER))
+            except Exception as exc:  # the loop reads every task until the thread is back
+                log.error("taskwatch.failed", error=str(exc))
                 self._stop.wait(self.restart_delay)
-            finally:
-                with self._lock:
-                    self._watching = None
+                return
 
-    def _watch(self, covered: frozenset[str], folders: list[Path]) -> None:
-        self.post(covered)  # what was written while no watch was in place
+    def _post(self, changes: Sequence[Any]) -> None:
+        wrote: set[str] = set()
+        touched: set[str] = set()
         with self._lock:
-            self._watching = covered
-        for changes in watchfiles.watch(
-            *folders,
-            watch_filter=written_by_the_task,
-            debounce=GROUP_MS,
-            step=QUIET_MS,
-            stop_event=self._rewatch,
-            rust_timeout=0,
-            raise_interrupt=False,
-            recursive=False,
-            ignore_permission_denied=True,
-        ):
-            self.post(frozenset(Path(path).parent.name for _, path in changes))
+            task_of = self._task_of.copy() if changes else {}
+        for change in changes:
+            if change.mask & kernelwatch.Q_OVERFLOW:  # the kernel's queue overflowed: all of them
+                wrote |= set(task_of.values())
+                touched |= set(task_of.values())
+            elif (task_id := task_of.get(change.wd)) is None:
+                continue  # a watch removed meanwhile
+            elif change.name in WRITTEN_BY_THE_TASK and change.mask & WROTE:
+                wrote.add(task_id)
+            elif not change.name and change.mask & FOLDER_ITSELF:
+                touched.add(task_id)
+        if wrote or touched:
+            self.post(frozenset(wrote), frozenset(touched))
+
+
+def task_watcher(tasks_root: Path, post: Callable[[frozenset[str], frozenset[str]], None]) -> Watcher:
+    """The kernel's watch where there is one (Linux), else watchfiles."""
+    if kernelwatch.available():
+        return TaskWatcher(tasks_root, post)
+    from codexd.daemon.polledwatch import PolledTaskWatcher
+
+    return PolledTaskWatcher(tasks_root, post)
+
+
+class Watcher(Protocol):
+    """What the loop asks of a task watch."""
+
+    sees_folders: bool
+    read_all: float
+
+    @property
+    def covers(self) -> frozenset[str]: ...
+    @property
+    def alive(self) -> bool: ...
+    def watch(self, task_ids: Collection[str]) -> None: ...
+    def start(self) -> None: ...
+    def restart(self) -> None: ...
+    def stop(self) -> None: ...
 
 
 class Reads:
     """Which running tasks the loop reads each round: those the watch saw write (each at most
     every running/READS seconds), those with more left to read (at once), those no watch
-    covers; and every task every READ_ALL seconds, so a lost file event costs only time."""
+    covers; and every task every `read_all` seconds, so a lost file event costs only time.
+    And whose folders it checks (`folders`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, read_all: float = READ_ALL) -> None:
+        self.read_all = read_all
         self.grown: set[str] = set()  # tasks that wrote since they were last read
+        self.touched: set[str] = set()  # tasks whose folder the watch saw removed, moved or chmod'ed
         self._behind: set[str] = set()
         self._read_at: dict[str, float] = {}  # when each task was last read (monotonic)
         self._all_at = 0.0
+        self._folders_at = 0.0
 
     def done(self, task_id: str, mono: float, more: bool) -> None:
         self._read_at[task_id] = mono
@@ -123,7 +195,7 @@ class Reads:
         """The tasks to read now; None: all of them (no watch at all, or the slow timer)."""
         behind, self._behind = self._behind, set()
         if covered is None or mono >= self._all_at:
-            self._all_at = mono + READ_ALL
+            self._all_at = mono + self.read_all
             self.grown.clear()
             self._read_at = {task_id: self._read_at.get(task_id, 0.0) for task_id in running}
             return None
@@ -131,3 +203,19 @@ class Reads:
         ready = {t for t in self.grown if mono - self._read_at.get(t, float("-inf")) >= gap}
         self.grown -= ready
         return ready | behind | {task_id for task_id in running if task_id not in covered}
+
+    def folders(
+        self, mono: float, running: Collection[str], covered: Collection[str] | None, reading_all: bool
+    ) -> set[str] | None:
+        """The tasks whose folders to check now (None: all): those the watch saw touched, and
+        every FOLDER_CHECK seconds those it does not cover (all of them, for a watch that
+        cannot see folders: `covered` None), and all with every read of all."""
+        touched, self.touched = self.touched, set()
+        if reading_all:
+            return None
+        if mono < self._folders_at:
+            return touched
+        self._folders_at = mono + FOLDER_CHECK
+        if covered is None:
+            return None
+        return touched | {task_id for task_id in running if task_id not in covered}

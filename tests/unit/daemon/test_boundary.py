@@ -15,8 +15,9 @@ import pytest
 import structlog
 
 from codexd.codex import process
-from codexd.daemon import follower, rules, runs, supervisor
+from codexd.daemon import follower, kernelwatch, rules, runs, taskwatch
 from codexd.daemon.inbox import Exited
+from codexd.daemon.polledwatch import PolledFolderWatcher
 from codexd.daemon.watcher import FolderWatcher
 from codexd.errors import StorageError
 from codexd.tasks import intake, store, tasktypes
@@ -324,7 +325,7 @@ def test_a_task_whose_folder_vanished_leaves_the_books_and_frees_its_slot(world)
     with structlog.testing.capture_logs() as logged:
         shutil.rmtree(w.settings.tasks_dir / "gone")
         for _ in range(3):
-            w.advance(supervisor.FOLDER_CHECK)
+            w.advance(taskwatch.FOLDER_CHECK)
     assert "gone" not in w.sup.running
     w.tick_until(lambda: w.procs.kills == 1)
     assert [e["event"] for e in logged].count("task.folder_gone") == 1
@@ -337,7 +338,7 @@ def test_a_task_whose_folder_was_replaced_leaves_the_books(world):
     folder = w.settings.tasks_dir / "moved"
     folder.rename(w.tmp / "elsewhere")
     folder.mkdir()
-    w.advance(supervisor.FOLDER_CHECK)
+    w.advance(taskwatch.FOLDER_CHECK)
     assert "moved" not in w.sup.running
     w.tick_until(lambda: w.procs.kills == 1)
 
@@ -417,6 +418,33 @@ def test_a_killer_that_fails_is_tried_again(world):
 
 
 def test_a_folder_watcher_that_fails_is_logged_and_started_again(tmp_path, monkeypatch):
+    made: list[int] = []
+    real = kernelwatch.KernelWatch
+
+    def kernel_watch() -> kernelwatch.KernelWatch:
+        made.append(1)
+        if len(made) == 1:
+            raise OSError(24, "Too many open files")  # inotify_init1 refused: EMFILE
+        return real()
+
+    monkeypatch.setattr(kernelwatch, "KernelWatch", kernel_watch)
+    changed = threading.Event()
+    with structlog.testing.capture_logs() as logged:
+        watcher = FolderWatcher([tmp_path], changed.set, restart_delay=0.01)
+        watcher.start()
+        deadline = time.monotonic() + 5
+        while len(made) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        changed.clear()
+        time.sleep(0.1)  # the second watch is in place
+        (tmp_path / "new.md").write_text("x")
+        assert changed.wait(5)  # the watch works again
+        watcher.stop()
+    assert len(made) == 2
+    assert any(e["event"] == "watcher.failed" and "Too many open files" in e["error"] for e in logged)
+
+
+def test_the_watchfiles_fallback_that_fails_is_logged_and_started_again(tmp_path, monkeypatch):
     import watchfiles
 
     calls: list[int] = []
@@ -431,7 +459,7 @@ def test_a_folder_watcher_that_fails_is_logged_and_started_again(tmp_path, monke
 
     monkeypatch.setattr(watchfiles, "watch", watch)
     with structlog.testing.capture_logs() as logged:
-        watcher = FolderWatcher([tmp_path], lambda: calls.append(0) or changed.set(), restart_delay=0.01)
+        watcher = PolledFolderWatcher([tmp_path], lambda: calls.append(0) or changed.set(), 0.01)
         watcher.start()
         assert changed.wait(5)
         deadline = threading.Event()

@@ -118,8 +118,9 @@ def test_every_task_is_read_on_the_slow_timer_and_while_no_watch_covers_it(tmp_p
         w.sup._taskwatch.stop()  # a watcher that is down: every round reads every task
         w.events("t1", THREAD, MESSAGE)
         w.tick_until(lambda: "tick" in w.log("t1"), timeout=2)
+        assert w.sup._taskwatch.covers == frozenset()  # so every round reads every task
         w.sup.reads._all_at = 0.0  # the slow timer is due: every task, watched or not
-        assert w.sup._to_read() is None
+        assert w.sup.reads.due(w.sup.clock.monotonic(), ["t1"], frozenset({"t1"})) is None
     finally:
         w.sup.close()
 
@@ -133,8 +134,19 @@ def test_a_session_without_a_rollout_file_is_looked_for_again_later(tmp_path, mo
     folder.mkdir(parents=True)
     (folder / "rollout-2026-11-26T18-00-00-s1.jsonl").write_text("{}\n")
     assert rollout.find("s1") is None  # not looked for again at once: a search costs 80 µs
-    monkeypatch.setattr(rollout, "LOOK_AGAIN", 0.0)
+    rollout._missed["s1"] = (0.0, rollout._missed["s1"][1])  # its wait is over
     assert rollout.find("s1") == Path(folder / "rollout-2026-11-26T18-00-00-s1.jsonl")
+
+
+def test_a_rollout_missed_again_and_again_is_looked_for_less_and_less(tmp_path, monkeypatch):
+    monkeypatch.setenv("CODEX_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(rollout, "_missed", {})
+    waits = []
+    for _ in range(5):
+        assert rollout.find("s2") is None
+        waits.append(rollout._missed["s2"][1])
+        rollout._missed["s2"] = (0.0, waits[-1])
+    assert waits == [10.0, 20.0, 40.0, 60.0, 60.0]
 
 
 def test_with_many_busy_tasks_each_is_read_less_often_and_nothing_is_lost():
