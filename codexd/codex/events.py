@@ -7,11 +7,12 @@ new progress and the lines for progress.log. The supervisor does the writing.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from codexd.fields import BIG, Fields, integer
 from codexd.present.shown import shown, shown_line
+from codexd.tasks.frozen import replace
 from codexd.tasks.records import Item, Progress, ProgressSource, Usage
 
 _WRAPPED = re.compile(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from codexd.clock import iso
 from codexd.codex.events import apply_event, apply_report, from_stderr
 from codexd.daemon import rollout
 from codexd.tasks import account, store
+from codexd.tasks.frozen import replace
 from codexd.tasks.records import Cursor, Progress, TaskStatus, Usage
 from codexd.tasks.usage import RUNS_KEPT, Price, Run, cost_of
 

@@ -11,6 +11,7 @@ watchfiles (FSEvents).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import threading
@@ -28,7 +29,7 @@ except ImportError:  # not Linux: daemon/polledwatch serves
 MODIFY, ATTRIB, CLOSE_WRITE = 0x2, 0x4, 0x8
 MOVED_FROM, MOVED_TO, CREATE, DELETE = 0x40, 0x80, 0x100, 0x200
 DELETE_SELF, MOVE_SELF, Q_OVERFLOW, IGNORED = 0x400, 0x800, 0x4000, 0x8000
-ONLYDIR = 0x01000000
+ONLYDIR, ONESHOT = 0x01000000, 0x80000000
 
 
 def available() -> bool:
@@ -52,9 +53,13 @@ class KernelWatch:
         self._closing = threading.Lock()  # a wake never writes to a closed (maybe reused) fd
         self._closed = False
 
-    def add(self, path: Path, mask: int) -> int:
-        """The watch descriptor of `path` (OSError: gone, or the user's watch limit reached)."""
-        return int(self._inotify.add_watch(path, mask))
+    def add(self, path: str | Path, mask: int) -> int:
+        """The watch descriptor of `path` (OSError: gone, the user's watch limit reached, or
+        this watch closed at shutdown)."""
+        with self._closing:
+            if self._closed:
+                raise OSError(errno.EBADF, "the watch is closed")
+            return int(self._inotify.add_watch(path, mask))
 
     def remove(self, wd: int) -> None:
         with contextlib.suppress(OSError):  # already gone with its folder

@@ -9,7 +9,6 @@ loop's thread. Listeners (notices) hear of every state change, as an event name:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -19,6 +18,7 @@ from codexd.clock import iso
 from codexd.daemon.running import Running
 from codexd.errors import CodexdError, StorageError
 from codexd.tasks import incidents, store
+from codexd.tasks.frozen import replace
 from codexd.tasks.incidents import IncidentKind
 from codexd.tasks.records import LastLog, TaskStatus, Waiting
 from codexd.tasks.states import TaskState, can_change

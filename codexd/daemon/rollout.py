@@ -60,13 +60,32 @@ def _days(moment: datetime) -> tuple[datetime, datetime]:
 
 def _in(sessions: Path, day: str, ending: str) -> Path | None:
     folder = sessions / day
+    names = sorted(n for n in _rollouts(folder, sessions) if n.endswith(ending))
+    return folder / names[-1] if names else None
+
+
+# A day's listing is shared for a second by every search (tasks started together look together).
+_listings: dict[Path, tuple[float, list[str]]] = {}
+LISTING_KEPT = 1.0
+
+
+def _rollouts(folder: Path, sessions: Path) -> list[str]:
+    """The names of the rollout files in `folder` (none where a link is on the way)."""
+    mono = time.monotonic()
+    kept = _listings.get(folder)
+    if kept is not None and mono - kept[0] < LISTING_KEPT:
+        return kept[1]
     try:
         if any(p.is_symlink() for p in (sessions, *folder.parents[:2], folder)):
-            return None
-        names = sorted(n for n in os.listdir(folder) if n.startswith("rollout-") and n.endswith(ending))
+            names = []
+        else:
+            names = [n for n in os.listdir(folder) if n.startswith("rollout-")]
     except OSError:
-        return None
-    return folder / names[-1] if names else None
+        names = []
+    for old in [f for f, (at, _) in _listings.items() if mono - at >= LISTING_KEPT]:
+        del _listings[old]  # (a few days' folders at most are ever kept)
+    _listings[folder] = (mono, names)
+    return names
 
 
 def usage_of(event: dict[str, Any] | None) -> Usage | None:

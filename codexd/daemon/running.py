@@ -89,6 +89,7 @@ class Running:
 
     def __init__(self, status: TaskStatus, run: int, active: float, folder: tuple[int, int] | None):
         self._status = status
+        self.task_id = status.task_id  # (a plain attribute: the loop reads it for every task every round)
         self._run = run  # which process of the task this is; a stale exit notice is ignored
         self._phase: Phase = Idle()
         self._proc: psutil.Process | None = None  # adopted: started by an earlier daemon
@@ -107,10 +108,6 @@ class Running:
     @property
     def status(self) -> TaskStatus:
         return self._status
-
-    @property
-    def task_id(self) -> str:
-        return self._status.task_id
 
     @property
     def run(self) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -40,6 +39,7 @@ from codexd.daemon.running import (
 )
 from codexd.errors import CodexdError
 from codexd.tasks import incidents, store, tasktypes
+from codexd.tasks.frozen import replace
 from codexd.tasks.incidents import IncidentKind
 from codexd.tasks.records import Resume, ResumeKind, TaskStatus
 from codexd.tasks.states import TaskState

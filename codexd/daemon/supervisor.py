@@ -28,7 +28,7 @@ from codexd.daemon.lock import DaemonLock, SpoolLock
 from codexd.daemon.processes import Processes, cgroup_of
 from codexd.daemon.recovery import Recovery
 from codexd.daemon.requests import Requests
-from codexd.daemon.running import DUE_NOW, Finishing, Running, Watched, Why
+from codexd.daemon.running import DUE_NOW, Finishing, Running, Why
 from codexd.daemon.runs import Runs
 from codexd.daemon.scheduler import HealthSchedule
 from codexd.daemon.starts import Starts
@@ -111,8 +111,8 @@ class Supervisor:
         one round a second, not ten)."""
         if self.runs.behind:
             return 0.0
-        poll, ending = self.settings.daemon.poll_interval, not all(map(_watched, self.running.values()))
-        if self._taskwatch is None or ending or self.queued or self.reads.grown or self.requests.pending:
+        poll = self.settings.daemon.poll_interval  # (a run that is finishing is always due)
+        if self._taskwatch is None or self.queued or self.reads.grown or self.requests.pending:
             return poll
         return min(max(poll, self.schedule.deadlines_at - self.clock.monotonic()), ROUND_MAX)
 
@@ -276,13 +276,15 @@ class Supervisor:
         reading = self.reads.due(mono, self.running.keys(), covered)
         seeing = covered if watch is not None and watch.sees_folders else None
         folders = self.reads.folders(mono, self.running.keys(), seeing, reading is None)
-        for running in list(self.running.values()):
-            task_id, due = running.task_id, mono >= running.due
-            checked = folders is None or task_id in folders
-            if not (due or checked or reading is None or task_id in reading):
-                continue  # nothing for it this round (most tasks, most rounds)
+        if reading is None or folders is None:
+            tending = list(self.running.values())
+        else:  # most tasks, most rounds, have nothing: one pass at C speed finds the others
+            named = reading | folders
+            tending = [r for r in self.running.values() if r.due <= mono or r.task_id in named]
+        for running in tending:
+            checked = folders is None or running.task_id in folders
             if not (checked and self._folder_lost(running)):
-                self._tend(running, now, reading, due)
+                self._tend(running, now, reading, mono >= running.due)
 
     def _tend(self, running: Running, now: datetime, reading: set[str] | None, due: bool) -> None:
         """One task's round: the end of its run, what it wrote, its deadlines."""
@@ -295,6 +297,8 @@ class Supervisor:
 
     def follow(self, running: Running, now: datetime) -> None:
         """One step of reading the task (named as runs.follow: the boundary says what failed)."""
+        if self._taskwatch is not None:
+            self._taskwatch.arm(running.task_id)  # first: a write from now on wakes the loop again
         more = self.runs.follow(running, now)
         self.reads.done(running.task_id, self.clock.monotonic(), more)
 
@@ -385,7 +389,3 @@ class Supervisor:
             self.runs.check_deadlines(running, now)  # the safety net behind the per-tick check
         elif finding.kind == Problem.DEAD and running.adopted is not None:
             self.runs.check_adopted(running)
-
-
-def _watched(running: Running) -> bool:
-    return isinstance(running.phase, Watched)

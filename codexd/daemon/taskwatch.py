@@ -37,24 +37,28 @@ FOLDER_CHECK = 1.0  # seconds between checks of the folders of tasks the watch c
 READS = 25
 
 
-# What a watch on a task's folder reports: its files written or created (the task's own are
-# picked by name), and the folder itself removed, moved away or its mode changed.
-TASK_CHANGES = (
-    kernelwatch.MODIFY
-    | kernelwatch.CREATE
+# A task's folder keeps a watch while it runs: a file of the task's made or moved in (picked
+# by name), and the folder itself removed, moved away or its mode changed. Not every write
+# in it: most are the daemon's own (progress.log, status.json).
+FOLDER_CHANGES = (
+    kernelwatch.CREATE
     | kernelwatch.MOVED_TO
     | kernelwatch.ATTRIB
     | kernelwatch.DELETE_SELF
     | kernelwatch.MOVE_SELF
     | kernelwatch.ONLYDIR
 )
-WROTE = kernelwatch.MODIFY | kernelwatch.CREATE | kernelwatch.MOVED_TO
 FOLDER_ITSELF = kernelwatch.ATTRIB | kernelwatch.DELETE_SELF | kernelwatch.MOVE_SELF | kernelwatch.IGNORED
+# Each file the task writes has a one-shot watch: its first write after the loop last read
+# the task is reported, then the kernel removes the watch until the next read arms it again.
+# A task printing an event a second but read every 8 s costs one wake-up, not eight.
+FILE_WRITTEN = kernelwatch.MODIFY | kernelwatch.ONESHOT
 
 
 class TaskWatcher(WatchThread):
-    """A watch per running task's folder, added and removed as tasks start and end (by the
-    loop, in `watch`); one thread waits in the kernel and posts (wrote, folder touched)."""
+    """Watches over the running tasks, added and removed as tasks start and end (by the loop,
+    in `watch`, and `arm` before each read); one thread waits in the kernel and posts
+    (wrote, folder touched)."""
 
     NAME = "codexd-taskwatch"
     sees_folders = True  # the loop checks a task's folder when the watch says it was touched
@@ -70,8 +74,8 @@ class TaskWatcher(WatchThread):
         self.post = post
         self._kernel = kernelwatch.KernelWatch()
         self._wanted: frozenset[str] = frozenset()
-        self._wd_of: dict[str, int] = {}  # the loop's
-        self._task_of: dict[int, str] = {}  # read by the watching thread: under the lock
+        self._folder_wd: dict[str, int] = {}  # the loop's
+        self._seen: dict[int, tuple[str, bool]] = {}  # wd -> (task, its folder?): under the lock
         self._lock = threading.Lock()
         self._refused: set[str] = set()  # tasks whose watch could not be added, said once
         super().__init__(restart_delay)
@@ -79,25 +83,36 @@ class TaskWatcher(WatchThread):
     @property
     def covers(self) -> frozenset[str]:
         """The tasks a watch covers now: the loop reads the others on every round."""
-        return frozenset(self._wd_of) if self._thread.is_alive() else frozenset()
+        return frozenset(self._folder_wd) if self._thread.is_alive() else frozenset()
 
     def watch(self, task_ids: Collection[str]) -> None:
         """The tasks running now (called by the loop every round; cheap when nothing changed)."""
-        if len(task_ids) == len(self._wanted) and all(t in self._wanted for t in task_ids):
+        if self._wanted == task_ids:  # (a set compared with the loop's dict keys, in C)
             return
         self._wanted = frozenset(task_ids)
-        for task_id in [t for t in self._wd_of if t not in self._wanted]:
-            wd = self._wd_of.pop(task_id)
-            with self._lock:
-                self._task_of.pop(wd, None)
-            self._kernel.remove(wd)
-        added = frozenset(t for t in self._wanted if t not in self._wd_of and self._add(t))
+        for task_id in [t for t in self._folder_wd if t not in self._wanted]:
+            self._forget(task_id)
+        added = frozenset(t for t in self._wanted if t not in self._folder_wd and self._add(t))
         if added:
             self.post(added, frozenset())  # what they wrote before their watch was in place
 
+    def arm(self, task_id: str) -> None:
+        """Before the loop reads the task: its next write is reported (a write during the read
+        is then reported too, and read again: never lost)."""
+        if task_id not in self._folder_wd:
+            return
+        folder = f"{self.root}/{task_id}/"
+        for name in WRITTEN_BY_THE_TASK:
+            try:
+                wd = self._kernel.add(folder + name, FILE_WRITTEN)  # one not made yet: the folder's watch
+            except OSError:
+                continue
+            with self._lock:
+                self._seen[wd] = (task_id, False)
+
     def _add(self, task_id: str) -> bool:
         try:
-            wd = self._kernel.add(self.root / task_id, TASK_CHANGES)
+            wd = self._kernel.add(self.root / task_id, FOLDER_CHANGES)
         except OSError as exc:  # its folder is gone, or the watch limit is reached: read every round
             if task_id not in self._refused:
                 self._refused.add(task_id)
@@ -105,10 +120,20 @@ class TaskWatcher(WatchThread):
                 log.warning("taskwatch.not_watched", task_id=task_id, error=str(exc), fix=fix)
             return False
         self._refused.discard(task_id)
-        self._wd_of[task_id] = wd
+        self._folder_wd[task_id] = wd
         with self._lock:
-            self._task_of[wd] = task_id
+            self._seen[wd] = (task_id, True)
+        self.arm(task_id)
         return True
+
+    def _forget(self, task_id: str) -> None:
+        del self._folder_wd[task_id]
+        with self._lock:
+            wds = [wd for wd, (owner, _) in self._seen.items() if owner == task_id]
+            for wd in wds:
+                del self._seen[wd]
+        for wd in wds:
+            self._kernel.remove(wd)
 
     def _wake(self) -> None:
         self._kernel.wake()
@@ -131,17 +156,23 @@ class TaskWatcher(WatchThread):
         wrote: set[str] = set()
         touched: set[str] = set()
         with self._lock:
-            task_of = self._task_of.copy() if changes else {}
-        for change in changes:
-            if change.mask & kernelwatch.Q_OVERFLOW:  # the kernel's queue overflowed: all of them
-                wrote |= set(task_of.values())
-                touched |= set(task_of.values())
-            elif (task_id := task_of.get(change.wd)) is None:
-                continue  # a watch removed meanwhile
-            elif change.name in WRITTEN_BY_THE_TASK and change.mask & WROTE:
-                wrote.add(task_id)
-            elif not change.name and change.mask & FOLDER_ITSELF:
-                touched.add(task_id)
+            seen = self._seen
+            for change in changes:
+                if change.mask & kernelwatch.Q_OVERFLOW:  # the kernel's queue overflowed: all of them
+                    wrote |= {task_id for task_id, _ in seen.values()}
+                    touched |= {task_id for task_id, _ in seen.values()}
+                    continue
+                task_id, folder = seen.get(change.wd, ("", False))
+                if change.mask & kernelwatch.IGNORED and not folder:
+                    seen.pop(change.wd, None)  # a one-shot watch that fired: armed again at the next read
+                elif not task_id:
+                    continue  # a watch removed meanwhile
+                elif not folder:
+                    wrote.add(task_id)
+                elif change.name in WRITTEN_BY_THE_TASK:
+                    wrote.add(task_id)  # made (reports.jsonl at the agent's first report)
+                elif not change.name and change.mask & FOLDER_ITSELF:
+                    touched.add(task_id)
         if wrote or touched:
             self.post(frozenset(wrote), frozenset(touched))
 
@@ -160,6 +191,8 @@ class Watcher(Protocol):
 
     sees_folders: bool
     read_all: float
+
+    def arm(self, task_id: str) -> None: ...
 
     @property
     def covers(self) -> frozenset[str]: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -12,6 +12,7 @@ from codexd.config.limits import is_duration
 from codexd.fields import Fields, warn
 from codexd.tasks import incidents
 from codexd.tasks.cursor import Busy, Cursor, Resume, ResumeKind
+from codexd.tasks.frozen import replace
 from codexd.tasks.incidents import Incident, IncidentKind
 from codexd.tasks.states import ACTIVE, TERMINAL, TaskState
 from codexd.tasks.taken import Taken

@@ -129,12 +129,16 @@ def test_a_session_without_a_rollout_file_is_looked_for_again_later(tmp_path, mo
     monkeypatch.setenv("CODEX_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(rollout, "_found", {})
     monkeypatch.setattr(rollout, "_missed", {})
+    monkeypatch.setattr(rollout, "_listings", {})
     assert rollout.find("s1") is None
     folder = tmp_path / "home" / "sessions" / time.strftime("%Y/%m/%d")
     folder.mkdir(parents=True)
     (folder / "rollout-2026-11-26T18-00-00-s1.jsonl").write_text("{}\n")
     assert rollout.find("s1") is None  # not looked for again at once: a search costs 80 µs
     rollout._missed["s1"] = (0.0, rollout._missed["s1"][1])  # its wait is over
+    assert rollout.find("s1") is None  # the day's listing is shared for a second
+    rollout._missed["s1"] = (0.0, rollout._missed["s1"][1])
+    monkeypatch.setattr(rollout, "_listings", {})  # a second later
     assert rollout.find("s1") == Path(folder / "rollout-2026-11-26T18-00-00-s1.jsonl")
 
 

@@ -115,6 +115,7 @@ def codex_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("CODEX_HOME", str(home))
     monkeypatch.setattr(rollout, "_found", {})
     monkeypatch.setattr(rollout, "_missed", {})
+    monkeypatch.setattr(rollout, "_listings", {})
     return home
 
 
