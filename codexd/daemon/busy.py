@@ -104,7 +104,9 @@ class Seen:
 
 
 def _where(running: Running, task_dir: Path) -> Where:
-    return Where(task_dir, running.root, cgroup_of(running.status, task_dir))
+    cgroup = cgroup_of(running.status, task_dir)
+    # A cgroup says it all; the top process is looked up (a read of /proc) only without one.
+    return Where(task_dir, running.root if cgroup is None else None, cgroup)
 
 
 def interval(stall_timeout: float) -> float:

@@ -26,7 +26,7 @@ from codexd.tasks.states import TaskState, can_change
 log = structlog.get_logger()
 # Routine status.json writes a second, over all tasks, before `status_interval` stretches: each
 # write is a file made and renamed (200-400 µs of CPU), and 200 busy tasks would make 200 a second.
-STATUS_WRITES = 10
+STATUS_WRITES = 5
 Listener = Callable[[TaskStatus, str], None]
 
 
