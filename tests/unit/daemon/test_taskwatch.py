@@ -4,6 +4,7 @@ then in case an event was lost."""
 from __future__ import annotations
 
 import queue
+import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from codexd.daemon.taskwatch import TaskWatcher
 from tests.unit.daemon.test_supervisor import THREAD, FakeProcesses, World
 
 pytestmark = pytest.mark.timeout(30)
+Posts = queue.SimpleQueue[frozenset[str]]
 MESSAGE = {"type": "item.completed", "item": {"id": "m", "type": "agent_message", "text": "tick"}}
 
 
@@ -32,19 +34,28 @@ def posted_until(posts: queue.SimpleQueue[frozenset[str]], wanted: str, timeout:
 
 
 @pytest.fixture
-def watched(tmp_path) -> Iterator[tuple[TaskWatcher, queue.SimpleQueue[frozenset[str]]]]:
+def watched(
+    tmp_path,
+) -> Iterator[tuple[TaskWatcher, queue.SimpleQueue[frozenset[str]], queue.SimpleQueue[Any]]]:
     for name in ("t1", "t2", "t3"):
         (tmp_path / name).mkdir()
-    posts: queue.SimpleQueue[frozenset[str]] = queue.SimpleQueue()
-    watcher = TaskWatcher(tmp_path, posts.put)
+    posts: queue.SimpleQueue[frozenset[str]] = queue.SimpleQueue()  # the tasks that wrote
+    touches: queue.SimpleQueue[tuple[frozenset[str], frozenset[str]]] = queue.SimpleQueue()  # each post
+
+    def post(wrote: frozenset[str], touched: frozenset[str]) -> None:
+        if wrote:
+            posts.put(wrote)
+        touches.put((wrote, touched))
+
+    watcher = TaskWatcher(tmp_path, post)
     watcher.watch(["t1", "t2"])
     watcher.start()
-    yield watcher, posts
+    yield watcher, posts, touches
     watcher.stop()
 
 
 def test_a_task_that_writes_is_named_and_our_own_files_wake_nobody(watched, tmp_path):
-    watcher, posts = watched
+    watcher, posts, _ = watched
     assert posted_until(posts, "t2") == {"t1", "t2"}  # a new watch: everything once
     deadline = time.monotonic() + 5
     while watcher.covers != {"t1", "t2"}:
@@ -58,7 +69,7 @@ def test_a_task_that_writes_is_named_and_our_own_files_wake_nobody(watched, tmp_
 
 
 def test_the_watch_follows_the_running_tasks(watched, tmp_path):
-    watcher, posts = watched
+    watcher, posts, _ = watched
     posted_until(posts, "t2")
     watcher.watch(["t2", "t3"])
     assert posted_until(posts, "t3") >= {"t3"}  # the new set, reported once
@@ -167,3 +178,79 @@ def test_with_many_busy_tasks_each_is_read_less_often_and_nothing_is_lost():
     assert reads.due(4.0, running, frozenset(running)) == set()
     assert reads.due(5.0, running, frozenset(running)) is None  # the slow timer: all again
     assert reads.due(5.1, running, None) is None  # no watch at all: all, every round
+
+
+def test_a_task_folder_removed_moved_or_chmodded_is_named_as_touched(watched, tmp_path):
+    watcher, posts, touches = watched
+    watcher.watch(["t1", "t2", "t3"])
+    posted_until(posts, "t3")
+    (tmp_path / "t1").chmod(0o500)  # made unreadable to the daemon's writes, by hand
+    (tmp_path / "t2").rename(tmp_path / "t2-away")
+    shutil.rmtree(tmp_path / "t3")
+    touched: set[str] = set()
+    deadline = time.monotonic() + 5
+    while touched != {"t1", "t2", "t3"}:
+        _, folders = touches.get(timeout=max(0.01, deadline - time.monotonic()))
+        touched |= folders
+    (tmp_path / "t1").chmod(0o700)
+
+
+def test_writes_between_reads_wake_the_loop_once_until_it_reads_again(watched, tmp_path):
+    watcher, posts, _ = watched
+    posted_until(posts, "t2")
+    time.sleep(0.3)
+    while not posts.empty():
+        posts.get()
+    events = tmp_path / "t1" / "events.jsonl"
+    for n in range(5):  # five events, no read in between: one wake-up
+        with events.open("a") as f:
+            f.write(f'{{"n": {n}}}\n')
+        time.sleep(0.15)
+    assert posted_until(posts, "t1") == {"t1"}
+    time.sleep(0.3)
+    assert posts.empty()  # its watch rests until the loop reads it
+    watcher.arm("t1")  # the loop reads it: armed first
+    with events.open("a") as f:
+        f.write('{"n": 5}\n')
+    assert posted_until(posts, "t1") == {"t1"}
+    (tmp_path / "t2" / "reports.jsonl").write_text("{}\n")  # a file the task made after its start
+    assert posted_until(posts, "t2") == {"t2"}
+
+
+def test_a_task_the_watch_saw_removed_leaves_the_books_at_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(taskwatch, "FOLDER_CHECK", 3600.0)  # only the watch can tell
+    monkeypatch.setattr(taskwatch, "READ_ALL_KERNEL", 3600.0)
+    w = WatchedWorld(tmp_path, FakeProcesses())
+    try:
+        w.submit(task_id="t1")
+        w.tick_until(lambda: w.sup._taskwatch is not None and w.sup._taskwatch.covers == {"t1"})
+        w.sup.reads.read_all = 3600.0
+        shutil.rmtree(w.settings.tasks_dir / "t1")
+        w.tick_until(lambda: "t1" not in w.sup.running, timeout=3)
+    finally:
+        w.sup.close()
+
+
+def test_deadlines_are_checked_when_due_not_every_task_every_round(tmp_path, monkeypatch):
+    w = World(tmp_path, FakeProcesses())
+    w.settings.max_parallel = 20
+    try:
+        for n in range(20):
+            w.submit(task_id=f"t{n}")
+        checks: Counter[str] = Counter()
+        real = w.sup.runs.check_deadlines
+
+        def counted(running: Any, now: Any, unread: bool = False) -> None:
+            checks[running.task_id] += 1
+            real(running, now, unread)
+
+        monkeypatch.setattr(w.sup.runs, "check_deadlines", counted)
+        for _ in range(100):  # 10 s of rounds, ten a second
+            w.advance(0.1)
+        # Silent since their start: each tree is read every 5 s (its stall timeout is 900 s), and
+        # its deadlines looked at twice per reading; not 100 times each.
+        assert 20 <= sum(checks.values()) <= 20 * 6
+        w.advance(900 - 10)  # the stall deadline of every one of them
+        assert {w.status(f"t{n}")["status"] for n in range(20)} == {"stalled"}
+    finally:
+        w.sup.close()
