@@ -86,8 +86,8 @@ class PolledTaskWatcher(WatchThread):
     def _wake(self) -> None:
         self._rewatch.set()
 
-    def arm(self, task_id: str) -> None:
-        """(Its folder's watch stays in place: nothing to arm.)"""
+    def arm(self, task_id: str, rollout: str | None = None) -> None:
+        """(Its folder's watch stays in place: nothing to arm; a rollout waits for the slow read.)"""
 
     def watch(self, task_ids: Collection[str]) -> None:
         if len(task_ids) == len(self._wanted) and all(t in self._wanted for t in task_ids):

@@ -297,9 +297,13 @@ class Supervisor:
 
     def follow(self, running: Running, now: datetime) -> None:
         """One step of reading the task (named as runs.follow: the boundary says what failed)."""
+        rollout = running.status.daemon.rollout
         if self._taskwatch is not None:
-            self._taskwatch.arm(running.task_id)  # first: a write from now on wakes the loop again
+            # First: a write from now on wakes the loop again (its session's rollout's too).
+            self._taskwatch.arm(running.task_id, rollout)
         more = self.runs.follow(running, now)
+        # A rollout found by this read is watched from the next, which comes at once.
+        more = more or running.status.daemon.rollout != rollout
         self.reads.done(running.task_id, self.clock.monotonic(), more)
 
     def _at_deadline(self, running: Running) -> bool:

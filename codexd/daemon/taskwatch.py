@@ -96,15 +96,16 @@ class TaskWatcher(WatchThread):
         if added:
             self.post(added, frozenset())  # what they wrote before their watch was in place
 
-    def arm(self, task_id: str) -> None:
+    def arm(self, task_id: str, rollout: str | None = None) -> None:
         """Before the loop reads the task: its next write is reported (a write during the read
-        is then reported too, and read again: never lost)."""
+        is then reported too, and read again: never lost). `rollout`: its session's rollout
+        file, which grows while a command runs and the events say nothing (live usage)."""
         if task_id not in self._folder_wd:
             return
         folder = f"{self.root}/{task_id}/"
-        for name in WRITTEN_BY_THE_TASK:
+        for path in [folder + name for name in WRITTEN_BY_THE_TASK] + ([rollout] if rollout else []):
             try:
-                wd = self._kernel.add(folder + name, FILE_WRITTEN)  # one not made yet: the folder's watch
+                wd = self._kernel.add(path, FILE_WRITTEN)  # one not made yet: the folder's watch
             except OSError:
                 continue
             with self._lock:
@@ -192,7 +193,7 @@ class Watcher(Protocol):
     sees_folders: bool
     read_all: float
 
-    def arm(self, task_id: str) -> None: ...
+    def arm(self, task_id: str, rollout: str | None = None) -> None: ...
 
     @property
     def covers(self) -> frozenset[str]: ...

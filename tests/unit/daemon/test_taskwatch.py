@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from codexd.clock import SystemClock
-from codexd.daemon import rollout, taskwatch
+from codexd.daemon import kernelwatch, rollout, taskwatch
+from codexd.daemon.polledwatch import PolledTaskWatcher
 from codexd.daemon.supervisor import Supervisor
 from codexd.daemon.taskwatch import TaskWatcher
 from tests.unit.daemon.test_supervisor import THREAD, FakeProcesses, World
@@ -254,3 +255,40 @@ def test_deadlines_are_checked_when_due_not_every_task_every_round(tmp_path, mon
         assert {w.status(f"t{n}")["status"] for n in range(20)} == {"stalled"}
     finally:
         w.sup.close()
+
+
+def test_without_inotify_watchfiles_serves_and_every_folder_is_checked_by_the_loop(tmp_path, monkeypatch):
+    monkeypatch.setattr(kernelwatch, "inotify_simple", None)  # as on macOS
+    for name in ("t1", "t2"):
+        (tmp_path / name).mkdir()
+    posts: Posts = queue.SimpleQueue()
+    watcher = taskwatch.task_watcher(tmp_path, lambda wrote, _: posts.put(wrote))
+    assert isinstance(watcher, PolledTaskWatcher) and not watcher.sees_folders
+    watcher.watch(["t1", "t2"])
+    watcher.start()
+    try:
+        assert posted_until(posts, "t2") == {"t1", "t2"}  # a new watch: everything once
+        deadline = time.monotonic() + 5
+        while watcher.covers != {"t1", "t2"}:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.1)
+        (tmp_path / "t1" / "progress.log").write_text("ours\n")
+        (tmp_path / "t2" / "events.jsonl").write_text("{}\n")
+        assert posted_until(posts, "t2") == {"t2"}
+    finally:
+        watcher.stop()
+    reads = taskwatch.Reads(watcher.read_all)
+    assert reads.folders(0.0, ["t1", "t2"], None, reading_all=False) is None  # all, each second
+    assert reads.folders(0.5, ["t1", "t2"], None, reading_all=False) == set()
+
+
+def test_folders_are_checked_when_the_watch_saw_them_touched_or_no_watch_covers_them():
+    reads = taskwatch.Reads()
+    running = ["t1", "t2", "t3"]
+    assert reads.folders(0.0, running, {"t1", "t2", "t3"}, reading_all=True) is None  # with every read
+    assert reads.folders(0.1, running, {"t1", "t2"}, reading_all=False) == {"t3"}  # not covered
+    reads.touched.add("t1")
+    assert reads.folders(0.2, running, {"t1", "t2"}, reading_all=False) == {"t1"}
+    assert reads.folders(0.3, running, {"t1", "t2"}, reading_all=False) == set()  # said once
+    assert reads.folders(1.2, running, {"t1", "t2"}, reading_all=False) == {"t3"}  # a second on
