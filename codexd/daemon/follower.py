@@ -58,7 +58,11 @@ class _Step:
 
 
 def advance(
-    task_dir: Path, status: TaskStatus, prices: Mapping[str, Price] | None = None, now: datetime | None = None
+    task_dir: Path,
+    status: TaskStatus,
+    prices: Mapping[str, Price] | None = None,
+    now: datetime | None = None,
+    ended: bool = False,
 ) -> Advance | None:
     """What the task's files say past the cursor (up to a budget); None when nothing new was written.
 
@@ -84,7 +88,7 @@ def advance(
     if step.cursor.events != status.daemon.events:  # Codex goes on after what it says there
         _take_stderr(task_dir, step)
     if status.is_active and step.thread and not step.more:  # the runs begun so far are known first
-        _take_rollout(step, step.thread, task_dir.parent)
+        _take_rollout(step, step.thread, task_dir.parent, ended)
     if step.cursor == status.daemon:
         return None
     moved = status.with_(progress=step.progress, thread_id=step.thread, daemon=step.cursor)
@@ -112,10 +116,10 @@ def _take_stderr(task_dir: Path, step: _Step) -> None:
         step.cursor = replace(step.cursor, stderr=line.end)
 
 
-def _take_rollout(step: _Step, thread: str, tasks_root: Path) -> None:
+def _take_rollout(step: _Step, thread: str, tasks_root: Path, ended: bool = False) -> None:
     """The session's use so far from its rollout file: never below what is known (a turn's end);
     the account's rate limits there are kept for `codexd health`."""
-    path = rollout.find(thread)
+    path = rollout.find(thread, again=ended)  # a run that ended is read for the last time
     if path is None:
         return
     if str(path) != step.cursor.rollout:

@@ -24,24 +24,28 @@ _KEPT = 256
 DAYS = 2  # a session started before yesterday is looked for no further back
 # thread id -> (when it is next looked for, monotonic; the wait after that one's miss)
 _missed: dict[str, tuple[float, float]] = {}
-LOOK_AGAIN = 10.0  # seconds after the first miss: a search costs 80 µs, and the daemon reads tasks often
-LOOK_AGAIN_MAX = 60.0  # the wait doubles with each miss up to this (200 tasks without one: 3 searches/s)
+# Seconds after the first miss (Codex may make the file a moment after it names the session);
+# the wait doubles with each miss up to LOOK_AGAIN_MAX (200 tasks without one: 3 searches a second).
+LOOK_AGAIN = 1.0
+LOOK_AGAIN_MAX = 60.0
 
 
-def find(thread: str, environ: Mapping[str, str] = os.environ, now: datetime | None = None) -> Path | None:
-    """The rollout file of session `thread`, or None."""
+def find(
+    thread: str, environ: Mapping[str, str] = os.environ, now: datetime | None = None, again: bool = False
+) -> Path | None:
+    """The rollout file of session `thread`, or None. `again`: even if it was missed just now."""
     known = _found.get(thread)
     if known is not None:
         return known
     mono = time.monotonic()
     next_look, wait = _missed.get(thread, (float("-inf"), LOOK_AGAIN / 2))
-    if mono < next_look:
+    if mono < next_look and not again:
         return None
     sessions = codex_home(environ) / "sessions"
     moment = now or datetime.now(UTC)
     days = {d.strftime("%Y/%m/%d") for back in range(DAYS) for d in _days(moment - timedelta(days=back))}
     for day in sorted(days, reverse=True):
-        found = _in(sessions, day, f"-{thread}.jsonl")
+        found = _in(sessions, day, f"-{thread}.jsonl", again)
         if found is not None:
             _found[thread] = found
             while len(_found) > _KEPT:
@@ -54,13 +58,19 @@ def find(thread: str, environ: Mapping[str, str] = os.environ, now: datetime | N
     return None
 
 
+def next_look(thread: str) -> float | None:
+    """When (monotonic) a session whose rollout was missed is next looked for; None: not missed."""
+    missed = _missed.get(thread) if thread not in _found else None
+    return missed[0] if missed else None
+
+
 def _days(moment: datetime) -> tuple[datetime, datetime]:
     return moment, moment.astimezone()  # Codex names the folder by local time; UTC in case
 
 
-def _in(sessions: Path, day: str, ending: str) -> Path | None:
+def _in(sessions: Path, day: str, ending: str, fresh: bool = False) -> Path | None:
     folder = sessions / day
-    names = sorted(n for n in _rollouts(folder, sessions) if n.endswith(ending))
+    names = sorted(n for n in _rollouts(folder, sessions, fresh) if n.endswith(ending))
     return folder / names[-1] if names else None
 
 
@@ -69,11 +79,11 @@ _listings: dict[Path, tuple[float, list[str]]] = {}
 LISTING_KEPT = 1.0
 
 
-def _rollouts(folder: Path, sessions: Path) -> list[str]:
+def _rollouts(folder: Path, sessions: Path, fresh: bool = False) -> list[str]:
     """The names of the rollout files in `folder` (none where a link is on the way)."""
     mono = time.monotonic()
     kept = _listings.get(folder)
-    if kept is not None and mono - kept[0] < LISTING_KEPT:
+    if kept is not None and mono - kept[0] < LISTING_KEPT and not fresh:
         return kept[1]
     try:
         if any(p.is_symlink() for p in (sessions, *folder.parents[:2], folder)):

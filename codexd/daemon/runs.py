@@ -172,9 +172,11 @@ class Runs:
 
     # -- following a task, and noticing when it stops moving -----------------------------
 
-    def follow(self, running: Running, now: datetime) -> bool:
-        """Record one bounded step of what the task wrote; True when more is left to read."""
-        moved = follower.advance(self.tasks.dir(running.task_id), running.status, self.settings.prices, now)
+    def follow(self, running: Running, now: datetime, ended: bool = False) -> bool:
+        """Record one bounded step of what the task wrote; True when more is left to read.
+        `ended`: its run is over (a rollout not found yet is looked for once more)."""
+        task_dir = self.tasks.dir(running.task_id)
+        moved = follower.advance(task_dir, running.status, self.settings.prices, now, ended)
         if moved is None:
             return False
         status = moved.status
@@ -309,7 +311,7 @@ class Runs:
         folder = cgroup_of(running.status, self.tasks.dir(running.task_id))
         if folder is not None:
             containment.remove_if_empty(folder)  # empty cgroups must not pile up between runs
-        if self.follow(running, now):
+        if self.follow(running, now, ended=True):
             return  # the rest is read in the next ticks' steps (finish_exit), then the run is judged
         self._after_exit(running, code, now)
 

@@ -114,7 +114,8 @@ class Supervisor:
         poll = self.settings.daemon.poll_interval  # (a run that is finishing is always due)
         if self._taskwatch is None or self.queued or self.reads.grown or self.requests.pending:
             return poll
-        return min(max(poll, self.schedule.deadlines_at - self.clock.monotonic()), ROUND_MAX)
+        due = min(self.schedule.deadlines_at, self.reads.next_later)
+        return min(max(poll, due - self.clock.monotonic()), ROUND_MAX)
 
     def tick(self) -> None:
         self._guard(self._tick)  # the last net: nothing that goes wrong in a round ends the daemon
@@ -297,14 +298,15 @@ class Supervisor:
 
     def follow(self, running: Running, now: datetime) -> None:
         """One step of reading the task (named as runs.follow: the boundary says what failed)."""
-        rollout = running.status.daemon.rollout
-        if self._taskwatch is not None:
-            # First: a write from now on wakes the loop again (its session's rollout's too).
-            self._taskwatch.arm(running.task_id, rollout)
+        known = running.status.daemon.rollout
+        if self._taskwatch is not None:  # first: a write from now on wakes the loop again
+            self._taskwatch.arm(running.task_id, known)
         more = self.runs.follow(running, now)
         # A rollout found by this read is watched from the next, which comes at once.
-        more = more or running.status.daemon.rollout != rollout
-        self.reads.done(running.task_id, self.clock.monotonic(), more)
+        mono = self.clock.monotonic()
+        self.reads.done(running.task_id, mono, more or running.status.daemon.rollout != known)
+        if self._taskwatch is not None:
+            self.reads.look_for_rollout(running.task_id, running.status, mono)
 
     def _at_deadline(self, running: Running) -> bool:
         """A stall is judged on all the task wrote: one at its deadline is read, event or not."""

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import errno
 import threading
+import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
 
-from codexd.daemon import kernelwatch
+from codexd.daemon import kernelwatch, rollout
 from codexd.daemon.watcher import WatchThread
 from codexd.tasks import store
+from codexd.tasks.records import TaskStatus
 
 log = structlog.get_logger()
 WRITTEN_BY_THE_TASK = frozenset({store.EVENTS, store.REPORTS, store.STDERR})  # not our own files
@@ -216,6 +218,7 @@ class Reads:
         self.grown: set[str] = set()  # tasks that wrote since they were last read
         self.touched: set[str] = set()  # tasks whose folder the watch saw removed, moved or chmod'ed
         self._behind: set[str] = set()
+        self._later: dict[str, float] = {}  # tasks to read at a time of their own (monotonic)
         self._read_at: dict[str, float] = {}  # when each task was last read (monotonic)
         self._all_at = 0.0
         self._folders_at = 0.0
@@ -225,9 +228,24 @@ class Reads:
         if more:  # its step's budget ran out: the rest next round
             self._behind.add(task_id)
 
+    def look_for_rollout(self, task_id: str, status: TaskStatus, mono: float) -> None:
+        """A session whose rollout file is not found yet is read again when its search is due,
+        whether it writes or not (the rollout tells its use while a command runs)."""
+        thread = status.thread_id
+        look = rollout.next_look(thread) if thread and not status.daemon.rollout else None
+        if look is not None:  # (the search keeps the real clock; the loop's may be a test's)
+            self._later[task_id] = mono + max(0.0, look - time.monotonic())
+
+    @property
+    def next_later(self) -> float:
+        return min(self._later.values(), default=float("inf"))
+
     def due(self, mono: float, running: Collection[str], covered: Collection[str] | None) -> set[str] | None:
         """The tasks to read now; None: all of them (no watch at all, or the slow timer)."""
         behind, self._behind = self._behind, set()
+        if self._later and self.next_later <= mono:
+            behind |= {t for t, at in self._later.items() if at <= mono}
+            self._later = {t: at for t, at in self._later.items() if at > mono}
         if covered is None or mono >= self._all_at:
             self._all_at = mono + self.read_all
             self.grown.clear()

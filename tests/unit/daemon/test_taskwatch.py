@@ -18,6 +18,7 @@ from codexd.daemon import kernelwatch, rollout, taskwatch
 from codexd.daemon.polledwatch import PolledTaskWatcher
 from codexd.daemon.supervisor import Supervisor
 from codexd.daemon.taskwatch import TaskWatcher
+from codexd.tasks.store import status_from
 from tests.unit.daemon.test_supervisor import THREAD, FakeProcesses, World
 
 pytestmark = pytest.mark.timeout(30)
@@ -158,11 +159,11 @@ def test_a_rollout_missed_again_and_again_is_looked_for_less_and_less(tmp_path, 
     monkeypatch.setenv("CODEX_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(rollout, "_missed", {})
     waits = []
-    for _ in range(5):
+    for _ in range(8):
         assert rollout.find("s2") is None
         waits.append(rollout._missed["s2"][1])
         rollout._missed["s2"] = (0.0, waits[-1])
-    assert waits == [10.0, 20.0, 40.0, 60.0, 60.0]
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
 
 
 def test_with_many_busy_tasks_each_is_read_less_often_and_nothing_is_lost():
@@ -292,3 +293,32 @@ def test_folders_are_checked_when_the_watch_saw_them_touched_or_no_watch_covers_
     assert reads.folders(0.2, running, {"t1", "t2"}, reading_all=False) == {"t1"}
     assert reads.folders(0.3, running, {"t1", "t2"}, reading_all=False) == set()  # said once
     assert reads.folders(1.2, running, {"t1", "t2"}, reading_all=False) == {"t3"}  # a second on
+
+
+def test_a_run_that_ended_has_its_rollout_looked_for_once_more(tmp_path, monkeypatch):
+    monkeypatch.setenv("CODEX_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(rollout, "_found", {})
+    monkeypatch.setattr(rollout, "_missed", {})
+    monkeypatch.setattr(rollout, "_listings", {})
+    folder = tmp_path / "home" / "sessions" / time.strftime("%Y/%m/%d")
+    folder.mkdir(parents=True)
+    assert rollout.find("s3") is None  # not there yet: looked for again in a second
+    (folder / "rollout-2026-11-26T18-00-00-s3.jsonl").write_text("{}\n")
+    assert rollout.find("s3") is None
+    assert rollout.find("s3", again=True) == folder / "rollout-2026-11-26T18-00-00-s3.jsonl"
+
+
+def test_a_task_whose_rollout_is_not_found_yet_is_read_when_its_search_is_due(monkeypatch):
+    monkeypatch.setattr(rollout, "_found", {})
+    monkeypatch.setattr(rollout, "_missed", {"s4": (time.monotonic() + 2.0, 2.0)})  # next look in 2 s
+    status = status_from(
+        b'{"task_id": "t1", "type": "generic", "status": "in_progress", "created_at": "2026-11-26T00:00:00Z",'
+        b' "updated_at": "2026-11-26T00:00:00Z", "log_file": "progress.log", "thread_id": "s4"}'
+    )
+    reads = taskwatch.Reads()
+    assert reads.due(100.0, ["t1"], {"t1"}) is None  # (the first round reads every task)
+    reads.look_for_rollout("t1", status, 100.0)
+    assert 101.9 < reads.next_later <= 102.0  # the loop wakes for it
+    assert reads.due(101.0, ["t1"], {"t1"}) == set()  # silent, and its search not due yet
+    assert reads.due(102.0, ["t1"], {"t1"}) == {"t1"}  # read, writes or not
+    assert reads.due(102.5, ["t1"], {"t1"}) == set()
