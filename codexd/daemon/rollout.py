@@ -20,13 +20,15 @@ from codexd.fields import Fields
 from codexd.tasks.records import Usage
 
 _found: dict[str, Path] = {}  # thread id -> its rollout file, once seen
-_KEPT = 256
+# Sessions remembered, found or missed: well above max_parallel (1000), or a daemon with more
+# running tasks forgets one's wait and searches for it on every read (500 tasks: 20% of a core).
+_KEPT = 4096
 DAYS = 2  # a session started before yesterday is looked for no further back
 # thread id -> (when it is next looked for, monotonic; the wait after that one's miss)
 _missed: dict[str, tuple[float, float]] = {}
 # Seconds after the first miss (Codex may make the file a moment after it names the session);
 # the wait doubles with each miss up to LOOK_AGAIN_MAX (200 tasks without one: 3 searches a second).
-LOOK_AGAIN = 1.0
+LOOK_AGAIN = 2.0
 LOOK_AGAIN_MAX = 60.0
 
 
@@ -42,9 +44,7 @@ def find(
     if mono < next_look and not again:
         return None
     sessions = codex_home(environ) / "sessions"
-    moment = now or datetime.now(UTC)
-    days = {d.strftime("%Y/%m/%d") for back in range(DAYS) for d in _days(moment - timedelta(days=back))}
-    for day in sorted(days, reverse=True):
+    for day in _day_folders(now or datetime.now(UTC)):
         found = _in(sessions, day, f"-{thread}.jsonl", again)
         if found is not None:
             _found[thread] = found
@@ -62,6 +62,19 @@ def next_look(thread: str) -> float | None:
     """When (monotonic) a session whose rollout was missed is next looked for; None: not missed."""
     missed = _missed.get(thread) if thread not in _found else None
     return missed[0] if missed else None
+
+
+_day_names: dict[int, list[str]] = {}  # for the current second: the day folders to look in
+
+
+def _day_folders(moment: datetime) -> list[str]:
+    """Today's and yesterday's folders (in local time and in UTC), newest first."""
+    second = int(moment.timestamp())
+    if second not in _day_names:
+        days = {d.strftime("%Y/%m/%d") for back in range(DAYS) for d in _days(moment - timedelta(days=back))}
+        _day_names.clear()
+        _day_names[second] = sorted(days, reverse=True)
+    return _day_names[second]
 
 
 def _days(moment: datetime) -> tuple[datetime, datetime]:

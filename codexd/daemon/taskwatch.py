@@ -218,7 +218,7 @@ class Reads:
         self.grown: set[str] = set()  # tasks that wrote since they were last read
         self.touched: set[str] = set()  # tasks whose folder the watch saw removed, moved or chmod'ed
         self._behind: set[str] = set()
-        self._later: dict[str, float] = {}  # tasks to read at a time of their own (monotonic)
+        self._later: dict[str, tuple[float, str]] = {}  # task -> (when, its session): a rollout to look for
         self._read_at: dict[str, float] = {}  # when each task was last read (monotonic)
         self._all_at = 0.0
         self._folders_at = 0.0
@@ -231,21 +231,35 @@ class Reads:
     def look_for_rollout(self, task_id: str, status: TaskStatus, mono: float) -> None:
         """A session whose rollout file is not found yet is read again when its search is due,
         whether it writes or not (the rollout tells its use while a command runs)."""
-        thread = status.thread_id
-        look = rollout.next_look(thread) if thread and not status.daemon.rollout else None
+        if status.thread_id and not status.daemon.rollout:
+            self._look_later(task_id, status.thread_id, mono)
+
+    def _look_later(self, task_id: str, thread: str, mono: float) -> None:
+        look = rollout.next_look(thread)
         if look is not None:  # (the search keeps the real clock; the loop's may be a test's)
-            self._later[task_id] = mono + max(0.0, look - time.monotonic())
+            self._later[task_id] = (mono + max(0.0, look - time.monotonic()), thread)
+
+    def _looked_for(self, mono: float) -> set[str]:
+        """The tasks whose rollout a search due now found: they are read at once (a miss costs
+        only the search, not a read)."""
+        found = set()
+        for task_id, thread in [(t, thread) for t, (at, thread) in self._later.items() if at <= mono]:
+            del self._later[task_id]
+            if rollout.find(thread) is not None:
+                found.add(task_id)
+            else:
+                self._look_later(task_id, thread, mono)
+        return found
 
     @property
     def next_later(self) -> float:
-        return min(self._later.values(), default=float("inf"))
+        return min((at for at, _ in self._later.values()), default=float("inf"))
 
     def due(self, mono: float, running: Collection[str], covered: Collection[str] | None) -> set[str] | None:
         """The tasks to read now; None: all of them (no watch at all, or the slow timer)."""
         behind, self._behind = self._behind, set()
         if self._later and self.next_later <= mono:
-            behind |= {t for t, at in self._later.items() if at <= mono}
-            self._later = {t: at for t, at in self._later.items() if at > mono}
+            behind |= self._looked_for(mono)
         if covered is None or mono >= self._all_at:
             self._all_at = mono + self.read_all
             self.grown.clear()

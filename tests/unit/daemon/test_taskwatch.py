@@ -163,7 +163,7 @@ def test_a_rollout_missed_again_and_again_is_looked_for_less_and_less(tmp_path, 
         assert rollout.find("s2") is None
         waits.append(rollout._missed["s2"][1])
         rollout._missed["s2"] = (0.0, waits[-1])
-    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert waits == [2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]
 
 
 def test_with_many_busy_tasks_each_is_read_less_often_and_nothing_is_lost():
@@ -308,17 +308,27 @@ def test_a_run_that_ended_has_its_rollout_looked_for_once_more(tmp_path, monkeyp
     assert rollout.find("s3", again=True) == folder / "rollout-2026-11-26T18-00-00-s3.jsonl"
 
 
-def test_a_task_whose_rollout_is_not_found_yet_is_read_when_its_search_is_due(monkeypatch):
+def test_a_task_whose_rollout_is_not_found_yet_is_read_once_a_due_search_finds_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("CODEX_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(rollout, "_found", {})
+    monkeypatch.setattr(rollout, "_listings", {})
     monkeypatch.setattr(rollout, "_missed", {"s4": (time.monotonic() + 2.0, 2.0)})  # next look in 2 s
     status = status_from(
         b'{"task_id": "t1", "type": "generic", "status": "in_progress", "created_at": "2026-11-26T00:00:00Z",'
         b' "updated_at": "2026-11-26T00:00:00Z", "log_file": "progress.log", "thread_id": "s4"}'
     )
-    reads = taskwatch.Reads()
+    reads = taskwatch.Reads(read_all=3600.0)
     assert reads.due(100.0, ["t1"], {"t1"}) is None  # (the first round reads every task)
     reads.look_for_rollout("t1", status, 100.0)
     assert 101.9 < reads.next_later <= 102.0  # the loop wakes for it
     assert reads.due(101.0, ["t1"], {"t1"}) == set()  # silent, and its search not due yet
-    assert reads.due(102.0, ["t1"], {"t1"}) == {"t1"}  # read, writes or not
-    assert reads.due(102.5, ["t1"], {"t1"}) == set()
+    rollout._missed["s4"] = (0.0, 2.0)  # (its wait is over on the real clock too)
+    assert reads.due(102.0, ["t1"], {"t1"}) == set()  # searched, missed again: no read for that
+    assert reads.next_later > 102.0  # looked for later still
+    folder = tmp_path / "home" / "sessions" / time.strftime("%Y/%m/%d")
+    folder.mkdir(parents=True)
+    (folder / "rollout-2026-11-26T18-00-00-s4.jsonl").write_text("{}\n")
+    rollout._missed["s4"] = (0.0, 2.0)
+    monkeypatch.setattr(rollout, "_listings", {})
+    assert reads.due(reads.next_later, ["t1"], {"t1"}) == {"t1"}  # found: read at once
+    assert reads.next_later == float("inf")
