@@ -10,13 +10,14 @@ import os
 import sys
 
 APP = "codexd"
-ID_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-ID_REST = ID_FIRST | frozenset("._-")
+ID_FIRST = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+ID_REST = ID_FIRST + "._-"
 
 
 def is_task_id(text: str) -> bool:
-    """Can this name a task folder? SPEC's `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`, without `re`."""
-    return 0 < len(text) <= 128 and text[0] in ID_FIRST and all(c in ID_REST for c in text)
+    """Can this name a task folder? SPEC's `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`, without `re`.
+    (strip() takes allowed characters off both ends: any other stops it, and is left.)"""
+    return 0 < len(text) <= 128 and text[0] in ID_FIRST and not text.strip(ID_REST)
 
 
 def expand(value: str) -> str:

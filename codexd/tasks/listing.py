@@ -24,18 +24,35 @@ def named_status_files(root: str) -> list[tuple[str, bytes]]:
     for name in names:
         if not is_task_id(name):
             continue
-        folder = os.path.join(root, name)
+        folder = f"{root}/{name}"
         try:
             if is_planted(os.lstat(folder)):  # planted (a link, another user's): never read
                 found.append((name, b""))  # the full reader says why
                 continue
-            with open(os.path.join(folder, "status.json"), "rb") as f:
-                found.append((name, f.read()))
+            found.append((name, _read(f"{folder}/status.json")))
         except (FileNotFoundError, NotADirectoryError):
             continue
         except OSError:  # unreadable (permissions, a folder by that name): the full reader says so
             found.append((name, b""))
     return found
+
+
+def _read(path: str) -> bytes:
+    """A file's bytes with `os` alone: no file object (at 50,000 files, half the time)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, _CHUNK)
+        if len(data) < _CHUNK:  # a regular file read short is at its end
+            return data
+        chunks = [data]
+        while chunk := os.read(fd, _CHUNK):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+_CHUNK = 1 << 16
 
 
 def _field(data: bytes, key: bytes, end: bytes) -> bytes:
