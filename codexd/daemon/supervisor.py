@@ -301,10 +301,12 @@ class Supervisor:
         known = running.status.daemon.rollout
         if self._taskwatch is not None:  # first: a write from now on wakes the loop again
             self._taskwatch.arm(running.task_id, known)
-        more = self.runs.follow(running, now)
-        # A rollout found by this read is watched from the next, which comes at once.
-        mono = self.clock.monotonic()
-        self.reads.done(running.task_id, mono, more or running.status.daemon.rollout != known)
+        more = True  # a read that failed (a full disk, a bug: the boundary counts) is tried next round
+        try:
+            more = self.runs.follow(running, now)
+        finally:  # a rollout found by this read is watched from the next, which comes at once
+            mono = self.clock.monotonic()
+            self.reads.done(running.task_id, mono, more or running.status.daemon.rollout != known)
         if self._taskwatch is not None:
             self.reads.look_for_rollout(running.task_id, running.status, mono)
 

@@ -332,3 +332,24 @@ def test_a_task_whose_rollout_is_not_found_yet_is_read_once_a_due_search_finds_i
     monkeypatch.setattr(rollout, "_listings", {})
     assert reads.due(reads.next_later, ["t1"], {"t1"}) == {"t1"}  # found: read at once
     assert reads.next_later == float("inf")
+
+
+def test_a_read_that_failed_is_tried_again_at_the_next_round_with_no_new_write(tmp_path, monkeypatch):
+    w = WatchedWorld(tmp_path, FakeProcesses())
+    try:
+        w.submit(task_id="t1")
+        w.tick_until(lambda: w.sup._taskwatch is not None and w.sup._taskwatch.covers == {"t1"})
+        mono = w.sup.clock.monotonic()
+        assert w.sup.reads.due(mono, ["t1"], {"t1"}) == set()  # nothing written: nothing to read
+
+        def failing(running: Any, now: Any, ended: bool = False) -> bool:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(w.sup.runs, "follow", failing)
+        with pytest.raises(OSError):
+            w.sup.follow(w.sup.running["t1"], w.sup.clock.now())
+        # The watch will not say it again (nothing new is written): the loop reads it next round,
+        # and a bug met there again is counted by the boundary, not forgotten for 30 s.
+        assert w.sup.reads.due(w.sup.clock.monotonic(), ["t1"], {"t1"}) == {"t1"}
+    finally:
+        w.sup.close()
