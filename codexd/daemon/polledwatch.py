@@ -15,11 +15,10 @@ from pathlib import Path
 import structlog
 import watchfiles
 
+from codexd.daemon.taskwatch import READ_ALL, WRITTEN_BY_THE_TASK
 from codexd.daemon.watcher import WatchThread
-from codexd.tasks import store
 
 log = structlog.get_logger()
-WRITTEN_BY_THE_TASK = frozenset({store.EVENTS, store.REPORTS, store.STDERR})  # not our own files
 GROUP_MS = 100  # changes are handed over at most this long after they happened
 QUIET_MS = 20  # or once the folders have been quiet this long
 
@@ -62,7 +61,7 @@ class PolledTaskWatcher(WatchThread):
 
     NAME = "codexd-taskwatch"
     sees_folders = False
-    read_all = 5.0  # seconds between reads of every task: watchfiles may lose events unsaid
+    read_all = READ_ALL  # watchfiles may lose events unsaid: every task is read this often
 
     def __init__(
         self,

@@ -179,20 +179,20 @@ class Running:
 
     def adopt(self, proc: psutil.Process, active: float) -> None:
         """A process an earlier daemon started is this task's run now."""
-        self._proc, self._popen, self._active, self._phase = proc, None, active, Watched()
-        self.due = DUE_NOW
+        self._proc, self._popen, self._active = proc, None, active
+        self._enter(Watched())
 
     def watch(self, run: int, child: Child, active: float) -> None:
         """A new run of Codex, started by this daemon."""
-        self._run, self._popen, self._proc = run, child, None
-        self._active, self._phase, self.due = active, Watched(), DUE_NOW
+        self._run, self._popen, self._proc, self._active = run, child, None, active
+        self._enter(Watched())
 
     def moved(self, active: float) -> None:
         """It made progress (at monotonic `active`)."""
         self._active = active
 
     def stop(self, why: Why, stall: rules.Next | None = None) -> None:
-        self._phase, self.due = Stopping(why, stall), DUE_NOW
+        self._enter(Stopping(why, stall))
 
     def killing(self, killer: threading.Thread) -> None:
         self._killer = killer
@@ -202,20 +202,23 @@ class Running:
         self._proc = self._popen = None
         phase = self._phase
         if isinstance(phase, Finishing):
-            self._phase = Finishing(code, phase.stopped)
+            self._enter(Finishing(code, phase.stopped))
         else:
-            self._phase = Finishing(code, phase if isinstance(phase, Stopping) else None)
-        self.due = DUE_NOW
+            self._enter(Finishing(code, phase if isinstance(phase, Stopping) else None))
 
     def ends(self, ending: Ending) -> None:
         """An end decided with no run to judge (Codex would not start): recorded next."""
-        self._phase, self.due = Finishing(None, None, ending), DUE_NOW
+        self._enter(Finishing(None, None, ending))
 
     def wait(self, until: float) -> None:
-        self._phase, self.due = Waiting(until), DUE_NOW
+        self._enter(Waiting(until))
 
     def idle(self) -> None:
-        self._phase, self.due = Idle(), DUE_NOW
+        self._enter(Idle())
+
+    def _enter(self, phase: Phase) -> None:
+        """Every change of phase: its deadlines may be nearer now, so they are checked next round."""
+        self._phase, self.due = phase, DUE_NOW
 
 
 def folder_id(path: Path) -> tuple[int, int] | None:

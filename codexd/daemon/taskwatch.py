@@ -268,7 +268,7 @@ class Reads:
         gap = len(running) / READS
         ready = {t for t in self.grown if mono - self._read_at.get(t, float("-inf")) >= gap}
         self.grown -= ready
-        return ready | behind | {task_id for task_id in running if task_id not in covered}
+        return ready | behind | _uncovered(running, covered)
 
     def folders(
         self, mono: float, running: Collection[str], covered: Collection[str] | None, reading_all: bool
@@ -284,4 +284,8 @@ class Reads:
         self._folders_at = mono + FOLDER_CHECK
         if covered is None:
             return None
-        return touched | {task_id for task_id in running if task_id not in covered}
+        return touched | _uncovered(running, covered)
+
+
+def _uncovered(running: Collection[str], covered: Collection[str]) -> set[str]:
+    return {task_id for task_id in running if task_id not in covered}
